@@ -1,0 +1,438 @@
+"""The app's configuration: one frozen, typed, validated object built once in app.py from cdk.json context.
+
+Layout of the context object (`cdk.json` → `context.photo_labeler`):
+
+    {"name_prefix": ..., "storage": {...}, "endpoint": {...}, "upload": {...}, "<section>": {...}}
+
+Any value can be overridden on the command line with a dotted key, e.g.
+`npx cdk synth -c photo_labeler.endpoint.model_data_uri=s3://bucket/run-42/model/`.
+
+Later constructs add their own section without editing this file: decorate a frozen dataclass whose fields all
+have defaults with `@config_section("training")` in the construct's module, import that module before
+`AppConfig.from_context`, and read it with `config.section(TrainingConfig)`. Unknown keys anywhere fail synth
+with the full dotted key, so a typo is never silently ignored. Validation errors name the key
+(`ConfigError: photo_labeler.endpoint.min_capacity: must be >= 1, got 0`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from classification.contract import InvalidTaxonomy, Taxonomy
+from stacks import constants
+from stacks.lmi_image import UnsupportedImage, default_table
+
+T = TypeVar("T")
+
+_NAME_PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{1,23}$")
+_S3_PREFIX_URI_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+/)$")
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+_SNS_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+_INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+_UPLOAD_PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]+/$")
+_METRICS_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9._/#:-]{1,255}$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, of the wrong type or out of range; the message names the key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.reason = message
+
+
+def _check(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(key, message)
+
+
+# --- sections ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """The image bucket, its access-log bucket and the labels table."""
+
+    upload_prefix: str = "uploads/"  # new photos land here; only this prefix triggers labelling
+    noncurrent_version_expiration_days: int = 30  # overwritten/deleted photos are kept this long, then purged
+    access_log_retention_days: int = 365
+
+    def __post_init__(self) -> None:
+        _check(
+            bool(_UPLOAD_PREFIX_RE.match(self.upload_prefix)) and not self.upload_prefix.startswith("/"),
+            "upload_prefix",
+            f"must be an S3 key prefix ending in '/' without a leading '/', got {self.upload_prefix!r}",
+        )
+        _check(self.noncurrent_version_expiration_days >= 1, "noncurrent_version_expiration_days", "must be >= 1")
+        _check(self.access_log_retention_days >= 1, "access_log_retention_days", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """The SageMaker model, endpoint config, endpoint and its autoscaling."""
+
+    # s3://bucket/prefix/ of an uncompressed model directory (the training job's output). None: no endpoint is
+    # deployed yet; uploads wait in the queue (see UploadPathConfig) until a later deploy sets it.
+    model_data_uri: str | None = None
+    instance_type: str = "ml.g5.xlarge"
+    lmi_image_version: str = "0.38.0"  # a key of stacks/data/djl_lmi_images.json
+    min_capacity: int = 1
+    max_capacity: int = 4
+    # Target of the high-resolution ConcurrentRequestsPerModel metric: in-flight requests per instance. ~6 keeps
+    # one A10G's prefill-bound vLLM busy (the seed saturated at concurrency 8) without queueing latency.
+    target_concurrent_requests_per_model: float = 6.0
+    scale_out_cooldown_seconds: int = 60
+    scale_in_cooldown_seconds: int = 600  # slower than scale-out: a new g5 takes minutes to load the model
+    container_startup_timeout_seconds: int = 1800  # must cover LMI's option.model_loading_timeout
+    model_data_download_timeout_seconds: int = 1200  # ~15 GB of bf16 weights from S3
+
+    def __post_init__(self) -> None:
+        if self.model_data_uri is not None:
+            _check(
+                bool(_S3_PREFIX_URI_RE.match(self.model_data_uri)),
+                "model_data_uri",
+                f"must be an S3 prefix like s3://bucket/path/to/model/ (trailing /), got {self.model_data_uri!r}",
+            )
+        _check(
+            bool(_INSTANCE_TYPE_RE.match(self.instance_type)),
+            "instance_type",
+            f"must be a SageMaker instance type like ml.g5.xlarge, got {self.instance_type!r}",
+        )
+        _check(bool(self.lmi_image_version), "lmi_image_version", "must not be empty")
+        # Real-time endpoints cannot scale a variant to zero (that needs inference components).
+        _check(self.min_capacity >= 1, "min_capacity", f"must be >= 1, got {self.min_capacity}")
+        _check(
+            self.max_capacity >= self.min_capacity,
+            "max_capacity",
+            f"must be >= min_capacity ({self.min_capacity}), got {self.max_capacity}",
+        )
+        _check(
+            self.target_concurrent_requests_per_model > 0, "target_concurrent_requests_per_model", "must be > 0"
+        )
+        _check(self.scale_out_cooldown_seconds >= 0, "scale_out_cooldown_seconds", "must be >= 0")
+        _check(
+            self.scale_in_cooldown_seconds > self.scale_out_cooldown_seconds,
+            "scale_in_cooldown_seconds",
+            f"must be longer than scale_out_cooldown_seconds ({self.scale_out_cooldown_seconds}) so the fleet "
+            f"does not shrink while new instances are still loading, got {self.scale_in_cooldown_seconds}",
+        )
+        _check(
+            60 <= self.container_startup_timeout_seconds <= constants.SAGEMAKER_MAX_STARTUP_TIMEOUT_SECONDS,
+            "container_startup_timeout_seconds",
+            f"must be 60..{constants.SAGEMAKER_MAX_STARTUP_TIMEOUT_SECONDS}",
+        )
+        _check(
+            60 <= self.model_data_download_timeout_seconds <= constants.SAGEMAKER_MAX_DOWNLOAD_TIMEOUT_SECONDS,
+            "model_data_download_timeout_seconds",
+            f"must be 60..{constants.SAGEMAKER_MAX_DOWNLOAD_TIMEOUT_SECONDS}",
+        )
+
+
+@dataclass(frozen=True)
+class UploadPathConfig:
+    """S3 notification → SQS → labeller Lambda → endpoint → labels table."""
+
+    # Matched against the object key; must define a named group `hotel_id` (docs/interfaces.md).
+    hotel_id_pattern: str = r"^uploads/(?P<hotel_id>[^/]+)/"
+    confidence_threshold: float = 0.8  # below it a label is stored as NEEDS_REVIEW
+    batch_size: int = 4  # records per invocation; each may wait up to ~60 s on the endpoint
+    # Concurrent invocations = concurrent endpoint requests: keep it near max_capacity x the scaling target.
+    max_concurrency: int = 24
+    max_receive_count: int = 5  # deliveries before a message moves to the DLQ
+    function_timeout_seconds: int = 120
+    function_memory_mb: int = 1024  # also buys CPU for JPEG decode/resize
+
+    def __post_init__(self) -> None:
+        try:
+            compiled = re.compile(self.hotel_id_pattern)
+        except re.error as error:
+            raise ConfigError("hotel_id_pattern", f"is not a valid regular expression: {error}") from error
+        _check(
+            "hotel_id" in compiled.groupindex,
+            "hotel_id_pattern",
+            f"must define a named group (?P<hotel_id>...), got {self.hotel_id_pattern!r}",
+        )
+        _check(0.0 <= self.confidence_threshold <= 1.0, "confidence_threshold", "must be between 0 and 1")
+        _check(
+            1 <= self.batch_size <= constants.SQS_MAX_BATCH_SIZE,
+            "batch_size",
+            f"must be 1..{constants.SQS_MAX_BATCH_SIZE}, got {self.batch_size}",
+        )
+        _check(
+            constants.ESM_MIN_MAX_CONCURRENCY <= self.max_concurrency <= constants.ESM_MAX_MAX_CONCURRENCY,
+            "max_concurrency",
+            f"must be {constants.ESM_MIN_MAX_CONCURRENCY}..{constants.ESM_MAX_MAX_CONCURRENCY} (Lambda's limits "
+            f"for an SQS event source), got {self.max_concurrency}",
+        )
+        _check(
+            1 <= self.max_receive_count <= constants.SQS_MAX_RECEIVE_COUNT,
+            "max_receive_count",
+            f"must be 1..{constants.SQS_MAX_RECEIVE_COUNT}, got {self.max_receive_count}",
+        )
+        # The queue's visibility timeout is 6x this and SQS caps visibility at 12 h; Lambda caps at 900 s.
+        _check(
+            1 <= self.function_timeout_seconds <= constants.LAMBDA_MAX_TIMEOUT_SECONDS,
+            "function_timeout_seconds",
+            f"must be 1..{constants.LAMBDA_MAX_TIMEOUT_SECONDS}",
+        )
+        _check(
+            constants.LAMBDA_MIN_MEMORY_MB <= self.function_memory_mb <= constants.LAMBDA_MAX_MEMORY_MB,
+            "function_memory_mb",
+            f"must be {constants.LAMBDA_MIN_MEMORY_MB}..{constants.LAMBDA_MAX_MEMORY_MB}",
+        )
+
+
+# --- section registry ----------------------------------------------------------------------------------------
+
+_SECTIONS: dict[str, type] = {}
+
+
+def config_section(name: str) -> Callable[[type[T]], type[T]]:
+    """Register a frozen dataclass as the config section `name` (all fields need defaults)."""
+
+    def register(cls: type[T]) -> type[T]:
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"config section {name!r}: {cls.__name__} must be a dataclass")
+        if name in _SECTIONS and _SECTIONS[name] is not cls:
+            raise TypeError(f"config section {name!r} is already registered by {_SECTIONS[name].__name__}")
+        if name in {f.name for f in dataclasses.fields(AppConfig)}:
+            raise TypeError(f"config section {name!r} clashes with a top-level key of AppConfig")
+        _SECTIONS[name] = cls
+        return cls
+
+    return register
+
+
+def registered_sections() -> Mapping[str, type]:
+    return dict(_SECTIONS)
+
+
+# --- the app config ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Everything the app needs, validated. Build it with `AppConfig.from_context` (app.py) or directly (tests)."""
+
+    # Leave both unset for an environment-agnostic template (deploy to any region of the image table).
+    account: str | None = None
+    region: str | None = None
+    name_prefix: str = "photo-labeler"  # stack name, endpoint name and resource name prefix
+    taxonomy_file: str = "classification/taxonomy.json"  # relative to the project root; bundled into the Lambda
+    metrics_namespace: str = "HotelPhotoLabeler"  # CloudWatch namespace of the Lambda's EMF metrics
+    # Existing SNS topic for alarms; None creates an encrypted topic in the stack.
+    alarm_topic_arn: str | None = None
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    endpoint: EndpointSettings = field(default_factory=EndpointSettings)
+    upload: UploadPathConfig = field(default_factory=UploadPathConfig)
+    # Sections registered by later constructs, parsed; read them with `section()`.
+    extra_sections: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.account is not None:
+            _check(bool(_ACCOUNT_RE.match(self.account)), "account", f"must be 12 digits, got {self.account!r}")
+        if self.region is not None:
+            _check(bool(_REGION_RE.match(self.region)), "region", f"is not an AWS region name: {self.region!r}")
+        _check(
+            bool(_NAME_PREFIX_RE.match(self.name_prefix)),
+            "name_prefix",
+            f"must be 2-24 characters of a-z, 0-9 and '-', starting with a letter, got {self.name_prefix!r}",
+        )
+        _check(
+            bool(_METRICS_NAMESPACE_RE.match(self.metrics_namespace))
+            and not self.metrics_namespace.startswith("AWS/"),
+            "metrics_namespace",
+            f"must be a custom CloudWatch namespace (not AWS/...), got {self.metrics_namespace!r}",
+        )
+        if self.alarm_topic_arn is not None:
+            _check(
+                bool(_SNS_ARN_RE.match(self.alarm_topic_arn)),
+                "alarm_topic_arn",
+                f"must be an SNS topic ARN, got {self.alarm_topic_arn!r}",
+            )
+        self._check_taxonomy()
+        self._check_image()
+
+    def _check_taxonomy(self) -> None:
+        path = self.taxonomy_path
+        _check(
+            not Path(self.taxonomy_file).is_absolute() and constants.PROJECT_ROOT in path.parents,
+            "taxonomy_file",
+            f"must be a path inside the project (it is bundled into the Lambda), got {self.taxonomy_file!r}",
+        )
+        try:
+            Taxonomy.load(path)
+        except InvalidTaxonomy as error:
+            raise ConfigError("taxonomy_file", str(error)) from error
+
+    def _check_image(self) -> None:
+        table = default_table()
+        version = self.endpoint.lmi_image_version
+        try:
+            table.release(version)
+        except UnsupportedImage as error:
+            raise ConfigError("endpoint.lmi_image_version", str(error)) from error
+        if self.region is not None:
+            try:
+                table.account(version, self.region)
+            except UnsupportedImage as error:
+                raise ConfigError("region", str(error)) from error
+
+    @property
+    def taxonomy_path(self) -> Path:
+        return (constants.PROJECT_ROOT / self.taxonomy_file).resolve()
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        return Taxonomy.load(self.taxonomy_path)
+
+    def section(self, cls: type[T]) -> T:
+        """The parsed value of a section registered with `@config_section` (defaults when absent from context)."""
+        for name, registered in _SECTIONS.items():
+            if registered is cls:
+                value = self.extra_sections.get(name)
+                return value if value is not None else _build(cls, {}, f"{constants.CONTEXT_KEY}.{name}")
+        raise KeyError(f"{cls.__name__} is not a registered config section (use @config_section)")
+
+    @classmethod
+    def from_context(cls, raw: Any, overrides: Mapping[str, Any] | None = None) -> AppConfig:
+        """Parse the context object, applying `-c photo_labeler.a.b=value` overrides first."""
+        root = constants.CONTEXT_KEY
+        if raw is None:
+            raw = {}
+        if isinstance(raw, str):  # `-c photo_labeler='{"...": ...}'` arrives as a string
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError as error:
+                raise ConfigError(root, f"is not a JSON object: {error}") from error
+        if not isinstance(raw, Mapping):
+            raise ConfigError(root, f"must be an object, got {type(raw).__name__}")
+        merged = _apply_overrides(dict(raw), overrides or {})
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra_sections"}
+        sections = {name: value for name, value in merged.items() if name in _SECTIONS}
+        core = {name: value for name, value in merged.items() if name not in _SECTIONS}
+        for name in core:
+            if name not in known:
+                raise ConfigError(
+                    f"{root}.{name}",
+                    f"unknown key; expected one of {sorted(known | set(_SECTIONS))}",
+                )
+        extra = {name: _build(_SECTIONS[name], value, f"{root}.{name}") for name, value in sections.items()}
+        return _build(cls, {**core, "extra_sections": extra}, root)
+
+
+# --- generic parsing ------------------------------------------------------------------------------------------
+
+
+def _build(cls: type[T], raw: Any, path: str) -> T:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(path, f"must be an object, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{path}.{unknown[0]}", f"unknown key; expected one of {sorted(fields)}")
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name == "extra_sections":
+            values[name] = value
+            continue
+        values[name] = _convert(hints[name], value, f"{path}.{name}")
+    try:
+        return cls(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{path}.{error.key}", error.reason) from None
+
+
+class _CliString(str):
+    """A `-c key=value` string, converted to the field's type instead of being type-checked."""
+
+
+def _from_cli(hint: Any, value: _CliString, path: str) -> Any:
+    if hint is str:
+        return str(value)
+    try:
+        decoded = json.loads(value)
+    except json.JSONDecodeError:
+        raise ConfigError(
+            path, f"cannot read {str(value)!r} from the command line as {getattr(hint, '__name__', hint)}"
+        ) from None
+    return _convert(hint, decoded, path)
+
+
+def _convert(hint: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, _CliString) and value in ("null", "")):
+            return None
+        return _convert(options[0], value, path)
+    if isinstance(value, _CliString):
+        return _from_cli(hint, value, path)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, f"must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, f"must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, f"must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, f"must be a string, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(path, f"must be a list, got {value!r}")
+        (item_hint, *_rest) = typing.get_args(hint)
+        return tuple(_convert(item_hint, item, f"{path}[{i}]") for i, item in enumerate(value))
+    if origin in (dict, Mapping) or hint is Any:
+        return value
+    raise TypeError(f"{path}: unsupported config field type {hint!r}")
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge `photo_labeler.a.b=value` command-line context into the nested object.
+
+    Command-line values arrive as strings; they are converted to the field's type when parsed (`_convert`), so
+    `-c photo_labeler.endpoint.min_capacity=2` is the integer 2, `...account=012345678901` stays a string and
+    `...model_data_uri=null` is None. JSON in cdk.json is taken strictly as typed.
+    """
+    prefix = constants.CONTEXT_KEY + "."
+    for dotted, value in sorted(overrides.items()):
+        if not dotted.startswith(prefix):
+            continue
+        parts = dotted[len(prefix) :].split(".")
+        if not all(parts):
+            raise ConfigError(dotted, "is not a valid dotted key")
+        if isinstance(value, str):
+            value = _CliString(value)
+        node = raw
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = {}
+            elif not isinstance(child, Mapping):
+                raise ConfigError(
+                    prefix + ".".join(parts[: depth + 1]), "is not an object; cannot override inside it"
+                )
+            node[part] = child = dict(child)
+            node = child
+        node[parts[-1]] = value
+    return raw

@@ -1,0 +1,52 @@
+"""Literals with units, in one place. Everything a user may want to change is a config key instead (config.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONTEXT_KEY = "photo_labeler"  # the cdk.json context object that holds the whole configuration
+MODEL_CODE_DIR = PROJECT_ROOT / "model_code"
+SERVING_PROPERTIES_FILE = MODEL_CODE_DIR / "serving.properties"
+LMI_IMAGE_TABLE_FILE = Path(__file__).resolve().parent / "data" / "djl_lmi_images.json"
+
+# --- Lambda ----------------------------------------------------------------------------------------------------
+LAMBDA_SOURCE_DIR = PROJECT_ROOT / "lambda"
+LAMBDA_REQUIREMENTS_FILE = LAMBDA_SOURCE_DIR / "requirements.txt"
+CLASSIFICATION_DIR = PROJECT_ROOT / "classification"
+LAMBDA_PYTHON_VERSION = "3.12"  # the bundler fetches cp312 wheels; the runtime must match
+# manylinux_2_28 carries current Pillow wheels; manylinux2014 the pure/older ones. Both, or pip silently picks
+# an older Pillow that still has a 2014 wheel.
+LAMBDA_WHEEL_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
+LAMBDA_HANDLER = "handler.lambda_handler"  # docs/interfaces.md
+POWERTOOLS_SERVICE_NAME = "photo-labeler"  # docs/interfaces.md: the EMF dimension `service`
+LAMBDA_LOG_RETENTION_DAYS = 30
+# AWS's guidance for SQS event sources: visibility timeout >= 6x the function timeout, so a message is not
+# redelivered while a (retried) invocation may still be working on it.
+QUEUE_VISIBILITY_TIMEOUT_FACTOR = 6
+QUEUE_RETENTION_DAYS = 14  # the SQS maximum: without a model, uploads wait this long for the endpoint
+ESM_MIN_MAX_CONCURRENCY = 2  # Lambda's lower bound for an SQS event source's maximum concurrency
+ESM_MAX_MAX_CONCURRENCY = 1000  # and its upper bound
+SQS_MAX_BATCH_SIZE = 10  # without a batching window; larger batches would need one
+SQS_MAX_RECEIVE_COUNT = 1000  # SQS redrive policy limit
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
+LAMBDA_MIN_MEMORY_MB = 128
+LAMBDA_MAX_MEMORY_MB = 10240
+
+# --- SageMaker endpoint ----------------------------------------------------------------------------------------
+VARIANT_NAME = "AllTraffic"
+SAGEMAKER_MAX_STARTUP_TIMEOUT_SECONDS = 3600  # API limit of ContainerStartupHealthCheckTimeoutInSeconds
+SAGEMAKER_MAX_DOWNLOAD_TIMEOUT_SECONDS = 3600  # API limit of ModelDataDownloadTimeoutInSeconds
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+SAGEMAKER_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints"  # where the hosting agent writes container logs
+SAGEMAKER_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"  # instance/GPU metrics published with the role
+
+# --- Storage ---------------------------------------------------------------------------------------------------
+ABORT_INCOMPLETE_UPLOAD_DAYS = 7
+ACCESS_LOG_PREFIX = "image-bucket/"
+TABLE_PARTITION_KEY = "image_uri"  # docs/interfaces.md
+GSI_BY_HOTEL = "by-hotel"
+GSI_BY_STATUS = "by-status"
+
+# --- Alarms ----------------------------------------------------------------------------------------------------
+ALARM_PERIOD_SECONDS = 60

@@ -1,0 +1,269 @@
+"""The SageMaker real-time endpoint: DJL LMI + vLLM serving the fine-tuned LLaVA-NeXT, with autoscaling.
+
+Model lifecycle: CloudFormation owns the endpoint. A new model is a new `model_data_uri` in config and a
+`cdk deploy`: the model and endpoint config are replaced (they have generated names) and the endpoint is
+updated in place with SageMaker's blue/green rollout. Changing the endpoint outside CloudFormation would be
+reverted by the next deploy, so nothing else should call UpdateEndpoint.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Aws, CfnMapping, Duration, Fn, Stack, Token
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from stacks import constants, serving_properties
+from stacks.lmi_image import LmiImageTable, default_table
+from stacks.nag import acknowledge, nag_resource
+
+
+class InferenceEndpoint(Construct):
+    """Model (network-isolated, weights from an uncompressed S3 prefix) → endpoint config → endpoint."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        endpoint_name: str,
+        model_data_uri: str,
+        instance_type: str,
+        lmi_image_version: str,
+        min_capacity: int,
+        max_capacity: int,
+        target_concurrent_requests_per_model: float,
+        scale_in_cooldown_seconds: int,
+        scale_out_cooldown_seconds: int,
+        container_startup_timeout_seconds: int,
+        model_data_download_timeout_seconds: int,
+        serving_options: dict[str, str] | None = None,
+        image_table: LmiImageTable | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        options = serving_options if serving_options is not None else serving_properties.load()
+        loading_timeout = int(options.get("option.model_loading_timeout", "0"))
+        if loading_timeout > container_startup_timeout_seconds:
+            raise ValueError(
+                f"option.model_loading_timeout ({loading_timeout} s) in serving.properties exceeds "
+                f"endpoint.container_startup_timeout_seconds ({container_startup_timeout_seconds} s): SageMaker "
+                "would kill the container while LMI is still loading the model"
+            )
+        self.endpoint_name = endpoint_name
+        self.model_data_uri = model_data_uri
+        self.serving_environment: dict[str, str] = serving_properties.to_environment(options)
+        self.image_uri: str = self._image_uri(image_table or default_table(), lmi_image_version)
+        self.role: iam.Role = self._build_role(endpoint_name, model_data_uri, image_table or default_table())
+        self.model: sagemaker.CfnModel = self._build_model()
+        self.endpoint_config: sagemaker.CfnEndpointConfig = self._build_endpoint_config(
+            instance_type, min_capacity, container_startup_timeout_seconds, model_data_download_timeout_seconds
+        )
+        self.endpoint: sagemaker.CfnEndpoint = sagemaker.CfnEndpoint(
+            self,
+            "Endpoint",
+            endpoint_name=endpoint_name,
+            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+        )
+        # `Ref` of AWS::SageMaker::Endpoint is its ARN: the exact resource for sagemaker:InvokeEndpoint.
+        self.endpoint_arn: str = self.endpoint.ref
+        self.scalable_target: appscaling.ScalableTarget = self._build_autoscaling(
+            min_capacity,
+            max_capacity,
+            target_concurrent_requests_per_model,
+            scale_in_cooldown_seconds,
+            scale_out_cooldown_seconds,
+        )
+
+    def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
+        return iam.Grant.add_to_principal(
+            grantee=grantee, actions=["sagemaker:InvokeEndpoint"], resource_arns=[self.endpoint_arn]
+        )
+
+    def _image_uri(self, table: LmiImageTable, version: str) -> str:
+        release = table.release(version)
+        region = Stack.of(self).region
+        if not Token.is_unresolved(region):
+            return table.uri(version, region)  # raises UnsupportedImage naming the supported regions
+        # Environment-agnostic template: the region is only known at deploy time, so the per-region registry
+        # becomes a CloudFormation mapping. Deploying to a region outside it fails at FindInMap, before any
+        # resource is created.
+        mapping = CfnMapping(
+            self,
+            "LmiImageRegistry",
+            mapping={
+                region_name: {"account": account, "dnsSuffix": table.dns_suffixes[region_name]}
+                for region_name, account in sorted(release.registries.items())
+            },
+        )
+        return Fn.join(
+            "",
+            [
+                mapping.find_in_map(Aws.REGION, "account"),
+                ".dkr.ecr.",
+                Aws.REGION,
+                ".",
+                mapping.find_in_map(Aws.REGION, "dnsSuffix"),
+                f"/{table.repository}:{release.tag}",
+            ],
+        )
+
+    def _build_role(self, endpoint_name: str, model_data_uri: str, table: LmiImageTable) -> iam.Role:
+        stack = Stack.of(self)
+        bucket, _, key_prefix = model_data_uri.removeprefix("s3://").partition("/")
+        role = iam.Role(
+            self,
+            "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"SageMaker model {endpoint_name}: read its weights, pull the LMI image, write logs",
+        )
+        bucket_arn = stack.format_arn(service="s3", region="", account="", resource=bucket)
+        objects_arn = f"{bucket_arn}/{key_prefix}*"
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects_arn]))
+        # S3Prefix model data is listed before it is copied; the condition keeps the listing inside the prefix.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{key_prefix}*"]}},
+            )
+        )
+        # The image lives in an AWS-owned account that differs by region; the repository name is fixed.
+        repository_arn = stack.format_arn(
+            service="ecr", account="*", resource="repository", resource_name=table.repository
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                resources=[repository_arn],
+            )
+        )
+        role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
+        log_group_arn = stack.format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=f"{constants.SAGEMAKER_LOG_GROUP_PREFIX}/{endpoint_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                    "logs:DescribeLogStreams",
+                ],
+                resources=[log_group_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": constants.SAGEMAKER_METRICS_NAMESPACE}},
+            )
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken and cloudwatch:PutMetricData support no resource-level permissions; "
+            "PutMetricData is limited to SageMaker's endpoint namespace by a condition.",
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{nag_resource(self, objects_arn)}]",
+            "The model is a directory of files (S3Prefix model data); reading is limited to that one prefix.",
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{nag_resource(self, repository_arn)}]",
+            "The DJL LMI image is published by AWS from a different ECR account per region (see "
+            "stacks/data/djl_lmi_images.json); the grant is limited to that one repository name in this region.",
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{nag_resource(self, log_group_arn)}]",
+            "SageMaker names one log stream per instance and container at run time; the grant is limited to "
+            "this endpoint's own log group.",
+        )
+        return role
+
+    def _build_model(self) -> sagemaker.CfnModel:
+        model = sagemaker.CfnModel(
+            self,
+            "Model",
+            execution_role_arn=self.role.role_arn,
+            # The container reaches nothing: weights are mounted by SageMaker, the image is pulled by the agent.
+            enable_network_isolation=True,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=self.image_uri,
+                mode="SingleModel",
+                environment=self.serving_environment,
+                model_data_source=sagemaker.CfnModel.ModelDataSourceProperty(
+                    s3_data_source=sagemaker.CfnModel.S3DataSourceProperty(
+                        s3_uri=self.model_data_uri,
+                        s3_data_type="S3Prefix",
+                        # The training job writes an uncompressed directory: no 15 GB tarball to build or unpack.
+                        compression_type="None",
+                    )
+                ),
+            ),
+        )
+        # CreateModel checks the role's permissions: the role's policy (not only the role) must exist first.
+        policy = self.role.node.try_find_child("DefaultPolicy")
+        if policy is not None:
+            model.node.add_dependency(policy)
+        return model
+
+    def _build_endpoint_config(
+        self, instance_type: str, initial_count: int, startup_timeout: int, download_timeout: int
+    ) -> sagemaker.CfnEndpointConfig:
+        config = sagemaker.CfnEndpointConfig(
+            self,
+            "EndpointConfig",
+            production_variants=[
+                sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                    variant_name=constants.VARIANT_NAME,
+                    model_name=self.model.attr_model_name,
+                    instance_type=instance_type,
+                    initial_instance_count=initial_count,
+                    container_startup_health_check_timeout_in_seconds=startup_timeout,
+                    model_data_download_timeout_in_seconds=download_timeout,
+                    # Requests take ~0.7-1 s each and are prefill-bound: send each to the least busy instance
+                    # rather than at random.
+                    routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(
+                        routing_strategy="LEAST_OUTSTANDING_REQUESTS"
+                    ),
+                )
+            ],
+        )
+        acknowledge(
+            config,
+            "AwsSolutions-SM2",
+            "ml.g5 instances have local NVMe instance storage, which is encrypted by the instance's hardware "
+            "module; SageMaker rejects a KmsKeyId for instance types with local storage.",
+        )
+        return config
+
+    def _build_autoscaling(
+        self, min_capacity: int, max_capacity: int, target: float, scale_in: int, scale_out: int
+    ) -> appscaling.ScalableTarget:
+        target_resource = appscaling.ScalableTarget(
+            self,
+            "ScalableTarget",
+            service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
+            resource_id=f"endpoint/{self.endpoint.attr_endpoint_name}/variant/{constants.VARIANT_NAME}",
+            scalable_dimension=constants.SCALABLE_DIMENSION,
+            min_capacity=min_capacity,
+            max_capacity=max_capacity,
+        )
+        # ConcurrentRequestsPerModel is emitted every 10 s and counts requests in flight, which is what saturates
+        # an LLM container; InvocationsPerInstance is per minute and blind to long requests.
+        target_resource.scale_to_track_metric(
+            "ConcurrentRequestsTracking",
+            target_value=target,
+            predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_CONCURRENT_REQUESTS_PER_MODEL_HIGH_RESOLUTION,
+            scale_in_cooldown=Duration.seconds(scale_in),
+            scale_out_cooldown=Duration.seconds(scale_out),
+        )
+        return target_resource

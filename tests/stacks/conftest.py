@@ -1,0 +1,89 @@
+"""Session-scoped synth of the app with cdk.json's context (bundling skipped): one jsii warm-up per session."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Template
+
+from app import build_app
+from stacks.photo_labeler_stack import PhotoLabelerStack
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MODEL_URI = "s3://example-models/llava-run-7/model/"
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    app: cdk.App
+    stack: PhotoLabelerStack
+    template: Template
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return self.template.to_json()
+
+    def resources(self, type_name: str) -> dict[str, dict[str, Any]]:
+        return self.template.find_resources(type_name)
+
+    def only(self, type_name: str) -> dict[str, Any]:
+        found = self.resources(type_name)
+        assert len(found) == 1, f"expected one {type_name}, found {sorted(found)}"
+        return next(iter(found.values()))
+
+
+def cdk_json_context() -> dict[str, Any]:
+    return json.loads((PROJECT_ROOT / "cdk.json").read_text())["context"]
+
+
+def synth(overrides: Mapping[str, Any] | None = None) -> Synthesized:
+    """Build the app exactly as app.py does, with `-c`-style dotted overrides and bundling skipped."""
+    context = {**cdk_json_context(), "aws:cdk:bundling-stacks": [], **(overrides or {})}
+    app, stack = build_app(cdk.App(context=context))
+    return Synthesized(app=app, stack=stack, template=Template.from_stack(stack))
+
+
+@pytest.fixture(scope="session")
+def synth_app() -> Callable[[Mapping[str, Any] | None], Synthesized]:
+    return synth
+
+
+@pytest.fixture(scope="session")
+def no_model() -> Synthesized:
+    """cdk.json as committed: environment-agnostic, no model yet."""
+    return synth()
+
+
+@pytest.fixture(scope="session")
+def with_model() -> Synthesized:
+    """Environment-agnostic, with a model: the full system."""
+    return synth({"photo_labeler.endpoint.model_data_uri": MODEL_URI})
+
+
+@pytest.fixture(scope="session")
+def regional() -> Synthesized:
+    """Pinned to ap-east-1, whose LMI image lives in a non-default ECR account."""
+    return synth(
+        {
+            "photo_labeler.endpoint.model_data_uri": MODEL_URI,
+            "photo_labeler.region": "ap-east-1",
+            "photo_labeler.account": "123456789012",
+        }
+    )
+
+
+@pytest.fixture
+def tmp_cdk_out(tmp_path: Path) -> Iterator[Path]:
+    out = tmp_path / "cdk.out"
+    out.mkdir()
+    yield out

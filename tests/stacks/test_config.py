@@ -1,0 +1,194 @@
+"""The config object: cdk.json parses, every invalid value fails naming its key, sections can be added."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stacks import config as config_module
+from stacks.config import AppConfig, ConfigError, config_section
+from tests.stacks.conftest import PROJECT_ROOT, cdk_json_context
+
+
+def parse(raw: dict[str, Any] | None = None, **overrides: Any) -> AppConfig:
+    return AppConfig.from_context(raw if raw is not None else {}, overrides=overrides)
+
+
+def test_committed_cdk_json_parses_to_the_documented_defaults() -> None:
+    # Given the context committed in cdk.json
+    raw = cdk_json_context()["photo_labeler"]
+    # When it is parsed
+    config = AppConfig.from_context(raw)
+    # Then it equals the dataclass defaults (cdk.json documents them, it does not change them)
+    assert config == AppConfig()
+    assert config.endpoint.instance_type == "ml.g5.xlarge"
+    assert config.endpoint.model_data_uri is None
+    assert config.region is None and config.account is None
+
+
+def test_command_line_overrides_are_typed_like_the_field() -> None:
+    # Given `-c photo_labeler.endpoint.max_capacity=8` etc. (the CLI passes strings)
+    config = parse(
+        **{
+            "photo_labeler.endpoint.max_capacity": "8",
+            "photo_labeler.endpoint.model_data_uri": "s3://models/run-1/model/",
+            "photo_labeler.upload.confidence_threshold": "0.65",
+            "unrelated.key": "ignored",
+        }
+    )
+    # Then each value has the field's type
+    assert config.endpoint.max_capacity == 8
+    assert config.endpoint.model_data_uri == "s3://models/run-1/model/"
+    assert config.upload.confidence_threshold == 0.65
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "fragment"),
+    [
+        ({"endpoint": {"min_capacity": 0}}, "photo_labeler.endpoint.min_capacity", ">= 1"),
+        (
+            {"endpoint": {"min_capacity": 3, "max_capacity": 2}},
+            "photo_labeler.endpoint.max_capacity",
+            "min_capacity",
+        ),
+        (
+            {"endpoint": {"scale_in_cooldown_seconds": 60, "scale_out_cooldown_seconds": 60}},
+            "photo_labeler.endpoint.scale_in_cooldown_seconds",
+            "longer than",
+        ),
+        (
+            {"endpoint": {"model_data_uri": "s3://bucket/model.tar.gz"}},
+            "photo_labeler.endpoint.model_data_uri",
+            "prefix",
+        ),
+        ({"endpoint": {"model_data_uri": "https://x/y/"}}, "photo_labeler.endpoint.model_data_uri", "s3://"),
+        ({"endpoint": {"instance_type": "g5.xlarge"}}, "photo_labeler.endpoint.instance_type", "ml.g5.xlarge"),
+        ({"endpoint": {"lmi_image_version": "0.1.0"}}, "photo_labeler.endpoint.lmi_image_version", "0.38.0"),
+        ({"endpoint": {"min_capacity": "1"}}, "photo_labeler.endpoint.min_capacity", "integer"),
+        (
+            {"endpoint": {"container_startup_timeout_seconds": 7200}},
+            "photo_labeler.endpoint.container_startup_timeout_seconds",
+            "3600",
+        ),
+        ({"endpoint": {"min_capacity": True}}, "photo_labeler.endpoint.min_capacity", "integer"),
+        ({"endpoint": {"max_capcity": 2}}, "photo_labeler.endpoint.max_capcity", "unknown key"),
+        ({"endpont": {}}, "photo_labeler.endpont", "unknown key"),
+        ({"storage": {"upload_prefix": "uploads"}}, "photo_labeler.storage.upload_prefix", "ending in '/'"),
+        ({"storage": {"upload_prefix": "/uploads/"}}, "photo_labeler.storage.upload_prefix", "leading"),
+        (
+            {"upload": {"hotel_id_pattern": "^uploads/([^/]+)/"}},
+            "photo_labeler.upload.hotel_id_pattern",
+            "hotel_id",
+        ),
+        (
+            {"upload": {"hotel_id_pattern": "^uploads/(?P<hotel_id"}},
+            "photo_labeler.upload.hotel_id_pattern",
+            "regular",
+        ),
+        (
+            {"upload": {"confidence_threshold": 1.5}},
+            "photo_labeler.upload.confidence_threshold",
+            "between 0 and 1",
+        ),
+        ({"upload": {"batch_size": 11}}, "photo_labeler.upload.batch_size", "1..10"),
+        ({"upload": {"max_concurrency": 1}}, "photo_labeler.upload.max_concurrency", "2..1000"),
+        ({"upload": {"max_receive_count": 0}}, "photo_labeler.upload.max_receive_count", "1..1000"),
+        ({"upload": {"function_timeout_seconds": 901}}, "photo_labeler.upload.function_timeout_seconds", "900"),
+        ({"region": "us-east-9x"}, "photo_labeler.region", "region"),
+        ({"region": "us-isob-west-9"}, "photo_labeler.region", "not published"),
+        ({"account": "12345"}, "photo_labeler.account", "12 digits"),
+        ({"name_prefix": "Photo_Labeler"}, "photo_labeler.name_prefix", "a-z"),
+        ({"metrics_namespace": "AWS/Lambda"}, "photo_labeler.metrics_namespace", "custom"),
+        ({"alarm_topic_arn": "arn:aws:sqs:us-east-1:123456789012:q"}, "photo_labeler.alarm_topic_arn", "SNS"),
+        ({"taxonomy_file": "does/not/exist.json"}, "photo_labeler.taxonomy_file", "cannot read"),
+        ({"taxonomy_file": "/etc/passwd"}, "photo_labeler.taxonomy_file", "inside the project"),
+        ({"storage": []}, "photo_labeler.storage", "object"),
+    ],
+)
+def test_invalid_values_fail_with_a_message_naming_the_key(raw: dict[str, Any], key: str, fragment: str) -> None:
+    # When an invalid config is parsed
+    with pytest.raises(ConfigError) as caught:
+        parse(raw)
+    # Then the error names the full dotted key and says what is wrong
+    assert caught.value.key == key
+    assert str(caught.value).startswith(f"{key}: ")
+    assert fragment in str(caught.value)
+
+
+def test_a_taxonomy_the_contract_rejects_fails_synth(tmp_path: Path) -> None:
+    # Given a taxonomy file inside the project with a duplicate label
+    bad = PROJECT_ROOT / "tests" / "stacks" / f"_bad_taxonomy_{os.getpid()}.json"
+    bad.write_text(json.dumps({"labels": ["Pool", "pool"]}))
+    try:
+        with pytest.raises(ConfigError) as caught:
+            parse({"taxonomy_file": str(bad.relative_to(PROJECT_ROOT))})
+    finally:
+        bad.unlink()
+    assert caught.value.key == "photo_labeler.taxonomy_file"
+    assert "twice" in str(caught.value)
+
+
+def test_a_later_construct_adds_its_own_section_without_touching_config_py(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a section registered from another module (the training pipeline, say)
+    monkeypatch.setattr(config_module, "_SECTIONS", {})
+
+    @config_section("training")
+    @dataclass(frozen=True)
+    class TrainingConfig:
+        instance_type: str = "ml.p5.48xlarge"
+        epochs: int = 20
+
+        def __post_init__(self) -> None:
+            if self.epochs < 1:
+                raise ConfigError("epochs", "must be >= 1")
+
+    # When the context has that section, or not
+    configured = parse({"training": {"epochs": 3}})
+    defaulted = parse({})
+    # Then it is parsed and typed, defaults fill the gaps, and its errors name its keys too
+    assert configured.section(TrainingConfig) == TrainingConfig(epochs=3)
+    assert defaulted.section(TrainingConfig) == TrainingConfig()
+    with pytest.raises(ConfigError, match=r"^photo_labeler\.training\.epochs: must be >= 1"):
+        parse({"training": {"epochs": 0}})
+    with pytest.raises(ConfigError, match=r"^photo_labeler\.training\.epoch: unknown key"):
+        parse({"training": {"epoch": 3}})
+    assert parse(**{"photo_labeler.training.epochs": "5"}).section(TrainingConfig).epochs == 5
+
+
+def test_a_section_cannot_shadow_a_core_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config_module, "_SECTIONS", {})
+    with pytest.raises(TypeError, match="clashes"):
+
+        @config_section("endpoint")
+        @dataclass(frozen=True)
+        class Clash:
+            x: int = 1
+
+
+@pytest.mark.slow
+def test_app_py_reports_a_config_error_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    # Given the CLI's way of passing context to the app, with one bad value
+    context = {**cdk_json_context(), "photo_labeler.endpoint.min_capacity": "0", "aws:cdk:bundling-stacks": []}
+    env = {
+        **os.environ,
+        "CDK_CONTEXT_JSON": json.dumps(context),
+        "CDK_OUTDIR": str(tmp_path),
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    }
+    # When app.py runs
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    # Then it exits 2 with a single line naming the key, and no traceback
+    assert result.returncode == 2, result.stderr
+    assert "Invalid configuration: photo_labeler.endpoint.min_capacity: must be >= 1, got 0" in result.stderr
+    assert "Traceback" not in result.stderr

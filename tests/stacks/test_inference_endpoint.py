@@ -1,0 +1,164 @@
+"""The SageMaker model, endpoint config, endpoint and autoscaling in the synthesized template."""
+
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match
+
+from stacks import serving_properties
+from stacks.config import ConfigError
+from stacks.inference_endpoint import InferenceEndpoint
+from stacks.lmi_image import default_table
+from tests.stacks.conftest import MODEL_URI, Synthesized
+
+
+def test_no_model_means_no_endpoint_but_the_rest_deploys(no_model: Synthesized) -> None:
+    # Given the committed config (model_data_uri null)
+    # Then nothing SageMaker is created, the bucket/table/queue/function are, and an output says so
+    for type_name in ("AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Endpoint"):
+        assert no_model.resources(type_name) == {}
+    assert no_model.resources("AWS::ApplicationAutoScaling::ScalableTarget") == {}
+    no_model.template.resource_count_is("AWS::S3::Bucket", 2)
+    no_model.template.resource_count_is("AWS::DynamoDB::Table", 1)
+    no_model.template.has_output("EndpointDeployed", {"Value": "false"})
+
+
+def test_container_gets_exactly_the_serving_properties_as_option_env(with_model: Synthesized) -> None:
+    model = with_model.only("AWS::SageMaker::Model")
+    expected = serving_properties.to_environment(serving_properties.load())
+    assert model["Properties"]["PrimaryContainer"]["Environment"] == expected
+
+
+def test_model_is_network_isolated_and_served_from_an_uncompressed_prefix(with_model: Synthesized) -> None:
+    with_model.template.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "EnableNetworkIsolation": True,
+            "PrimaryContainer": {
+                "Mode": "SingleModel",
+                "ModelDataSource": {
+                    "S3DataSource": {"S3Uri": MODEL_URI, "S3DataType": "S3Prefix", "CompressionType": "None"}
+                },
+            },
+        },
+    )
+
+
+def test_environment_agnostic_image_is_resolved_by_a_region_mapping(with_model: Synthesized) -> None:
+    # Given no region in config, the image account comes from a CfnMapping keyed by AWS::Region
+    mappings = with_model.json["Mappings"]
+    (registry,) = [m for name, m in mappings.items() if "LmiImageRegistry" in name]
+    table = default_table().release("0.38.0")
+    assert {region: entry["account"] for region, entry in registry.items()} == table.registries
+    assert registry["cn-northwest-1"]["dnsSuffix"] == "amazonaws.com.cn"
+    image = with_model.only("AWS::SageMaker::Model")["Properties"]["PrimaryContainer"]["Image"]
+    rendered = json.dumps(image)
+    assert '"Fn::FindInMap"' in rendered and '"Ref": "AWS::Region"' in rendered
+    assert rendered.endswith('"/djl-inference:0.38.0-lmi29.0.0-cu130"]]}')
+
+
+def test_regional_stack_uses_that_regions_ecr_account(regional: Synthesized) -> None:
+    regional.template.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "PrimaryContainer": {
+                "Image": "871362719292.dkr.ecr.ap-east-1.amazonaws.com/djl-inference:0.38.0-lmi29.0.0-cu130"
+            }
+        },
+    )
+    assert "Mappings" not in regional.json
+
+
+def test_region_outside_the_image_table_fails_synth_naming_the_key(synth_app) -> None:
+    with pytest.raises(ConfigError, match=r"^photo_labeler\.region: DJL LMI 0\.38\.0 is not published"):
+        synth_app({"photo_labeler.region": "us-isob-west-1"})
+
+
+def test_endpoint_config_runs_g5_xlarge_with_timeouts_covering_model_loading(with_model: Synthesized) -> None:
+    loading = int(serving_properties.load()["option.model_loading_timeout"])
+    variant = with_model.only("AWS::SageMaker::EndpointConfig")["Properties"]["ProductionVariants"][0]
+    assert variant["InstanceType"] == "ml.g5.xlarge"
+    assert variant["InitialInstanceCount"] == 1
+    assert variant["ContainerStartupHealthCheckTimeoutInSeconds"] >= loading
+    assert variant["ModelDataDownloadTimeoutInSeconds"] == 1200
+    assert variant["RoutingConfig"] == {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}
+    with_model.template.has_resource_properties(
+        "AWS::SageMaker::Endpoint", {"EndpointName": "photo-labeler-llava"}
+    )
+
+
+def test_model_loading_timeout_longer_than_the_health_check_fails_synth() -> None:
+    stack = cdk.Stack(cdk.App())
+    with pytest.raises(ValueError, match=r"model_loading_timeout \(2000 s\).*container_startup_timeout_seconds"):
+        InferenceEndpoint(
+            stack,
+            "Inference",
+            endpoint_name="e",
+            model_data_uri=MODEL_URI,
+            instance_type="ml.g5.xlarge",
+            lmi_image_version="0.38.0",
+            min_capacity=1,
+            max_capacity=2,
+            target_concurrent_requests_per_model=4,
+            scale_in_cooldown_seconds=300,
+            scale_out_cooldown_seconds=60,
+            container_startup_timeout_seconds=1800,
+            model_data_download_timeout_seconds=600,
+            serving_options={"option.model_loading_timeout": "2000"},
+        )
+
+
+def test_autoscaling_tracks_high_resolution_concurrency_and_scales_in_slower(with_model: Synthesized) -> None:
+    with_model.template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {
+            "ServiceNamespace": "sagemaker",
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+            "MinCapacity": 1,
+            "MaxCapacity": 4,
+            "ResourceId": {
+                "Fn::Join": [
+                    "",
+                    ["endpoint/", {"Fn::GetAtt": [Match.any_value(), "EndpointName"]}, "/variant/AllTraffic"],
+                ]
+            },
+        },
+    )
+    policy = with_model.only("AWS::ApplicationAutoScaling::ScalingPolicy")["Properties"]
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["PredefinedMetricSpecification"] == {
+        "PredefinedMetricType": "SageMakerVariantConcurrentRequestsPerModelHighResolution"
+    }
+    assert tracking["TargetValue"] == 6
+    assert tracking["ScaleInCooldown"] > tracking["ScaleOutCooldown"]
+
+
+def test_model_role_reads_only_the_model_prefix_and_pulls_only_the_lmi_repository(with_model: Synthesized) -> None:
+    (role_id,) = [
+        name
+        for name, role in with_model.resources("AWS::IAM::Role").items()
+        if "sagemaker.amazonaws.com" in json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
+    ]
+    (policy,) = [
+        p
+        for p in with_model.resources("AWS::IAM::Policy").values()
+        if p["Properties"]["Roles"] == [{"Ref": role_id}]
+    ]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    by_action = {json.dumps(s["Action"]): s for s in statements}
+    get_object = by_action['"s3:GetObject"']
+    assert json.dumps(get_object["Resource"]).endswith('":s3:::example-models/llava-run-7/model/*"]]}')
+    assert by_action['"s3:ListBucket"']["Condition"] == {"StringLike": {"s3:prefix": ["llava-run-7/model/*"]}}
+    ecr = next(s for s in statements if "ecr:BatchGetImage" in s["Action"])
+    assert json.dumps(ecr["Resource"]).endswith(':*:repository/djl-inference"]]}')
+    # Nothing else is granted on every resource except the two actions that have no resource level.
+    wildcard = sorted(
+        action
+        for s in statements
+        if s["Resource"] == "*"
+        for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    )
+    assert wildcard == ["cloudwatch:PutMetricData", "ecr:GetAuthorizationToken"]

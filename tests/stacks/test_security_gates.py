@@ -1,0 +1,109 @@
+"""Gates: cdk-nag AwsSolutions (with a negative control), cfn-lint, and synth without AWS or credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_s3 as s3
+from cdk_nag import AwsSolutionsChecks
+
+from tests.stacks.conftest import MODEL_URI, PROJECT_ROOT, Synthesized, cdk_json_context
+
+
+@pytest.mark.parametrize("variant", ["no_model", "with_model", "regional"])
+def test_cdk_nag_finds_nothing_unacknowledged(variant: str, request: pytest.FixtureRequest) -> None:
+    synthesized: Synthesized = request.getfixturevalue(variant)
+    violations = AwsSolutionsChecks().validate_scope(synthesized.stack).violations
+    assert [v.rule_name for v in violations] == []
+
+
+def test_negative_control_the_nag_gate_catches_a_bare_bucket() -> None:
+    # Given a stack with a bucket that has none of our settings
+    stack = cdk.Stack(cdk.App(), "Bare")
+    s3.Bucket(stack, "Bare")
+    # Then the same check reports it (so an empty report above means something)
+    rules = {v.rule_name for v in AwsSolutionsChecks().validate_scope(stack).violations}
+    assert {"AwsSolutions-S1", "AwsSolutions-S10"} <= rules
+
+
+def _cfn_lint(template: dict, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(template))
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), "--format", "parseable", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["no_model", "with_model", "regional"])
+def test_cfn_lint_reports_no_errors(variant: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    synthesized: Synthesized = request.getfixturevalue(variant)
+    result = _cfn_lint(synthesized.json, tmp_path)
+    # Exit code: bit 1 = fatal, 2 = errors, 4 = warnings, 8 = informational; the README lists the warnings.
+    assert result.returncode & ~(4 | 8) == 0, result.stdout + result.stderr
+    assert "template.json" in result.stdout or result.returncode == 0  # cfn-lint really ran on the file
+
+
+def test_negative_control_cfn_lint_catches_a_bad_instance_type(with_model: Synthesized, tmp_path: Path) -> None:
+    template = json.loads(json.dumps(with_model.json))
+    config = next(r for r in template["Resources"].values() if r["Type"] == "AWS::SageMaker::EndpointConfig")
+    config["Properties"]["ProductionVariants"][0]["InstanceType"] = "ml.g5.xlargee"
+    result = _cfn_lint(template, tmp_path)
+    assert result.returncode & 2, result.stdout + result.stderr
+    assert "ml.g5.xlargee" in result.stdout
+
+
+@pytest.mark.slow
+def test_synth_makes_no_aws_call_and_needs_no_credentials(tmp_path: Path) -> None:
+    # Given no credentials at all, no instance metadata, and every socket connection refused in the app process
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(
+        "import socket\n"
+        "def _refuse(self, address, *a, **k):\n"
+        "    if self.family in (socket.AF_INET, socket.AF_INET6):\n"
+        "        raise OSError(f'network access during synth: {address}')\n"
+        "    return _connect(self, address, *a, **k)\n"
+        "_connect = socket.socket.connect\n"
+        "socket.socket.connect = _refuse\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        {
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "PYTHONPATH": f"{guard}{os.pathsep}{PROJECT_ROOT}",
+            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+            # How the CDK CLI hands context and the output folder to the app.
+            "CDK_CONTEXT_JSON": json.dumps(
+                {
+                    **cdk_json_context(),
+                    "photo_labeler.endpoint.model_data_uri": MODEL_URI,
+                    "aws:cdk:bundling-stacks": [],
+                }
+            ),
+            "CDK_OUTDIR": str(tmp_path / "cdk.out"),
+        }
+    )
+    # When app.py synthesizes
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    # Then it succeeds, writes the template, and asks for no context lookups (which would need AWS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "cdk.out" / "manifest.json").read_text())
+    assert "missing" not in manifest
+    template = json.loads((tmp_path / "cdk.out" / "photo-labeler.template.json").read_text())
+    assert any(r["Type"] == "AWS::SageMaker::Endpoint" for r in template["Resources"].values())

@@ -1,0 +1,157 @@
+"""S3 notification → SQS (+DLQ) → Lambda: wiring, settings from config, least privilege, alarm."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk.assertions import Match
+
+from tests.stacks.conftest import Synthesized
+
+
+def _function(s: Synthesized) -> dict[str, Any]:
+    (function,) = [
+        f
+        for f in s.resources("AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "handler.lambda_handler"
+    ]
+    return function["Properties"]
+
+
+def _function_statements(s: Synthesized) -> list[dict[str, Any]]:
+    (policy,) = [
+        p
+        for p in s.resources("AWS::IAM::Policy").values()
+        if json.dumps(p["Properties"]["Roles"]).count("UploadPathFunctionRole") == 1
+    ]
+    return policy["Properties"]["PolicyDocument"]["Statement"]
+
+
+def test_queue_and_dlq_are_kms_encrypted_tls_only_and_redrive_after_max_receive_count(
+    no_model: Synthesized,
+) -> None:
+    queues = no_model.resources("AWS::SQS::Queue")
+    assert len(queues) == 2
+    for queue in queues.values():
+        assert "KmsMasterKeyId" in queue["Properties"]
+        assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    (main,) = [q["Properties"] for q in queues.values() if "RedrivePolicy" in q["Properties"]]
+    assert main["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert main["VisibilityTimeout"] == 6 * _function(no_model)["Timeout"]
+    for policy in no_model.resources("AWS::SQS::QueuePolicy").values():
+        assert any(
+            s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+            for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        )
+
+
+def test_only_objects_created_under_the_upload_prefix_are_queued(no_model: Synthesized) -> None:
+    notification = no_model.only("Custom::S3BucketNotifications")["Properties"]["NotificationConfiguration"]
+    (config,) = notification["QueueConfigurations"]
+    assert config["Events"] == ["s3:ObjectCreated:*"]
+    assert config["Filter"] == {"Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"}]}}
+
+
+def test_function_runtime_handler_and_environment_follow_the_interface(with_model: Synthesized) -> None:
+    function = _function(with_model)
+    assert function["Runtime"] == "python3.12"
+    assert function["Architectures"] == ["x86_64"]
+    assert function["Timeout"] == 120
+    assert function["MemorySize"] == 1024
+    env = function["Environment"]["Variables"]
+    assert set(env) == {
+        "TABLE_NAME",
+        "ENDPOINT_NAME",
+        "MODEL_ID",
+        "CONFIDENCE_THRESHOLD",
+        "HOTEL_ID_PATTERN",
+        "UPLOAD_PREFIX",
+        "TAXONOMY_FILE",
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+    }
+    assert env["ENDPOINT_NAME"] == "photo-labeler-llava"
+    assert env["MODEL_ID"] == "s3://example-models/llava-run-7/model/"
+    assert env["CONFIDENCE_THRESHOLD"] == "0.8"
+    assert env["HOTEL_ID_PATTERN"] == "^uploads/(?P<hotel_id>[^/]+)/"
+    assert env["TAXONOMY_FILE"] == "classification/taxonomy.json"
+    assert env["POWERTOOLS_SERVICE_NAME"] == "photo-labeler"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "HotelPhotoLabeler"
+
+
+def test_event_source_reports_partial_failures_with_configured_batch_and_concurrency(
+    with_model: Synthesized,
+) -> None:
+    with_model.template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "BatchSize": 4,
+            "ScalingConfig": {"MaximumConcurrency": 24},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "Enabled": True,
+        },
+    )
+
+
+def test_without_a_model_uploads_wait_in_the_queue(no_model: Synthesized) -> None:
+    no_model.template.has_resource_properties("AWS::Lambda::EventSourceMapping", {"Enabled": False})
+    assert _function(no_model)["Environment"]["Variables"]["MODEL_ID"] == "none"
+    assert not any("sagemaker" in json.dumps(s["Action"]) for s in _function_statements(no_model))
+
+
+def test_function_invokes_only_this_endpoint_reads_only_uploads_writes_only_this_table(
+    with_model: Synthesized,
+) -> None:
+    statements = _function_statements(with_model)
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    # No wildcard actions and no resource "*" anywhere.
+    assert not any("*" in action for action in actions)
+    assert not any(s["Resource"] == "*" for s in statements)
+    (endpoint_id,) = with_model.resources("AWS::SageMaker::Endpoint")
+    invoke = next(s for s in statements if s["Action"] == "sagemaker:InvokeEndpoint")
+    assert invoke["Resource"] == {"Ref": endpoint_id}
+    read = next(s for s in statements if s["Action"] == ["s3:GetObject", "s3:GetObjectVersion"])
+    assert json.dumps(read["Resource"]).endswith('"/uploads/*"]]}')
+    listing = next(s for s in statements if s["Action"] == "s3:ListBucket")
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["uploads/*"]}}
+    (table_id,) = with_model.resources("AWS::DynamoDB::Table")
+    table = next(s for s in statements if "dynamodb:PutItem" in s["Action"])
+    assert sorted(table["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    assert table["Resource"] == {"Fn::GetAtt": [table_id, "Arn"]}
+    # Nothing that deletes, scans or queries.
+    assert not actions & {
+        "dynamodb:DeleteItem",
+        "dynamodb:Scan",
+        "dynamodb:Query",
+        "s3:PutObject",
+        "s3:DeleteObject",
+    }
+
+
+def test_dlq_depth_alarm_notifies_the_alarm_topic(no_model: Synthesized) -> None:
+    (topic_id,) = no_model.resources("AWS::SNS::Topic")
+    no_model.template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "ApproximateNumberOfMessagesVisible",
+            "Namespace": "AWS/SQS",
+            "Threshold": 0,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "AlarmActions": [{"Ref": topic_id}],
+            "Dimensions": [
+                {
+                    "Name": "QueueName",
+                    "Value": {"Fn::GetAtt": [Match.string_like_regexp("DeadLetterQueue"), "QueueName"]},
+                }
+            ],
+        },
+    )
+    no_model.template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+
+
+def test_an_existing_alarm_topic_is_used_instead_of_creating_one(synth_app) -> None:
+    arn = "arn:aws:sns:eu-west-1:123456789012:ops-alarms"
+    s = synth_app({"photo_labeler.alarm_topic_arn": arn})
+    assert s.resources("AWS::SNS::Topic") == {}
+    s.template.has_resource_properties("AWS::CloudWatch::Alarm", {"AlarmActions": [arn]})
