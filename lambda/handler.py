@@ -1,0 +1,165 @@
+"""Powertools adapter of the labeller: SQS batches of S3 notifications, and Step Functions backfill batches.
+
+All decisions live in labeler_core; this module parses events, wires the boto3-backed data access, and turns
+outcomes into logs (image URI on every line) and EMF metrics (names in docs/interfaces.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from labeler_aws import ENDPOINT_CLIENT_CONFIG, DynamoLabelStore, S3ObjectStore, SageMakerEndpoint
+from labeler_core import (
+    BACKFILL_TIME_MARGIN_MS,
+    BackfillBatch,
+    ConfigError,
+    Labeler,
+    LabelerConfig,
+    ObjectRef,
+    Outcome,
+    Status,
+    TransientFault,
+    parse_s3_notification,
+)
+
+logger = Logger()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+_STATUS_METRICS = {
+    Status.LABELED: "PhotosLabeled",
+    Status.NEEDS_REVIEW: "PhotosNeedsReview",
+    Status.REJECTED: "PhotosRejected",
+    Status.MISSING: "PhotosSkipped",  # consumed without a label, like the skips; the status is in the table
+    Status.SKIPPED: "PhotosSkipped",
+}
+
+
+class TransientBatchError(Exception):
+    """Some backfill items hit a transient fault (or were not reached): the map's Retry re-runs the batch."""
+
+
+@cache
+def get_labeler() -> Labeler:
+    """Built on first use (not at import) so tests and the cold start read the final environment."""
+    missing = [name for name in ("TABLE_NAME", "ENDPOINT_NAME", "MODEL_ID") if not os.environ.get(name)]
+    if missing:
+        raise ConfigError(f"environment variables not set: {', '.join(missing)}")
+    config = LabelerConfig.from_env(os.environ)
+    session = boto3.session.Session()
+    return Labeler(
+        config,
+        objects=S3ObjectStore(session.client("s3")),
+        endpoint=SageMakerEndpoint(
+            session.client("sagemaker-runtime", config=ENDPOINT_CLIENT_CONFIG), os.environ["ENDPOINT_NAME"]
+        ),
+        labels=DynamoLabelStore(session.client("dynamodb"), os.environ["TABLE_NAME"]),
+    )
+
+
+def label_one(ref: ObjectRef, *, reclassify: bool = False) -> Outcome:
+    """Process one object with its URI on every log line; re-raises what must be retried."""
+    logger.append_keys(image_uri=ref.image_uri)
+    try:
+        try:
+            outcome = get_labeler().process(ref, reclassify=reclassify)
+        except TransientFault as error:
+            metrics.add_metric(name="TransientFailures", unit=MetricUnit.Count, value=1)
+            logger.warning("transient failure, will be retried", extra={"error": str(error)})
+            raise
+        except Exception:
+            metrics.add_metric(name="TransientFailures", unit=MetricUnit.Count, value=1)
+            logger.exception("unexpected failure, will be retried")
+            raise
+        _emit(outcome)
+        return outcome
+    finally:
+        logger.remove_keys(["image_uri"])
+
+
+def _emit(outcome: Outcome) -> None:
+    metrics.add_metric(name=_STATUS_METRICS[outcome.status], unit=MetricUnit.Count, value=1)
+    if outcome.endpoint_ms is not None:
+        metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=outcome.endpoint_ms)
+    if outcome.label is not None and outcome.status in (Status.LABELED, Status.NEEDS_REVIEW):
+        # Its own EMF blob: a `label` dimension on the shared metrics object would split every other metric.
+        with single_metric(
+            name="PhotosByLabel",
+            unit=MetricUnit.Count,
+            value=1,
+            default_dimensions={"service": metrics.service or "photo-labeler"},
+        ) as metric:
+            metric.add_dimension(name="label", value=outcome.label)
+    logger.info(
+        "photo processed",
+        extra={
+            "status": outcome.status.value,
+            "label": outcome.label,
+            "confidence": outcome.confidence,
+            "reason": outcome.reason,
+            "endpoint_ms": outcome.endpoint_ms,
+        },
+    )
+
+
+def record_handler(record: SQSRecord) -> None:
+    """One SQS message = one S3 notification (usually one object); raising fails only this message."""
+    refs = parse_s3_notification(record.body)
+    if not refs:
+        logger.info("no ObjectCreated record (s3:TestEvent or another event type): consumed")
+        metrics.add_metric(name="PhotosSkipped", unit=MetricUnit.Count, value=1)
+        return
+    for ref in refs:
+        label_one(ref)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def backfill_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    """Label a Distributed Map batch; counts per status, or TransientBatchError after the whole batch."""
+    batch = BackfillBatch.parse(event)
+    for reason in batch.invalid:
+        logger.error("backfill item refused", extra={"reason": reason})
+    counts: Counter[str] = Counter()
+    for position, ref in enumerate(batch.refs):
+        # Always make progress (first item), then stop while a worst-case item still fits the invocation.
+        if position > 0 and context.get_remaining_time_in_millis() < BACKFILL_TIME_MARGIN_MS:
+            counts["deferred"] = len(batch.refs) - position
+            break
+        try:
+            outcome = label_one(ref, reclassify=batch.reclassify)
+        except Exception:
+            counts["transient"] += 1
+            continue
+        counts[outcome.status.value.lower()] += 1
+    summary = {
+        "items": len(batch.refs) + len(batch.invalid),
+        "invalid": len(batch.invalid),
+        **{status.value.lower(): counts[status.value.lower()] for status in Status},
+        "transient": counts["transient"],
+        "deferred": counts["deferred"],
+    }
+    logger.info("backfill batch done", extra={"summary": summary, "reclassify": batch.reclassify})
+    if summary["transient"] or summary["deferred"]:
+        raise TransientBatchError(
+            f"{summary['transient']} item(s) hit a transient fault and {summary['deferred']} were not reached; "
+            f"summary {summary}"
+        )
+    return summary

@@ -1,0 +1,164 @@
+"""Data access for the labeller: S3, the SageMaker endpoint and the labels table behind labeler_core's protocols.
+
+This is the only module that knows botocore's error shapes; it turns them into the core's vocabulary
+(ObjectMissing, ObjectSuperseded, TransientFault, "not written").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from labeler_core import ObjectMissing, ObjectSuperseded, StoredObject, TransientFault, clean_etag
+
+# SageMaker real-time invocations end at 60 s server-side; waiting longer only holds the Lambda. Two attempts
+# absorb a brief throttle in-process (cheaper than an SQS redelivery after the visibility timeout), and bound one
+# record's worst case to ~2 x 65 s. Everything else is retried by SQS.
+ENDPOINT_CLIENT_CONFIG = Config(
+    connect_timeout=5, read_timeout=60, retries={"mode": "standard", "total_max_attempts": 2}
+)
+# A missing key answers 404 only when the role may list the bucket; without s3:ListBucket S3 answers 403, which is
+# treated as transient (message ends in the DLQ) rather than silently recorded as MISSING.
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_SUPERSEDED_CODES = frozenset({"PreconditionFailed", "412"})
+
+
+def _error_text(error: Exception) -> str:
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return f"{info.get('Code', 'Unknown')} (HTTP {status}): {info.get('Message', '')}"[:500]
+    return f"{type(error).__name__}: {error}"[:500]
+
+
+class S3ObjectStore:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def get(self, bucket: str, key: str, *, if_match: str | None, max_bytes: int) -> StoredObject:
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if if_match:
+            params["IfMatch"] = f'"{if_match}"'
+        try:
+            response = self._client.get_object(**params)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in _MISSING_CODES:
+                raise ObjectMissing(key) from error
+            if code in _SUPERSEDED_CODES:
+                raise ObjectSuperseded(key) from error
+            raise TransientFault(f"S3 GetObject failed: {_error_text(error)}") from error
+        except BotoCoreError as error:
+            raise TransientFault(f"S3 GetObject failed: {_error_text(error)}") from error
+        size = int(response.get("ContentLength", 0))
+        stream = response["Body"]
+        try:
+            body = stream.read() if size <= max_bytes else None
+        except (BotoCoreError, OSError) as error:
+            raise TransientFault(f"S3 read of {key} failed: {_error_text(error)}") from error
+        finally:
+            stream.close()
+        return StoredObject(
+            body=body,
+            size=size,
+            etag=clean_etag(response.get("ETag")) or "",
+            version_id=response.get("VersionId") if response.get("VersionId") not in (None, "null") else None,
+            last_modified=response["LastModified"],
+        )
+
+
+class SageMakerEndpoint:
+    def __init__(self, client: Any, endpoint_name: str) -> None:
+        self._client = client
+        self._endpoint_name = endpoint_name
+
+    def invoke(self, body: bytes) -> bytes:
+        try:
+            response = self._client.invoke_endpoint(
+                EndpointName=self._endpoint_name,
+                ContentType="application/json",
+                Accept="application/json",
+                Body=body,
+            )
+            return response["Body"].read()
+        except (ClientError, BotoCoreError) as error:
+            # Throttling, ModelNotReady, 5xx, ModelError and timeouts are all retried; a permanent
+            # misconfiguration (endpoint gone) therefore ends in the DLQ, where the alarm surfaces it.
+            raise TransientFault(f"InvokeEndpoint failed: {_error_text(error)}") from error
+
+
+# The newest version wins; the same version is rewritten only while it lacks a final result or when another
+# model produced it (reclassify). See labeler_core's docstring for the reasoning.
+RESULT_CONDITION = (
+    "attribute_not_exists(image_uri) OR attribute_not_exists(source_last_modified)"
+    " OR source_last_modified < :lm"
+    " OR (source_last_modified = :lm AND etag <> :etag)"
+    " OR (source_last_modified = :lm AND etag = :etag AND (NOT #status IN ({finals}) OR model <> :model))"
+)
+
+
+class DynamoLabelStore:
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._client = client
+        self._table_name = table_name
+        self._serializer = TypeSerializer()
+        self._deserializer = TypeDeserializer()
+
+    def get(self, image_uri: str) -> Mapping[str, Any] | None:
+        try:
+            response = self._client.get_item(
+                TableName=self._table_name, Key={"image_uri": {"S": image_uri}}, ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise TransientFault(f"DynamoDB GetItem failed: {_error_text(error)}") from error
+        item = response.get("Item")
+        return {k: self._deserializer.deserialize(v) for k, v in item.items()} if item else None
+
+    def put_result(self, item: Mapping[str, Any], *, final_statuses: tuple[str, ...]) -> bool:
+        placeholders = {f":final{i}": {"S": status} for i, status in enumerate(final_statuses)}
+        values = {
+            ":lm": {"S": item["source_last_modified"]},
+            ":etag": {"S": item["etag"]},
+            ":model": {"S": item["model"]},
+            **placeholders,
+        }
+        condition = RESULT_CONDITION.format(finals=", ".join(placeholders))
+        return self._put(item, condition, values, names={"#status": "status"})
+
+    def put_missing(self, item: Mapping[str, Any]) -> bool:
+        return self._put(item, "attribute_not_exists(image_uri)", None, names=None)
+
+    def _put(
+        self,
+        item: Mapping[str, Any],
+        condition: str,
+        values: dict[str, Any] | None,
+        names: dict[str, str] | None,
+    ) -> bool:
+        params: dict[str, Any] = {
+            "TableName": self._table_name,
+            "Item": {k: self._serializer.serialize(_dynamo_value(v)) for k, v in item.items() if v is not None},
+            "ConditionExpression": condition,
+        }
+        if values:
+            params["ExpressionAttributeValues"] = values
+        if names:
+            params["ExpressionAttributeNames"] = names
+        try:
+            self._client.put_item(**params)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise TransientFault(f"DynamoDB PutItem failed: {_error_text(error)}") from error
+        except BotoCoreError as error:
+            raise TransientFault(f"DynamoDB PutItem failed: {_error_text(error)}") from error
+        return True
+
+
+def _dynamo_value(value: Any) -> Any:
+    # DynamoDB numbers must be Decimal; str() keeps the float's shortest repr instead of binary noise.
+    return Decimal(str(value)) if isinstance(value, float) else value

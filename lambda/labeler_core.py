@@ -1,0 +1,425 @@
+"""The labeller's logic: one S3 object in, at most one labels-table write out. No boto3 here.
+
+Storage, endpoint and table are injected behind the small protocols below (labeler_aws.py implements them
+with boto3; the tests use moto through the same classes), so every rule of the upload path is testable as plain
+Python and the Powertools adapter (handler.py) stays a thin shell.
+
+Statuses written to the table (one item per `s3://bucket/key`):
+- LABELED       the model named a taxonomy label with confidence >= the threshold.
+- NEEDS_REVIEW  a taxonomy label, but confidence below the threshold or no logprobs in the answer.
+- REJECTED      the object cannot be a model input (not an image, corrupt, too large, ...); `reason` says why.
+- MISSING       the notification named an object that no longer exists; only written when the table has
+                nothing for that URI yet (a deletion never erases an earlier label).
+Outcomes that write nothing: SKIPPED (outside the upload prefix, same version already final, replaced by a newer
+version before it was read, or a concurrent duplicate won the conditional write).
+
+Ordering and idempotency: an item remembers the version it describes (`etag`, `version_id`,
+`source_last_modified`). The object is read with `If-Match: <etag of the notification>`, so a late or
+duplicate notification for a replaced version reads nothing; the conditional write accepts only a strictly newer
+`source_last_modified`, a different version of the same second, or the same version whose result is not yet
+final (or was produced by another model, for `reclassify`). Known limit: two versions uploaded within the same
+second *and* processed concurrently can leave the older one's label (S3's LastModified has 1-s resolution).
+
+Faults: anything transient (endpoint throttling/5xx/timeouts/model loading, S3 or DynamoDB errors) and an answer
+outside the taxonomy (a model fault, not an input fault) raise, so SQS redelivers the message and, after
+maxReceiveCount, moves it to the DLQ. Nothing is written for them, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote_plus
+
+from classification.contract import DEFAULT_TAXONOMY_PATH, InvalidAnswer, Taxonomy
+from classification.images import DEFAULT_MAX_PIXELS, MAX_SIDE, InvalidImage, normalize
+
+# Objects larger than this are rejected without being downloaded: the Lambda holds the whole file in memory and
+# no camera photo comes near it (a 50-MP JPEG is ~25 MB).
+MAX_OBJECT_BYTES = 50 * 1024 * 1024
+DEFAULT_CONFIDENCE_THRESHOLD = 0.5
+DEFAULT_HOTEL_ID_PATTERN = r"^[^/]+/(?P<hotel_id>[^/]+)/"  # uploads/<hotel_id>/<file>
+DEFAULT_UPLOAD_PREFIX = "uploads/"
+
+
+class Status(StrEnum):
+    LABELED = "LABELED"
+    NEEDS_REVIEW = "NEEDS_REVIEW"
+    REJECTED = "REJECTED"
+    MISSING = "MISSING"
+    SKIPPED = "SKIPPED"  # an outcome only: never written to the table
+
+
+FINAL_STATUSES = frozenset({Status.LABELED, Status.NEEDS_REVIEW, Status.REJECTED})
+# Results a new model can change; a REJECTED photo stays rejected whatever the model.
+RECLASSIFIABLE_STATUSES = frozenset({Status.LABELED, Status.NEEDS_REVIEW})
+
+
+class TransientFault(Exception):
+    """A fault worth retrying later (throttling, 5xx, timeout, model loading, a malformed answer)."""
+
+
+class ObjectMissing(Exception):
+    """The object no longer exists."""
+
+
+class ObjectSuperseded(Exception):
+    """The object was replaced since the notification (its ETag no longer matches)."""
+
+
+class ConfigError(ValueError):
+    """The function's environment cannot configure the labeller."""
+
+
+# -- the injected boundaries --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    body: bytes | None  # None when the object exceeds max_bytes (not downloaded)
+    size: int
+    etag: str  # without quotes
+    version_id: str | None
+    last_modified: datetime
+
+
+class ObjectStore(Protocol):
+    def get(self, bucket: str, key: str, *, if_match: str | None, max_bytes: int) -> StoredObject:
+        """Raise ObjectMissing, ObjectSuperseded (If-Match failed) or TransientFault."""
+        ...
+
+
+class Endpoint(Protocol):
+    def invoke(self, body: bytes) -> bytes:
+        """POST the JSON body (application/json); raise TransientFault on any endpoint error."""
+        ...
+
+
+class LabelStore(Protocol):
+    def get(self, image_uri: str) -> Mapping[str, Any] | None:
+        """The current item (strongly consistent read), or None."""
+        ...
+
+    def put_result(self, item: Mapping[str, Any], *, final_statuses: tuple[str, ...]) -> bool:
+        """Write a LABELED / NEEDS_REVIEW / REJECTED item if it is newer (module docstring); False if not."""
+        ...
+
+    def put_missing(self, item: Mapping[str, Any]) -> bool:
+        """Write a MISSING item only if the table has nothing for its URI; False if it has."""
+        ...
+
+
+# -- configuration ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelerConfig:
+    model_id: str
+    taxonomy: Taxonomy
+    confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
+    upload_prefix: str = DEFAULT_UPLOAD_PREFIX
+    hotel_id_pattern: re.Pattern[str] = field(default_factory=lambda: re.compile(DEFAULT_HOTEL_ID_PATTERN))
+    max_object_bytes: int = MAX_OBJECT_BYTES
+    max_side: int = MAX_SIDE
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        if not self.model_id:
+            raise ConfigError("MODEL_ID must be set: it is written to every item and drives reclassify")
+        if not 0.0 <= self.confidence_threshold <= 1.0:
+            raise ConfigError(f"CONFIDENCE_THRESHOLD must be within [0, 1], got {self.confidence_threshold}")
+        if "hotel_id" not in self.hotel_id_pattern.groupindex:
+            raise ConfigError(
+                f"HOTEL_ID_PATTERN {self.hotel_id_pattern.pattern!r} needs a named group (?P<hotel_id>...)"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, task_root: Path | None = None) -> LabelerConfig:
+        """Build from the function's environment (docs/interfaces.md); ConfigError names the bad variable."""
+        threshold_text = environ.get("CONFIDENCE_THRESHOLD", str(DEFAULT_CONFIDENCE_THRESHOLD))
+        try:
+            threshold = float(threshold_text)
+        except ValueError as error:
+            raise ConfigError(f"CONFIDENCE_THRESHOLD must be a number, got {threshold_text!r}") from error
+        pattern_text = environ.get("HOTEL_ID_PATTERN", DEFAULT_HOTEL_ID_PATTERN)
+        try:
+            pattern = re.compile(pattern_text)
+        except re.error as error:
+            raise ConfigError(f"HOTEL_ID_PATTERN {pattern_text!r} is not a valid regex: {error}") from error
+        taxonomy_file = environ.get("TAXONOMY_FILE")
+        if taxonomy_file:
+            path = Path(taxonomy_file)
+            if not path.is_absolute():
+                path = (task_root or Path(environ.get("LAMBDA_TASK_ROOT", "."))) / path
+        else:
+            path = DEFAULT_TAXONOMY_PATH
+        return cls(
+            model_id=environ.get("MODEL_ID", ""),
+            taxonomy=Taxonomy.load(path),
+            confidence_threshold=threshold,
+            upload_prefix=environ.get("UPLOAD_PREFIX", DEFAULT_UPLOAD_PREFIX),
+            hotel_id_pattern=pattern,
+        )
+
+
+# -- inputs -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    bucket: str
+    key: str  # decoded
+    etag: str | None = None  # the version the caller saw (notification or listing); None = whatever is current
+
+    @property
+    def image_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def parse_s3_notification(body: str) -> list[ObjectRef]:
+    """The ObjectCreated records of an S3 notification (an SQS message body); [] for s3:TestEvent.
+
+    ValueError when the body is not an S3 notification at all (a message someone sent by hand): that is a
+    poison message, and the handler lets it fail so it ends in the DLQ instead of vanishing.
+    """
+    try:
+        message = json.loads(body)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"message body is not JSON: {body[:200]!r}") from error
+    if not isinstance(message, dict):
+        raise ValueError(f"message body is not an S3 notification: {body[:200]!r}")
+    if message.get("Event") == "s3:TestEvent":
+        return []
+    records = message.get("Records")
+    if not isinstance(records, list):
+        raise ValueError(f"message body has no S3 'Records': {body[:200]!r}")
+    refs: list[ObjectRef] = []
+    for record in records:
+        if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
+            continue
+        try:
+            bucket = record["s3"]["bucket"]["name"]
+            s3_object = record["s3"]["object"]
+            key = unquote_plus(s3_object["key"])  # keys arrive URL-encoded ('+' for spaces)
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"S3 record lacks bucket/object key: {str(record)[:200]}") from error
+        refs.append(ObjectRef(bucket=bucket, key=key, etag=clean_etag(s3_object.get("eTag"))))
+    return refs
+
+
+def clean_etag(etag: str | None) -> str | None:
+    """ETags arrive quoted from GetObject/ListObjects and bare from notifications; compare them bare."""
+    if not etag:
+        return None
+    return etag.strip().strip('"') or None
+
+
+# -- the logic ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    image_uri: str
+    status: Status
+    reason: str | None = None
+    label: str | None = None
+    confidence: float | None = None
+    endpoint_ms: float | None = None  # set when the endpoint was called
+
+
+class Labeler:
+    def __init__(
+        self,
+        config: LabelerConfig,
+        *,
+        objects: ObjectStore,
+        endpoint: Endpoint,
+        labels: LabelStore,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.config = config
+        self._objects = objects
+        self._endpoint = endpoint
+        self._labels = labels
+        self._clock = clock
+        self._timer = timer
+
+    def process(self, ref: ObjectRef, *, reclassify: bool = False) -> Outcome:
+        """Label one object; raises TransientFault (or a client error) when it should be retried."""
+        uri = ref.image_uri
+        if not ref.key.startswith(self.config.upload_prefix):
+            return Outcome(
+                uri, Status.SKIPPED, reason=f"key is outside the upload prefix {self.config.upload_prefix!r}"
+            )
+        existing = self._labels.get(uri)
+        # Cheap resume: a duplicate delivery or a re-run backfill costs one read, no download, no endpoint call.
+        if ref.etag and self._already_done(existing, ref.etag, reclassify):
+            return Outcome(uri, Status.SKIPPED, reason="this version already has a final result")
+        try:
+            stored = self._objects.get(
+                ref.bucket, ref.key, if_match=ref.etag, max_bytes=self.config.max_object_bytes
+            )
+        except ObjectMissing:
+            return self._record_missing(ref)
+        except ObjectSuperseded:
+            return Outcome(uri, Status.SKIPPED, reason="object was replaced by a newer version before it was read")
+        if not ref.etag and self._already_done(existing, stored.etag, reclassify):
+            return Outcome(uri, Status.SKIPPED, reason="this version already has a final result")
+
+        if stored.body is None:
+            reason = (
+                f"object is {stored.size:,} bytes, larger than the {self.config.max_object_bytes:,}-byte limit"
+            )
+            return self._write_result(ref, stored, Status.REJECTED, reason=reason)
+        try:
+            image = normalize(stored.body, max_side=self.config.max_side, max_pixels=self.config.max_pixels)
+        except InvalidImage as error:
+            return self._write_result(ref, stored, Status.REJECTED, reason=error.reason)
+
+        request = self.config.taxonomy.build_request(image.jpeg)
+        started = self._timer()
+        response = self._endpoint.invoke(json.dumps(request, separators=(",", ":")).encode())
+        endpoint_ms = (self._timer() - started) * 1000.0
+        try:
+            prediction = self.config.taxonomy.parse_response(response)
+        except InvalidAnswer as error:
+            # Structured outputs should make this impossible; when it happens the model or its serving config is
+            # at fault, not the photo, so retry and let the DLQ keep the message rather than mislabel it.
+            raise TransientFault(f"endpoint answered outside the taxonomy: {error}") from error
+        confident = prediction.confidence is not None and prediction.confidence >= self.config.confidence_threshold
+        reason = None
+        if not confident:
+            reason = (
+                "the answer carried no confidence (no logprobs)"
+                if prediction.confidence is None
+                else f"confidence {prediction.confidence:.3f} is below {self.config.confidence_threshold}"
+            )
+        return self._write_result(
+            ref,
+            stored,
+            Status.LABELED if confident else Status.NEEDS_REVIEW,
+            reason=reason,
+            label=prediction.label,
+            confidence=prediction.confidence,
+            endpoint_ms=endpoint_ms,
+        )
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def _already_done(self, existing: Mapping[str, Any] | None, etag: str, reclassify: bool) -> bool:
+        if not existing or existing.get("etag") != etag or existing.get("status") not in FINAL_STATUSES:
+            return False
+        if reclassify and existing.get("status") in RECLASSIFIABLE_STATUSES:
+            return existing.get("model") == self.config.model_id
+        return True
+
+    def _base_item(self, ref: ObjectRef, status: Status) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "image_uri": ref.image_uri,
+            "status": status.value,
+            "model": self.config.model_id,
+            "classified_at": self._clock().astimezone(UTC).isoformat(timespec="milliseconds"),
+        }
+        match = self.config.hotel_id_pattern.search(ref.key)
+        # GSI key attributes cannot be empty strings: leave hotel_id out (sparse index) when the key has none.
+        if match and match.group("hotel_id"):
+            item["hotel_id"] = match.group("hotel_id")
+        return item
+
+    def _write_result(
+        self,
+        ref: ObjectRef,
+        stored: StoredObject,
+        status: Status,
+        *,
+        reason: str | None = None,
+        label: str | None = None,
+        confidence: float | None = None,
+        endpoint_ms: float | None = None,
+    ) -> Outcome:
+        item = self._base_item(ref, status)
+        item["etag"] = stored.etag
+        item["source_last_modified"] = format_last_modified(stored.last_modified)
+        if stored.version_id:
+            item["version_id"] = stored.version_id
+        if label is not None:
+            item["label"] = label
+        if confidence is not None:
+            item["confidence"] = round(confidence, 6)
+        if reason is not None:
+            item["reason"] = reason
+        written = self._labels.put_result(item, final_statuses=tuple(s.value for s in FINAL_STATUSES))
+        if not written:
+            return Outcome(
+                ref.image_uri,
+                Status.SKIPPED,
+                reason="a newer or identical result was recorded concurrently",
+                endpoint_ms=endpoint_ms,
+            )
+        return Outcome(ref.image_uri, status, reason, label, confidence, endpoint_ms)
+
+    def _record_missing(self, ref: ObjectRef) -> Outcome:
+        reason = "object no longer exists (deleted before it was processed)"
+        item = self._base_item(ref, Status.MISSING)
+        item["reason"] = reason
+        if ref.etag:
+            item["etag"] = ref.etag
+        if not self._labels.put_missing(item):
+            return Outcome(ref.image_uri, Status.SKIPPED, reason=f"{reason}; the table already has a result")
+        return Outcome(ref.image_uri, Status.MISSING, reason=reason)
+
+
+def format_last_modified(moment: datetime) -> str:
+    """Fixed-width ISO-8601 UTC, so DynamoDB's string comparison in the write condition orders it correctly."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# -- backfill batches ---------------------------------------------------------------------------------------
+
+# Stop taking new items when less than this is left of the invocation: one item's worst case is ~2 endpoint
+# attempts of 65 s plus S3/DynamoDB (labeler_aws.ENDPOINT_CLIENT_CONFIG). The unstarted items are retried by the
+# map's Retry; finished ones are skipped then.
+BACKFILL_TIME_MARGIN_MS = 140_000
+
+
+@dataclass(frozen=True)
+class BackfillBatch:
+    refs: tuple[ObjectRef, ...]
+    reclassify: bool
+    invalid: tuple[str, ...]  # why each malformed item was refused (they cannot succeed on retry)
+
+    @classmethod
+    def parse(cls, event: Mapping[str, Any]) -> BackfillBatch:
+        """A Distributed Map batch: {"Items": [{"Key", "ETag"?, "Bucket"?}], "BatchInput": {"bucket", ...}}."""
+        if not isinstance(event, Mapping) or not isinstance(event.get("Items"), list):
+            raise ValueError("a backfill batch needs an 'Items' list (Distributed Map with an ItemBatcher)")
+        batch_input = event.get("BatchInput") or {}
+        if not isinstance(batch_input, Mapping):
+            raise ValueError(f"'BatchInput' must be an object, got {type(batch_input).__name__}")
+        reclassify = batch_input.get("reclassify", False)
+        if not isinstance(reclassify, bool):
+            raise ValueError(f"'BatchInput.reclassify' must be true or false, got {reclassify!r}")
+        refs: list[ObjectRef] = []
+        invalid: list[str] = []
+        for position, item in enumerate(event["Items"]):
+            if not isinstance(item, Mapping):
+                invalid.append(f"item {position} is not an object: {str(item)[:200]}")
+                continue
+            bucket = item.get("Bucket") or batch_input.get("bucket")
+            key = item.get("Key")
+            if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
+                invalid.append(f"item {position} has no Key/Bucket (BatchInput.bucket): {str(item)[:200]}")
+                continue
+            # Listed keys are raw (unlike notification keys), so no URL-decoding here.
+            refs.append(ObjectRef(bucket=bucket, key=key, etag=clean_etag(item.get("ETag"))))
+        return cls(refs=tuple(refs), reclassify=reclassify, invalid=tuple(invalid))

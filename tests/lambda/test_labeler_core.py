@@ -1,0 +1,213 @@
+"""labeler_core without AWS: event parsing, configuration, and decisions taken before any write."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from labeler_core import (
+    BackfillBatch,
+    ConfigError,
+    Labeler,
+    LabelerConfig,
+    ObjectRef,
+    Status,
+    StoredObject,
+    TransientFault,
+    format_last_modified,
+    parse_s3_notification,
+)
+from labeler_testkit import MODEL_ID, photo, vllm_answer
+
+from classification.contract import Taxonomy
+
+TAXONOMY = Taxonomy.load()
+MODIFIED = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+
+
+class MemoryObjects:
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+        self.reads = 0
+
+    def get(self, bucket: str, key: str, *, if_match: str | None, max_bytes: int) -> StoredObject:
+        self.reads += 1
+        body = self.objects[key]
+        return StoredObject(
+            body=body if len(body) <= max_bytes else None,
+            size=len(body),
+            etag="etag-1",
+            version_id=None,
+            last_modified=MODIFIED,
+        )
+
+
+class ScriptedEndpoint:
+    def __init__(self, *replies: bytes | Exception) -> None:
+        self.replies = list(replies)
+        self.calls = 0
+
+    def invoke(self, body: bytes) -> bytes:
+        self.calls += 1
+        json.loads(body)  # the labeller always sends JSON
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
+class MemoryLabels:
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def get(self, image_uri: str) -> Mapping[str, Any] | None:
+        return self.items.get(image_uri)
+
+    def put_result(self, item: Mapping[str, Any], *, final_statuses: tuple[str, ...]) -> bool:
+        self.items[item["image_uri"]] = dict(item)
+        return True
+
+    def put_missing(self, item: Mapping[str, Any]) -> bool:
+        return self.items.setdefault(item["image_uri"], dict(item)) is not None
+
+
+def make_labeler(
+    objects: dict[str, bytes], *replies: bytes | Exception, **config: Any
+) -> tuple[Labeler, Any, Any]:
+    endpoint = ScriptedEndpoint(*replies)
+    labels = MemoryLabels()
+    labeler = Labeler(
+        LabelerConfig(model_id=MODEL_ID, taxonomy=TAXONOMY, **config),
+        objects=MemoryObjects(objects),
+        endpoint=endpoint,
+        labels=labels,
+        clock=lambda: MODIFIED,
+    )
+    return labeler, endpoint, labels
+
+
+def s3_event(key: str, event_name: str = "ObjectCreated:Put", etag: str = "abc") -> str:
+    record = {
+        "eventName": event_name,
+        "s3": {"bucket": {"name": "hotel-photos"}, "object": {"key": key, "eTag": etag, "size": 10}},
+    }
+    return json.dumps({"Records": [record]})
+
+
+def test_notifications_are_url_decoded_and_test_events_or_other_events_yield_nothing() -> None:
+    refs = parse_s3_notification(s3_event("uploads/h1/sea+view%2B1.jpg"))
+    assert refs == [ObjectRef("hotel-photos", "uploads/h1/sea view+1.jpg", "abc")]
+    assert parse_s3_notification(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})) == []
+    assert parse_s3_notification(s3_event("uploads/h1/a.jpg", event_name="ObjectRemoved:Delete")) == []
+
+
+@pytest.mark.parametrize("body", ["hello", "[1, 2]", json.dumps({"foo": 1})])
+def test_a_message_that_is_not_an_s3_notification_is_an_error_not_silently_dropped(body: str) -> None:
+    with pytest.raises(ValueError, match=r"not JSON|not an S3 notification|no S3 'Records'"):
+        parse_s3_notification(body)
+
+
+def test_config_from_env_names_the_bad_variable(tmp_path: Path) -> None:
+    base = {"MODEL_ID": MODEL_ID}
+    with pytest.raises(ConfigError, match="MODEL_ID"):
+        LabelerConfig.from_env({})
+    with pytest.raises(ConfigError, match="CONFIDENCE_THRESHOLD"):
+        LabelerConfig.from_env({**base, "CONFIDENCE_THRESHOLD": "high"})
+    with pytest.raises(ConfigError, match="CONFIDENCE_THRESHOLD"):
+        LabelerConfig.from_env({**base, "CONFIDENCE_THRESHOLD": "1.5"})
+    with pytest.raises(ConfigError, match="hotel_id"):
+        LabelerConfig.from_env({**base, "HOTEL_ID_PATTERN": r"^uploads/([^/]+)/"})
+    with pytest.raises(ConfigError, match="not a valid regex"):
+        LabelerConfig.from_env({**base, "HOTEL_ID_PATTERN": r"(?P<hotel_id>"})
+    (tmp_path / "classification").mkdir()
+    (tmp_path / "classification" / "mine.json").write_text('{"labels": ["Room", "Pool"]}', encoding="utf-8")
+    config = LabelerConfig.from_env({**base, "TAXONOMY_FILE": "classification/mine.json"}, task_root=tmp_path)
+    assert config.taxonomy.labels == ("Room", "Pool")
+
+
+def test_confident_answer_is_labeled_and_a_weak_one_needs_review() -> None:
+    labeler, _, labels = make_labeler(
+        {"uploads/h1/a.jpg": photo((0, 0, 0)), "uploads/h1/b.jpg": photo((0, 0, 0))},
+        json.dumps(vllm_answer("Pool", logprob=-0.1)).encode(),  # p = 0.90
+        json.dumps(vllm_answer("Bar", logprob=-2.0)).encode(),  # p = 0.14
+        confidence_threshold=0.6,
+    )
+    strong = labeler.process(ObjectRef("hotel-photos", "uploads/h1/a.jpg", "etag-1"))
+    weak = labeler.process(ObjectRef("hotel-photos", "uploads/h1/b.jpg", "etag-1"))
+    assert (strong.status, strong.label) == (Status.LABELED, "Pool")
+    assert (weak.status, weak.label) == (Status.NEEDS_REVIEW, "Bar")
+    assert "below 0.6" in (weak.reason or "")
+    item = labels.items["s3://hotel-photos/uploads/h1/a.jpg"]
+    assert item["hotel_id"] == "h1" and item["model"] == MODEL_ID and item["source_last_modified"].endswith("Z")
+
+
+def test_an_answer_without_logprobs_needs_review() -> None:
+    answer = vllm_answer("Pool")
+    answer["choices"][0]["logprobs"] = None
+    labeler, _, _ = make_labeler({"uploads/h/a.jpg": photo((0, 0, 0))}, json.dumps(answer).encode())
+    outcome = labeler.process(ObjectRef("hotel-photos", "uploads/h/a.jpg"))
+    assert outcome.status == Status.NEEDS_REVIEW and "no confidence" in (outcome.reason or "")
+
+
+def test_an_answer_outside_the_taxonomy_is_retried_not_recorded() -> None:
+    bad = json.dumps(vllm_answer("Kitchen")).encode()
+    labeler, _, labels = make_labeler({"uploads/h/a.jpg": photo((0, 0, 0))}, bad)
+    with pytest.raises(TransientFault, match="outside the taxonomy"):
+        labeler.process(ObjectRef("hotel-photos", "uploads/h/a.jpg"))
+    assert labels.items == {}
+
+
+def test_an_oversized_object_is_rejected_without_calling_the_endpoint() -> None:
+    labeler, endpoint, _ = make_labeler({"uploads/h/big.jpg": photo((0, 0, 0))}, max_object_bytes=100)
+    outcome = labeler.process(ObjectRef("hotel-photos", "uploads/h/big.jpg"))
+    assert outcome.status == Status.REJECTED and "larger than the 100-byte limit" in (outcome.reason or "")
+    assert endpoint.calls == 0
+
+
+def test_keys_outside_the_upload_prefix_are_skipped_without_any_read() -> None:
+    labeler, endpoint, labels = make_labeler({})
+    outcome = labeler.process(ObjectRef("hotel-photos", "thumbnails/h/a.jpg", "e"))
+    assert outcome.status == Status.SKIPPED and labels.items == {} and endpoint.calls == 0
+
+
+def test_reclassify_relabels_only_results_of_another_model() -> None:
+    answer = json.dumps(vllm_answer("Lobby")).encode()
+    labeler, endpoint, labels = make_labeler({"uploads/h/a.jpg": photo((0, 0, 0))}, answer, answer)
+    ref = ObjectRef("hotel-photos", "uploads/h/a.jpg", "etag-1")
+    labeler.process(ref)
+    # same model: even reclassify skips it, without a download
+    assert labeler.process(ref, reclassify=True).status == Status.SKIPPED
+    labels.items[ref.image_uri]["model"] = "llava-next-hotel-v0"
+    assert labeler.process(ref).status == Status.SKIPPED  # an ordinary redelivery keeps the old result
+    assert labeler.process(ref, reclassify=True).status == Status.LABELED
+    assert labels.items[ref.image_uri]["model"] == MODEL_ID and endpoint.calls == 2
+
+
+def test_backfill_batch_parsing_refuses_malformed_items_with_a_reason() -> None:
+    batch = BackfillBatch.parse(
+        {
+            "Items": [
+                {"Key": "uploads/h/a.jpg", "ETag": '"e1"'},
+                {"Key": ""},
+                "oops",
+                {"Key": "x", "Bucket": "b2"},
+            ],
+            "BatchInput": {"bucket": "hotel-photos", "reclassify": True},
+        }
+    )
+    assert batch.refs == (ObjectRef("hotel-photos", "uploads/h/a.jpg", "e1"), ObjectRef("b2", "x", None))
+    assert batch.reclassify is True and len(batch.invalid) == 2
+    with pytest.raises(ValueError, match="Items"):
+        BackfillBatch.parse({"BatchInput": {}})
+    with pytest.raises(ValueError, match="reclassify"):
+        BackfillBatch.parse({"Items": [], "BatchInput": {"reclassify": "yes"}})
+
+
+def test_last_modified_is_fixed_width_so_string_order_is_time_order() -> None:
+    early = format_last_modified(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    late = format_last_modified(datetime(2026, 1, 2, 3, 4, 5, 1, tzinfo=UTC))
+    assert early == "2026-01-02T03:04:05.000000Z" and early < late and len(early) == len(late)
