@@ -1,0 +1,112 @@
+"""The SageMaker launcher: cluster shape from SM_* variables, and a real ZeRO-3 run through accelerate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from training_testkit import CPU_TRAINING_ARGS, run_cli
+
+from training_job import launch
+
+SM_ENV = {
+    "SM_NUM_GPUS": "8",
+    "SM_HOSTS": json.dumps(["algo-1", "algo-2"]),
+    "SM_CURRENT_HOST": "algo-2",
+    "SM_CHANNEL_TRAIN": "/data/train",
+    "SM_MODEL_DIR": "/job/model",
+    "SM_OUTPUT_DATA_DIR": "/job/output/data",
+}
+
+
+def _commands(env: dict[str, str], *argv: str) -> list[list[str]]:
+    args, train_args = launch.parse_args(argv)
+    return launch.build_commands(args, train_args, env, python="python")
+
+
+def _value(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def test_two_p5_hosts_launch_sixteen_processes_with_the_first_host_as_rendezvous() -> None:
+    # When the second of two 8-GPU hosts builds its commands
+    (train,) = _commands(SM_ENV, "--num_train_epochs", "3", "--image_token_profile", "compact")
+
+    # Then accelerate spans both machines with this host's rank, and only host 1 evaluates
+    assert train[:3] == ["python", "-m", "accelerate.commands.launch"]
+    assert _value(train, "--num_machines") == "2"
+    assert _value(train, "--num_processes") == "16"
+    assert _value(train, "--machine_rank") == "1"
+    assert _value(train, "--main_process_ip") == "algo-1"
+    assert _value(train, "--dataset_name") == "/data/train"
+    assert _value(train, "--final_model_dir") == "/job/model"
+    # checkpoints beside the model dir: SageMaker's default checkpoint path, synced for spot restarts
+    assert _value(train, "--output_dir") == "/job/checkpoints"
+    assert train[-4:] == ["--num_train_epochs", "3", "--image_token_profile", "compact"]
+    assert Path(_value(train, "--deepspeed_config_file")).name == "ds_zero3.json"
+
+
+def test_the_first_host_also_evaluates_into_the_model_folder() -> None:
+    env = {**SM_ENV, "SM_CURRENT_HOST": "algo-1", "SM_CHANNEL_MODEL": "/data/base"}
+    train, evaluate = _commands(env, "--min_accuracy", "0.85", "--eval_batch_size", "4")
+    assert _value(train, "--machine_rank") == "0"
+    assert _value(train, "--model_name_or_path") == "/data/base"  # base weights from the model channel
+    assert evaluate[:3] == ["python", "-m", "training_job.evaluate"]
+    assert _value(evaluate, "--output-dir") == "/job/model/evaluation"
+    assert _value(evaluate, "--min-accuracy") == "0.85"
+    assert _value(evaluate, "--batch-size") == "4"
+
+
+def test_single_host_without_gpus_runs_one_process_and_can_skip_evaluation() -> None:
+    env = {"SM_CHANNEL_TRAIN": "/data/train", "SM_MODEL_DIR": "/job/model", "SM_NUM_GPUS": "0"}
+    commands = _commands(env, "--evaluate", "false")
+    assert len(commands) == 1
+    assert _value(commands[0], "--num_processes") == "1"
+    assert "--main_process_ip" not in commands[0]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SM_MODEL_DIR": "/m"}, "SM_CHANNEL_TRAIN is not set"),
+        ({**SM_ENV, "SM_CURRENT_HOST": "algo-9"}, "SM_CURRENT_HOST 'algo-9' is not one of"),
+    ],
+)
+def test_a_broken_environment_is_a_clear_error(
+    env: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert launch.main([], env=env) == 1
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_zero3_run_through_accelerate_saves_full_weights_in_the_base_layout(
+    tiny_model_dir: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    # Given the SageMaker environment of one host without GPUs
+    env = {
+        "SM_NUM_GPUS": "0",
+        "SM_HOSTS": json.dumps(["algo-1"]),
+        "SM_CURRENT_HOST": "algo-1",
+        "SM_CHANNEL_TRAIN": str(dataset_dir),
+        "SM_MODEL_DIR": str(tmp_path / "model"),
+    }
+    args = ["training_job/launch.py", "--model_name_or_path", str(tiny_model_dir), "--max_steps", "3"]
+    args += [*CPU_TRAINING_ARGS, "--logging_steps", "1", "--image_token_profile", "compact"]
+
+    # When the launcher runs training (accelerate + DeepSpeed ZeRO-3) and evaluation
+    result = run_cli(args, extra_env=env)
+
+    # Then DeepSpeed stage 3 trained, and the save gathered full weights under the base checkpoint's names
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "DEEPSPEED x1 (ZeRO stage 3)" in result.stdout + result.stderr
+    before = load_file(tiny_model_dir / "model.safetensors")
+    after = load_file(tmp_path / "model" / "model.safetensors")
+    assert set(after) == set(before)
+    assert all(after[name].shape == before[name].shape for name in before)
+    assert any(not torch.equal(before[name], after[name]) for name in before)
+    metrics = json.loads((tmp_path / "model" / "evaluation" / "metrics.json").read_text())
+    assert metrics["samples"] == 24

@@ -1,0 +1,64 @@
+"""Helpers shared by the training tests (imported by conftest.py and the test modules)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# One solid colour per label, with noise: learnable from pixels alone, so accuracy measures the pipeline.
+COLOURS = {"Pool": (30, 80, 220), "Room": (220, 60, 40), "Bar": (40, 180, 60), "Lobby": (230, 220, 60)}
+PHOTOS_PER_LABEL = 24
+VALIDATION_FRACTION = 0.25
+# CPU training settings: bf16 and gradient checkpointing are GPU settings; a tiny random model needs a larger
+# learning rate than the seed's 2e-5 to converge in three epochs.
+CPU_TRAINING_ARGS = [
+    "--bf16",
+    "false",
+    "--gradient_checkpointing",
+    "false",
+    "--dtype",
+    "float32",
+    "--learning_rate",
+    "1e-3",
+    "--warmup_steps",
+    "0",
+    "--save_strategy",
+    "no",
+    "--dataloader_num_workers",
+    "0",
+    "--logging_steps",
+    "10",
+]
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TQDM_DISABLE="1", TOKENIZERS_PARALLELISM="false")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_cli(
+    args: list[str], *, timeout: int = 300, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO_ROOT,
+        env={**subprocess_env(), **(extra_env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def colour_photo(label: str, rng: np.random.Generator, size: tuple[int, int] = (160, 120)) -> Image.Image:
+    width, height = size
+    pixels = np.array(COLOURS[label])[None, None, :] + rng.normal(0, 25, (height, width, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype("uint8"))

@@ -1,0 +1,158 @@
+"""SageMaker entry point: train on every GPU of every host with accelerate + DeepSpeed ZeRO-3, then evaluate.
+
+The training asset is the repository layout (`training_job/` and `classification/` side by side); SageMaker runs
+this from the asset root as
+
+    python training_job/launch.py [--hyperparameter value ...]
+
+(hyper-parameters `sagemaker_program=training_job/launch.py`, `sagemaker_submit_directory=<asset>`). Everything
+about the cluster comes from the SageMaker environment, never from fixed /opt/ml paths:
+
+| variable | used for |
+|---|---|
+| `SM_NUM_GPUS` | processes per host (0, or unset without CUDA: one CPU process, still under DeepSpeed) |
+| `SM_HOSTS`, `SM_CURRENT_HOST` | number of machines, this machine's rank, the rendezvous host (the first) |
+| `SM_CHANNEL_TRAIN` | the DatasetDict written by `training_job.build_dataset` |
+| `SM_CHANNEL_MODEL` | optional: base model files (else `model_name_or_path` from the config, e.g. the Hub) |
+| `SM_MODEL_DIR` | the servable model; evaluation goes to its `evaluation/` folder |
+| `SM_OUTPUT_DATA_DIR` | fallback for checkpoints when `SM_MODEL_DIR` is unset |
+
+Launcher options (SageMaker passes hyper-parameters as `--name value`): `--train_config` (default
+training_job/configs/sft_llava_next.yaml), `--checkpoint_dir` (default: `checkpoints` beside SM_MODEL_DIR,
+i.e. SageMaker's default CheckpointConfig.LocalPath, so spot restarts resume), `--evaluate true|false`,
+`--min_accuracy` (fail the job below it), `--eval_batch_size`. Any other `--name value` goes to
+training_job.train (e.g. `--num_train_epochs 3 --image_token_profile compact`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = REPO_ROOT / "training_job" / "configs"
+RENDEZVOUS_PORT = 29500  # any free port; the same on every host
+
+
+@dataclass(frozen=True)
+class Cluster:
+    hosts: list[str]
+    current_host: str
+    gpus_per_host: int
+
+    @property
+    def rank(self) -> int:
+        return self.hosts.index(self.current_host)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def processes(self) -> int:
+        return len(self.hosts) * max(self.gpus_per_host, 1)
+
+
+def cluster_from_env(env: Mapping[str, str]) -> Cluster:
+    hosts = json.loads(env.get("SM_HOSTS", "[]")) or ["localhost"]
+    current = env.get("SM_CURRENT_HOST", hosts[0])
+    if current not in hosts:
+        raise ValueError(f"SM_CURRENT_HOST {current!r} is not one of SM_HOSTS {hosts}")
+    gpus = int(env.get("SM_NUM_GPUS") or _local_gpu_count())
+    return Cluster(hosts=hosts, current_host=current, gpus_per_host=gpus)
+
+
+def _local_gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except ImportError:  # pragma: no cover - torch is in every training image
+        return 0
+
+
+def _require(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name)
+    if not value:
+        raise ValueError(f"environment variable {name} is not set (SageMaker sets it; set it by hand locally)")
+    return value
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="training_job/launch.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train_config", type=Path, default=CONFIGS / "sft_llava_next.yaml")
+    parser.add_argument("--accelerate_config", type=Path, default=CONFIGS / "accelerate_zero3.yaml")
+    parser.add_argument("--deepspeed_config", type=Path, default=CONFIGS / "ds_zero3.json")
+    parser.add_argument("--checkpoint_dir", type=Path, default=None)
+    parser.add_argument("--evaluate", type=_boolean, default=True)
+    parser.add_argument("--min_accuracy", type=float, default=None)
+    parser.add_argument("--eval_batch_size", type=int, default=8)
+    return parser.parse_known_args(list(argv))
+
+
+def _boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return lowered in ("true", "1", "yes")
+
+
+def build_commands(
+    args: argparse.Namespace, train_args: Sequence[str], env: Mapping[str, str], *, python: str = sys.executable
+) -> list[list[str]]:
+    """The accelerate command for this host, then (on the first host) the evaluation command."""
+    cluster = cluster_from_env(env)
+    dataset = _require(env, "SM_CHANNEL_TRAIN")
+    model_dir = Path(env.get("SM_MODEL_DIR") or _require(env, "SM_OUTPUT_DATA_DIR") + "/model")
+    checkpoint_dir = args.checkpoint_dir or model_dir.parent / "checkpoints"
+
+    launch = [python, "-m", "accelerate.commands.launch", "--config_file", str(args.accelerate_config.resolve())]
+    launch += ["--deepspeed_config_file", str(args.deepspeed_config.resolve())]
+    launch += ["--num_machines", str(len(cluster.hosts)), "--num_processes", str(cluster.processes)]
+    launch += ["--machine_rank", str(cluster.rank)]
+    if len(cluster.hosts) > 1:
+        launch += ["--main_process_ip", cluster.hosts[0], "--main_process_port", str(RENDEZVOUS_PORT)]
+    launch += ["-m", "training_job.train", "--config", str(args.train_config.resolve())]
+    launch += ["--dataset_name", dataset, "--output_dir", str(checkpoint_dir), "--final_model_dir", str(model_dir)]
+    if env.get("SM_CHANNEL_MODEL") and "--model_name_or_path" not in train_args:
+        launch += ["--model_name_or_path", env["SM_CHANNEL_MODEL"]]
+    launch += list(train_args)
+    commands = [launch]
+
+    if args.evaluate and cluster.is_main:
+        evaluate = [python, "-m", "training_job.evaluate", "--model-dir", str(model_dir), "--dataset", dataset]
+        evaluate += ["--output-dir", str(model_dir / "evaluation"), "--batch-size", str(args.eval_batch_size)]
+        evaluate += ["--no-progress"]  # a progress bar per batch floods CloudWatch
+        if args.min_accuracy is not None:
+            evaluate += ["--min-accuracy", str(args.min_accuracy)]
+        commands.append(evaluate)
+    return commands
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    env = dict(os.environ if env is None else env)
+    args, train_args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        commands = build_commands(args, train_args, env)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    # The children import training_job and classification from the asset root, wherever they start.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    for command in commands:
+        print("+ " + shlex.join(command), flush=True)
+        code = subprocess.run(command, cwd=REPO_ROOT, env=env, check=False).returncode
+        if code != 0:
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
