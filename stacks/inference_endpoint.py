@@ -1,9 +1,10 @@
 """The SageMaker real-time endpoint: DJL LMI + vLLM serving the fine-tuned LLaVA-NeXT, with autoscaling.
 
-Model lifecycle: CloudFormation owns the endpoint. A new model is a new `model_data_uri` in config and a
-`cdk deploy`: the model and endpoint config are replaced (they have generated names) and the endpoint is
-updated in place with SageMaker's blue/green rollout. Changing the endpoint outside CloudFormation would be
-reverted by the next deploy, so nothing else should call UpdateEndpoint.
+Model lifecycle: CloudFormation owns the endpoint. Its model URI is either pinned (`endpoint.model_data_uri`) or
+read at deploy time from the training pipeline's registry parameter (stacks/training_pipeline.py); a new value
+replaces the model and endpoint config (generated names) and updates the endpoint in place with SageMaker's
+blue/green rollout. The pipeline's own UpdateEndpoint registers the model it rolled out, so a later deploy
+re-creates the same model instead of reverting it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class InferenceEndpoint(Construct):
         model_data_download_timeout_seconds: int,
         serving_options: dict[str, str] | None = None,
         image_table: LmiImageTable | None = None,
+        model_read_prefix: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         options = serving_options if serving_options is not None else serving_properties.load()
@@ -54,7 +56,11 @@ class InferenceEndpoint(Construct):
         self.model_data_uri = model_data_uri
         self.serving_environment: dict[str, str] = serving_properties.to_environment(options)
         self.image_uri: str = self._image_uri(image_table or default_table(), lmi_image_version)
-        self.role: iam.Role = self._build_role(endpoint_name, model_data_uri, image_table or default_table())
+        # A model URI resolved at deploy time (the training pipeline's registry) is not a literal prefix: the
+        # caller then names the prefix every registered model lives under.
+        self.role: iam.Role = self._build_role(
+            endpoint_name, model_read_prefix or model_data_uri, image_table or default_table()
+        )
         self.model: sagemaker.CfnModel = self._build_model()
         self.endpoint_config: sagemaker.CfnEndpointConfig = self._build_endpoint_config(
             instance_type, min_capacity, container_startup_timeout_seconds, model_data_download_timeout_seconds

@@ -10,11 +10,14 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import constants
+from stacks.backfill import BACKFILL_SERVICE_NAME, Backfill, BackfillConfig
 from stacks.config import AppConfig
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.lambda_bundling import function_code
+from stacks.monitoring import EndpointRef, Monitoring, MonitoringConfig
 from stacks.nag import acknowledge
 from stacks.storage import Storage
+from stacks.training_pipeline import ModelStore, TrainingPipeline, TrainingPipelineConfig
 from stacks.upload_path import UploadPath
 
 NO_MODEL_ID = "none"  # MODEL_ID when no model is deployed yet (the Lambda is then never invoked)
@@ -49,15 +52,32 @@ class PhotoLabelerStack(Stack):
             access_log_retention_days=config.storage.access_log_retention_days,
         )
         self.alarm_topic: sns.ITopic = self._alarm_topic()
+        self.training_config = config.section(TrainingPipelineConfig)
+        self.model_store = ModelStore(
+            self,
+            "ModelStore",
+            name_prefix=config.name_prefix,
+            data_key=self.storage.key,
+            access_log_bucket=self.storage.access_log_bucket,
+            checkpoint_retention_days=self.training_config.checkpoint_retention_days,
+        )
 
         settings = config.endpoint
+        # A pinned URI wins; else the model registry, read by CloudFormation at deploy time (never a literal).
+        self.model_data_uri: str | None = settings.model_data_uri
+        self.serves_registered_model = (
+            settings.model_data_uri is None and self.training_config.serve_registered_model
+        )
+        if self.serves_registered_model:
+            self.model_data_uri = self.model_store.registered_model_uri()
         self.inference: InferenceEndpoint | None = None
-        if settings.model_data_uri is not None:
+        if self.model_data_uri is not None:
             self.inference = InferenceEndpoint(
                 self,
                 "Inference",
                 endpoint_name=self.endpoint_name,
-                model_data_uri=settings.model_data_uri,
+                model_data_uri=self.model_data_uri,
+                model_read_prefix=self.model_store.models_uri if self.serves_registered_model else None,
                 instance_type=settings.instance_type,
                 lmi_image_version=settings.lmi_image_version,
                 min_capacity=settings.min_capacity,
@@ -68,7 +88,11 @@ class PhotoLabelerStack(Stack):
                 container_startup_timeout_seconds=settings.container_startup_timeout_seconds,
                 model_data_download_timeout_seconds=settings.model_data_download_timeout_seconds,
             )
+            # Pipeline-trained models are SSE-KMS objects of the training bucket.
+            self.storage.key.grant_decrypt(self.inference.role)
 
+        # One code asset, two entry points: the upload labeller and the backfill share the bundle.
+        self.function_code: lambda_.Code = function_code_override or function_code(config.taxonomy_path)
         upload = config.upload
         self.upload_path = UploadPath(
             self,
@@ -78,13 +102,13 @@ class PhotoLabelerStack(Stack):
             data_key=self.storage.key,
             endpoint=self.inference,
             endpoint_name=self.endpoint_name,
-            code=function_code_override or function_code(config.taxonomy_path),
+            code=self.function_code,
             upload_prefix=config.storage.upload_prefix,
             hotel_id_pattern=upload.hotel_id_pattern,
             confidence_threshold=upload.confidence_threshold,
             taxonomy_file=config.taxonomy_path.relative_to(constants.PROJECT_ROOT).as_posix(),
             metrics_namespace=config.metrics_namespace,
-            model_id=settings.model_data_uri or NO_MODEL_ID,
+            model_id=self.model_data_uri or NO_MODEL_ID,
             batch_size=upload.batch_size,
             max_concurrency=upload.max_concurrency,
             max_receive_count=upload.max_receive_count,
@@ -92,6 +116,9 @@ class PhotoLabelerStack(Stack):
             function_memory_mb=upload.function_memory_mb,
             alarm_topic=self.alarm_topic,
         )
+        self.backfill: Backfill | None = self._backfill()
+        self.training: TrainingPipeline = self._training_pipeline()
+        self.monitoring: Monitoring = self._monitoring()
         self._acknowledge_cdk_internals()
         self._outputs()
 
@@ -111,6 +138,81 @@ class PhotoLabelerStack(Stack):
     @property
     def function(self):
         return self.upload_path.function
+
+    def _backfill(self) -> Backfill | None:
+        # Only with an endpoint: without one every batch would fail after its retries.
+        if self.inference is None:
+            return None
+        backfill = Backfill(
+            self,
+            "Backfill",
+            config=self.config.section(BackfillConfig),
+            bucket=self.storage.bucket,
+            table=self.storage.table,
+            data_key=self.storage.key,
+            access_log_bucket=self.storage.access_log_bucket,
+            endpoint=self.inference,
+            code=self.function_code,
+            name_prefix=self.config.name_prefix,
+            model_id=self.model_data_uri or NO_MODEL_ID,
+            confidence_threshold=self.config.upload.confidence_threshold,
+            taxonomy_file=self.config.taxonomy_path.relative_to(constants.PROJECT_ROOT).as_posix(),
+            metrics_namespace=self.config.metrics_namespace,
+        )
+        CfnOutput(
+            self,
+            "BackfillStateMachineArn",
+            value=backfill.state_machine.state_machine_arn,
+            description="python -m tools.backfill start --prefix <prefix>",
+        )
+        CfnOutput(self, "BackfillResultsBucketName", value=backfill.results_bucket.bucket_name)
+        if backfill.config.inventory_bucket is not None:
+            CfnOutput(self, "BackfillInventoryBucket", value=backfill.config.inventory_bucket)
+        return backfill
+
+    def _training_pipeline(self) -> TrainingPipeline:
+        training = TrainingPipeline(
+            self,
+            "TrainingPipeline",
+            name_prefix=self.config.name_prefix,
+            settings=self.training_config,
+            store=self.model_store,
+            endpoint_name=self.endpoint_name,
+            # The pipeline rolls out only to an endpoint that serves the registry: a pinned model stays pinned.
+            rollout_target=self.inference if self.serves_registered_model else None,
+            model_pinned=self.config.endpoint.model_data_uri is not None,
+            alarm_topic=self.alarm_topic,
+        )
+        CfnOutput(
+            self,
+            "TrainingStateMachineArn",
+            value=training.state_machine.state_machine_arn,
+            description="aws stepfunctions start-execution --state-machine-arn <this> --input file://run.json",
+        )
+        CfnOutput(self, "TrainingBucketName", value=self.model_store.bucket.bucket_name, description="datasets/")
+        CfnOutput(self, "ModelRegistryParameter", value=self.model_store.parameter_name, description="Approved")
+        return training
+
+    def _monitoring(self) -> Monitoring:
+        monitoring = Monitoring(
+            self,
+            "Monitoring",
+            config=self.config.section(MonitoringConfig),
+            name_prefix=self.config.name_prefix,
+            metrics_namespace=self.config.metrics_namespace,
+            labels=self.config.taxonomy.labels,
+            queue=self.upload_path.queue,
+            dead_letter_queue=self.upload_path.dead_letter_queue,
+            dlq_alarm=self.upload_path.dlq_alarm,
+            upload_function=self.upload_path.function,
+            alarm_topic=self.alarm_topic,
+            endpoint=EndpointRef(self.endpoint_name) if self.inference else None,
+            backfill_state_machine=self.backfill.state_machine if self.backfill else None,
+            backfill_function=self.backfill.function if self.backfill else None,
+            backfill_service_name=BACKFILL_SERVICE_NAME if self.backfill else None,
+        )
+        CfnOutput(self, "DashboardName", value=monitoring.dashboard.dashboard_name)
+        return monitoring
 
     def _alarm_topic(self) -> sns.ITopic:
         if self.config.alarm_topic_arn is not None:
@@ -170,7 +272,7 @@ class PhotoLabelerStack(Stack):
             self,
             "EndpointDeployed",
             value="true" if self.inference else "false",
-            description="false until endpoint.model_data_uri is set; uploads then wait in the queue",
+            description="false until endpoint.model_data_uri or training.serve_registered_model; uploads wait",
         )
         CfnOutput(self, "UploadQueueUrl", value=self.upload_path.queue.queue_url)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.upload_path.dead_letter_queue.queue_url)
