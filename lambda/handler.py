@@ -17,7 +17,14 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from labeler_aws import ENDPOINT_CLIENT_CONFIG, DynamoLabelStore, S3ObjectStore, SageMakerEndpoint
+from labeler_aws import (
+    ENDPOINT_CLIENT_CONFIG,
+    SSM_CLIENT_CONFIG,
+    DynamoLabelStore,
+    S3ObjectStore,
+    SageMakerEndpoint,
+    SsmModelRegistry,
+)
 from labeler_core import (
     BACKFILL_TIME_MARGIN_MS,
     BackfillBatch,
@@ -56,6 +63,15 @@ def get_labeler() -> Labeler:
         raise ConfigError(f"environment variables not set: {', '.join(missing)}")
     config = LabelerConfig.from_env(os.environ)
     session = boto3.session.Session()
+    registry = None
+    if config.model_parameter_name:
+        # The registry names the approved model; MODEL_ID is only the fallback until one is registered.
+        registry = SsmModelRegistry(
+            session.client("ssm", config=SSM_CLIENT_CONFIG),
+            config.model_parameter_name,
+            fallback=config.model_id,
+            warn=logger.warning,
+        )
     return Labeler(
         config,
         objects=S3ObjectStore(session.client("s3")),
@@ -63,6 +79,7 @@ def get_labeler() -> Labeler:
             session.client("sagemaker-runtime", config=ENDPOINT_CLIENT_CONFIG), os.environ["ENDPOINT_NAME"]
         ),
         labels=DynamoLabelStore(session.client("dynamodb"), os.environ["TABLE_NAME"]),
+        model_id=registry,
     )
 
 
@@ -107,6 +124,7 @@ def _emit(outcome: Outcome) -> None:
             "confidence": outcome.confidence,
             "reason": outcome.reason,
             "endpoint_ms": outcome.endpoint_ms,
+            "model": outcome.model,
         },
     )
 

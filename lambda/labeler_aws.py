@@ -1,4 +1,4 @@
-"""Data access for the labeller: S3, the SageMaker endpoint and the labels table behind labeler_core's protocols.
+"""Data access for the labeller: S3, the endpoint, the labels table and the model registry (labeler_core's seams).
 
 This is the only module that knows botocore's error shapes; it turns them into the core's vocabulary
 (ObjectMissing, ObjectSuperseded, TransientFault, "not written").
@@ -6,7 +6,10 @@ This is the only module that knows botocore's error shapes; it turns them into t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +24,14 @@ from labeler_core import ObjectMissing, ObjectSuperseded, StoredObject, Transien
 ENDPOINT_CLIENT_CONFIG = Config(
     connect_timeout=5, read_timeout=60, retries={"mode": "standard", "total_max_attempts": 2}
 )
+# The registry read sits in front of every photo: fail fast and let SQS (or the map's Retry) try the record again
+# rather than hold the invocation. SSM's standard-throughput quota is shared by the account (40 TPS by default);
+# one read per execution environment per MODEL_PARAMETER_MAX_AGE_SECONDS stays far below it.
+SSM_CLIENT_CONFIG = Config(
+    connect_timeout=3, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 3}
+)
+# How stale the model id may be after the training pipeline registers a new model.
+MODEL_PARAMETER_MAX_AGE_SECONDS = 60.0
 # A missing key answers 404 only when the role may list the bucket; without s3:ListBucket S3 answers 403, which is
 # treated as transient (message ends in the DLQ) rather than silently recorded as MISSING.
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -162,3 +173,66 @@ class DynamoLabelStore:
 def _dynamo_value(value: Any) -> Any:
     # DynamoDB numbers must be Decimal; str() keeps the float's shortest repr instead of binary noise.
     return Decimal(str(value)) if isinstance(value, float) else value
+
+
+class SsmModelRegistry:
+    """The current model id: the value of the registry's SSM String parameter, cached for `max_age_seconds`.
+
+    Until the training pipeline has registered a model the parameter does not exist: the labeller then records
+    `fallback` (MODEL_ID) and warns once; the next lookup after the cache expires tries SSM again. Any other SSM
+    error raises TransientFault, so the record fails and is retried, instead of being attributed to a guess.
+    Called as `registry()` it is the `model_id` callable labeler_core.Labeler takes.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        parameter_name: str,
+        *,
+        fallback: str,
+        max_age_seconds: float = MODEL_PARAMETER_MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._parameter_name = parameter_name
+        self._fallback = fallback
+        self._max_age_seconds = max_age_seconds
+        self._clock = clock
+        self._warn = warn or logging.getLogger(__name__).warning
+        self._value: str | None = None
+        self._read_at = 0.0
+        self._warned = False
+        self._lock = threading.Lock()  # one handler thread today; cheap insurance for a threaded batch later
+
+    def __call__(self) -> str:
+        with self._lock:
+            now = self._clock()
+            if self._value is None or now - self._read_at >= self._max_age_seconds:
+                self._value = self._read()
+                self._read_at = now
+            return self._value
+
+    def _read(self) -> str:
+        failed = f"SSM GetParameter {self._parameter_name} failed"
+        try:
+            response = self._client.get_parameter(Name=self._parameter_name)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ParameterNotFound":
+                if not self._warned:
+                    self._warned = True
+                    self._warn(
+                        f"model registry parameter {self._parameter_name} does not exist (no model registered "
+                        f"yet): recording MODEL_ID {self._fallback!r} as the model"
+                    )
+                return self._fallback
+            raise TransientFault(f"{failed}: {_error_text(error)}") from error
+        except BotoCoreError as error:
+            raise TransientFault(f"{failed}: {_error_text(error)}") from error
+        value = str(response.get("Parameter", {}).get("Value", "")).strip()
+        if not value:
+            # SSM refuses empty values, so this is a malformed answer: retry rather than write an empty model.
+            raise TransientFault(f"SSM parameter {self._parameter_name} has no value")
+        # A registered model after a fallback period: warn again if it ever disappears.
+        self._warned = False
+        return value

@@ -20,6 +20,10 @@ duplicate notification for a replaced version reads nothing; the conditional wri
 final (or was produced by another model, for `reclassify`). Known limit: two versions uploaded within the same
 second *and* processed concurrently can leave the older one's label (S3's LastModified has 1-s resolution).
 
+Model identity: every item records the model that produced it (`model`), and `reclassify` compares against it.
+It is MODEL_ID, or, with MODEL_PARAMETER_NAME, the value of the model registry parameter, read through an
+injected callable (labeler_aws.SsmModelRegistry caches it for 60 s), so a rollout is picked up without a deploy.
+
 Faults: anything transient (endpoint throttling/5xx/timeouts/model loading, S3 or DynamoDB errors) and an answer
 outside the taxonomy (a model fault, not an input fault) raise, so SQS redelivers the message and, after
 maxReceiveCount, moves it to the DLQ. Nothing is written for them, so nothing is lost.
@@ -78,6 +82,11 @@ class ConfigError(ValueError):
     """The function's environment cannot configure the labeller."""
 
 
+# SSM accepts a parameter name (letters, digits, `_.-/`, at most 2,048 characters) or its ARN; anything else can
+# only be a typo, which would otherwise surface as "parameter not found" and a silent fallback to MODEL_ID.
+_PARAMETER_NAME_RE = re.compile(r"^(arn:[\w-]+:ssm:[\w-]*:\d*:parameter/\S+|[A-Za-z0-9_./-]{1,2048})$")
+
+
 # -- the injected boundaries --------------------------------------------------------------------------------
 
 
@@ -121,7 +130,7 @@ class LabelStore(Protocol):
 
 @dataclass(frozen=True)
 class LabelerConfig:
-    model_id: str
+    model_id: str  # written to each item; only the fallback when model_parameter_name is set
     taxonomy: Taxonomy
     confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
     upload_prefix: str = DEFAULT_UPLOAD_PREFIX
@@ -129,10 +138,16 @@ class LabelerConfig:
     max_object_bytes: int = MAX_OBJECT_BYTES
     max_side: int = MAX_SIDE
     max_pixels: int = DEFAULT_MAX_PIXELS
+    model_parameter_name: str | None = None  # the model registry (SSM String parameter) naming the current model
 
     def __post_init__(self) -> None:
         if not self.model_id:
             raise ConfigError("MODEL_ID must be set: it is written to every item and drives reclassify")
+        if self.model_parameter_name is not None and not _PARAMETER_NAME_RE.match(self.model_parameter_name):
+            raise ConfigError(
+                f"MODEL_PARAMETER_NAME {self.model_parameter_name!r} is not an SSM parameter name or ARN "
+                "(letters, digits and _.-/ only)"
+            )
         if not 0.0 <= self.confidence_threshold <= 1.0:
             raise ConfigError(f"CONFIDENCE_THRESHOLD must be within [0, 1], got {self.confidence_threshold}")
         if "hotel_id" not in self.hotel_id_pattern.groupindex:
@@ -166,6 +181,7 @@ class LabelerConfig:
             confidence_threshold=threshold,
             upload_prefix=environ.get("UPLOAD_PREFIX", DEFAULT_UPLOAD_PREFIX),
             hotel_id_pattern=pattern,
+            model_parameter_name=environ.get("MODEL_PARAMETER_NAME") or None,
         )
 
 
@@ -232,6 +248,7 @@ class Outcome:
     label: str | None = None
     confidence: float | None = None
     endpoint_ms: float | None = None  # set when the endpoint was called
+    model: str | None = None  # the model the result was recorded for (None when nothing was compared or written)
 
 
 class Labeler:
@@ -244,13 +261,19 @@ class Labeler:
         labels: LabelStore,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         timer: Callable[[], float] = time.perf_counter,
+        model_id: Callable[[], str] | None = None,
     ) -> None:
+        """`model_id` names the current model (e.g. a cached registry read); it may raise TransientFault.
+
+        Without it the model is config.model_id.
+        """
         self.config = config
         self._objects = objects
         self._endpoint = endpoint
         self._labels = labels
         self._clock = clock
         self._timer = timer
+        self._model_id = model_id or (lambda: config.model_id)
 
     def process(self, ref: ObjectRef, *, reclassify: bool = False) -> Outcome:
         """Label one object; raises TransientFault (or a client error) when it should be retried."""
@@ -259,30 +282,32 @@ class Labeler:
             return Outcome(
                 uri, Status.SKIPPED, reason=f"key is outside the upload prefix {self.config.upload_prefix!r}"
             )
+        # Read once per photo, so the reclassify comparison and the write name the same model.
+        model = self._model_id()
         existing = self._labels.get(uri)
         # Cheap resume: a duplicate delivery or a re-run backfill costs one read, no download, no endpoint call.
-        if ref.etag and self._already_done(existing, ref.etag, reclassify):
-            return Outcome(uri, Status.SKIPPED, reason="this version already has a final result")
+        if ref.etag and self._already_done(existing, ref.etag, reclassify, model):
+            return Outcome(uri, Status.SKIPPED, reason="this version already has a final result", model=model)
         try:
             stored = self._objects.get(
                 ref.bucket, ref.key, if_match=ref.etag, max_bytes=self.config.max_object_bytes
             )
         except ObjectMissing:
-            return self._record_missing(ref)
+            return self._record_missing(ref, model)
         except ObjectSuperseded:
             return Outcome(uri, Status.SKIPPED, reason="object was replaced by a newer version before it was read")
-        if not ref.etag and self._already_done(existing, stored.etag, reclassify):
-            return Outcome(uri, Status.SKIPPED, reason="this version already has a final result")
+        if not ref.etag and self._already_done(existing, stored.etag, reclassify, model):
+            return Outcome(uri, Status.SKIPPED, reason="this version already has a final result", model=model)
 
         if stored.body is None:
             reason = (
                 f"object is {stored.size:,} bytes, larger than the {self.config.max_object_bytes:,}-byte limit"
             )
-            return self._write_result(ref, stored, Status.REJECTED, reason=reason)
+            return self._write_result(ref, stored, model, Status.REJECTED, reason=reason)
         try:
             image = normalize(stored.body, max_side=self.config.max_side, max_pixels=self.config.max_pixels)
         except InvalidImage as error:
-            return self._write_result(ref, stored, Status.REJECTED, reason=error.reason)
+            return self._write_result(ref, stored, model, Status.REJECTED, reason=error.reason)
 
         request = self.config.taxonomy.build_request(image.jpeg)
         started = self._timer()
@@ -305,6 +330,7 @@ class Labeler:
         return self._write_result(
             ref,
             stored,
+            model,
             Status.LABELED if confident else Status.NEEDS_REVIEW,
             reason=reason,
             label=prediction.label,
@@ -314,18 +340,19 @@ class Labeler:
 
     # -- helpers --------------------------------------------------------------------------------------------
 
-    def _already_done(self, existing: Mapping[str, Any] | None, etag: str, reclassify: bool) -> bool:
+    @staticmethod
+    def _already_done(existing: Mapping[str, Any] | None, etag: str, reclassify: bool, model: str) -> bool:
         if not existing or existing.get("etag") != etag or existing.get("status") not in FINAL_STATUSES:
             return False
         if reclassify and existing.get("status") in RECLASSIFIABLE_STATUSES:
-            return existing.get("model") == self.config.model_id
+            return existing.get("model") == model
         return True
 
-    def _base_item(self, ref: ObjectRef, status: Status) -> dict[str, Any]:
+    def _base_item(self, ref: ObjectRef, status: Status, model: str) -> dict[str, Any]:
         item: dict[str, Any] = {
             "image_uri": ref.image_uri,
             "status": status.value,
-            "model": self.config.model_id,
+            "model": model,
             "classified_at": self._clock().astimezone(UTC).isoformat(timespec="milliseconds"),
         }
         match = self.config.hotel_id_pattern.search(ref.key)
@@ -338,6 +365,7 @@ class Labeler:
         self,
         ref: ObjectRef,
         stored: StoredObject,
+        model: str,
         status: Status,
         *,
         reason: str | None = None,
@@ -345,7 +373,7 @@ class Labeler:
         confidence: float | None = None,
         endpoint_ms: float | None = None,
     ) -> Outcome:
-        item = self._base_item(ref, status)
+        item = self._base_item(ref, status, model)
         item["etag"] = stored.etag
         item["source_last_modified"] = format_last_modified(stored.last_modified)
         if stored.version_id:
@@ -364,17 +392,17 @@ class Labeler:
                 reason="a newer or identical result was recorded concurrently",
                 endpoint_ms=endpoint_ms,
             )
-        return Outcome(ref.image_uri, status, reason, label, confidence, endpoint_ms)
+        return Outcome(ref.image_uri, status, reason, label, confidence, endpoint_ms, model)
 
-    def _record_missing(self, ref: ObjectRef) -> Outcome:
+    def _record_missing(self, ref: ObjectRef, model: str) -> Outcome:
         reason = "object no longer exists (deleted before it was processed)"
-        item = self._base_item(ref, Status.MISSING)
+        item = self._base_item(ref, Status.MISSING, model)
         item["reason"] = reason
         if ref.etag:
             item["etag"] = ref.etag
         if not self._labels.put_missing(item):
             return Outcome(ref.image_uri, Status.SKIPPED, reason=f"{reason}; the table already has a result")
-        return Outcome(ref.image_uri, Status.MISSING, reason=reason)
+        return Outcome(ref.image_uri, Status.MISSING, reason=reason, model=model)
 
 
 def format_last_modified(moment: datetime) -> str:
@@ -392,6 +420,11 @@ def format_last_modified(moment: datetime) -> str:
 BACKFILL_TIME_MARGIN_MS = 140_000
 
 
+# BatchInput.key_encoding: how the items spell their keys. Absent = raw (ListObjectsV2 listings);
+# "url" = URL-encoded with '+' for spaces, as S3 Inventory CSV reports write them.
+KEY_ENCODINGS = frozenset({"url"})
+
+
 @dataclass(frozen=True)
 class BackfillBatch:
     refs: tuple[ObjectRef, ...]
@@ -400,7 +433,15 @@ class BackfillBatch:
 
     @classmethod
     def parse(cls, event: Mapping[str, Any]) -> BackfillBatch:
-        """A Distributed Map batch: {"Items": [{"Key", "ETag"?, "Bucket"?}], "BatchInput": {"bucket", ...}}."""
+        """A Distributed Map batch: {"Items": [...], "BatchInput": {"bucket", "reclassify"?, "key_encoding"?}}.
+
+        Items as the item readers emit them (stacks/backfill.py passes them through unchanged):
+        - ListObjectsV2 (prefix input): {"Etag": '"<md5>"', "Key", "LastModified": <epoch s>, "Size",
+          "StorageClass"}; the bucket is BatchInput.bucket. Step Functions spells it `Etag`; `ETag` works too.
+        - S3 Inventory manifest: the report's columns as strings, {"Bucket", "Key", "Size", "LastModifiedDate",
+          "ETag"?, ...}, keys URL-encoded (BatchInput.key_encoding = "url").
+        With the version's ETag a photo that already has a final result costs one table read, no download.
+        """
         if not isinstance(event, Mapping) or not isinstance(event.get("Items"), list):
             raise ValueError("a backfill batch needs an 'Items' list (Distributed Map with an ItemBatcher)")
         batch_input = event.get("BatchInput") or {}
@@ -409,6 +450,13 @@ class BackfillBatch:
         reclassify = batch_input.get("reclassify", False)
         if not isinstance(reclassify, bool):
             raise ValueError(f"'BatchInput.reclassify' must be true or false, got {reclassify!r}")
+        key_encoding = batch_input.get("key_encoding")
+        if key_encoding is not None and key_encoding not in KEY_ENCODINGS:
+            # Guessing would label (or record MISSING) the wrong keys for the whole batch: refuse it instead.
+            raise ValueError(
+                f"'BatchInput.key_encoding' must be absent (raw keys) or one of {sorted(KEY_ENCODINGS)}, "
+                f"got {key_encoding!r}"
+            )
         refs: list[ObjectRef] = []
         invalid: list[str] = []
         for position, item in enumerate(event["Items"]):
@@ -420,6 +468,9 @@ class BackfillBatch:
             if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
                 invalid.append(f"item {position} has no Key/Bucket (BatchInput.bucket): {str(item)[:200]}")
                 continue
-            # Listed keys are raw (unlike notification keys), so no URL-decoding here.
-            refs.append(ObjectRef(bucket=bucket, key=key, etag=clean_etag(item.get("ETag"))))
+            if key_encoding == "url":
+                key = unquote_plus(key)
+            etag = item.get("ETag") or item.get("Etag")
+            etag = clean_etag(etag) if isinstance(etag, str) else None
+            refs.append(ObjectRef(bucket=bucket, key=key, etag=etag))
         return cls(refs=tuple(refs), reclassify=reclassify, invalid=tuple(invalid))

@@ -42,7 +42,8 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "POWERTOOLS_METRICS_NAMESPACE": "HotelPhotos",
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("TAXONOMY_FILE", raising=False)
+    for name in ("TAXONOMY_FILE", "MODEL_PARAMETER_NAME"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

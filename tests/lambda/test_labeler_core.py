@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,10 @@ class MemoryLabels:
 
 
 def make_labeler(
-    objects: dict[str, bytes], *replies: bytes | Exception, **config: Any
+    objects: dict[str, bytes],
+    *replies: bytes | Exception,
+    model_id: Callable[[], str] | None = None,
+    **config: Any,
 ) -> tuple[Labeler, Any, Any]:
     endpoint = ScriptedEndpoint(*replies)
     labels = MemoryLabels()
@@ -86,6 +89,7 @@ def make_labeler(
         endpoint=endpoint,
         labels=labels,
         clock=lambda: MODIFIED,
+        model_id=model_id,
     )
     return labeler, endpoint, labels
 
@@ -123,6 +127,13 @@ def test_config_from_env_names_the_bad_variable(tmp_path: Path) -> None:
         LabelerConfig.from_env({**base, "HOTEL_ID_PATTERN": r"^uploads/([^/]+)/"})
     with pytest.raises(ConfigError, match="not a valid regex"):
         LabelerConfig.from_env({**base, "HOTEL_ID_PATTERN": r"(?P<hotel_id>"})
+    with pytest.raises(ConfigError, match="MODEL_PARAMETER_NAME"):
+        LabelerConfig.from_env({**base, "MODEL_PARAMETER_NAME": "/photos/model current"})
+    assert LabelerConfig.from_env({**base, "MODEL_PARAMETER_NAME": ""}).model_parameter_name is None
+    registry = "/hotel-photos/model/current"
+    assert LabelerConfig.from_env({**base, "MODEL_PARAMETER_NAME": registry}).model_parameter_name == registry
+    arn = "arn:aws:ssm:us-east-1:123456789012:parameter/hotel-photos/model/current"
+    assert LabelerConfig.from_env({**base, "MODEL_PARAMETER_NAME": arn}).model_parameter_name == arn
     (tmp_path / "classification").mkdir()
     (tmp_path / "classification" / "mine.json").write_text('{"labels": ["Room", "Pool"]}', encoding="utf-8")
     config = LabelerConfig.from_env({**base, "TAXONOMY_FILE": "classification/mine.json"}, task_root=tmp_path)
@@ -185,6 +196,100 @@ def test_reclassify_relabels_only_results_of_another_model() -> None:
     assert labeler.process(ref).status == Status.SKIPPED  # an ordinary redelivery keeps the old result
     assert labeler.process(ref, reclassify=True).status == Status.LABELED
     assert labels.items[ref.image_uri]["model"] == MODEL_ID and endpoint.calls == 2
+
+
+def test_the_model_is_asked_once_per_photo_so_a_new_registration_applies_to_the_next_photo() -> None:
+    # Given a model registry that names v1, then v2 after a rollout
+    registry = ["llava-next-hotel-v1"]
+    asked: list[str] = []
+
+    def current_model() -> str:
+        asked.append(registry[0])
+        return registry[0]
+
+    answer = json.dumps(vllm_answer("Lobby")).encode()
+    labeler, endpoint, labels = make_labeler(
+        {"uploads/h/a.jpg": photo((0, 0, 0))}, answer, answer, model_id=current_model
+    )
+    ref = ObjectRef("hotel-photos", "uploads/h/a.jpg", "etag-1")
+
+    # When the photo is labelled under v1, then reclassified before and after the registry moves to v2
+    assert labeler.process(ref).model == "llava-next-hotel-v1"
+    assert labeler.process(ref, reclassify=True).status == Status.SKIPPED  # same model: nothing to redo
+    registry[0] = "llava-next-hotel-v2"
+    relabeled = labeler.process(ref, reclassify=True)
+
+    # Then the item names the model that produced it, and each photo asked for the model exactly once
+    assert (relabeled.status, relabeled.model) == (Status.LABELED, "llava-next-hotel-v2")
+    assert labels.items[ref.image_uri]["model"] == "llava-next-hotel-v2" and endpoint.calls == 2
+    assert len(asked) == 3
+
+
+def test_a_registry_fault_fails_the_photo_before_anything_is_read_or_written() -> None:
+    def unavailable() -> str:
+        raise TransientFault("SSM GetParameter failed: ThrottlingException")
+
+    labeler, endpoint, labels = make_labeler({"uploads/h/a.jpg": photo((0, 0, 0))}, model_id=unavailable)
+    with pytest.raises(TransientFault, match="ThrottlingException"):
+        labeler.process(ObjectRef("hotel-photos", "uploads/h/a.jpg", "etag-1"))
+    assert labels.items == {} and endpoint.calls == 0
+
+
+def test_listing_items_keep_their_version_whether_the_field_is_spelled_etag_or_etag_upper() -> None:
+    # Given a batch as the Step Functions ListObjectsV2 reader emits it (`Etag`, quoted, epoch LastModified),
+    # plus one item spelled like the S3 API (`ETag`)
+    batch = BackfillBatch.parse(
+        {
+            "Items": [
+                {
+                    "Etag": '"05704fbdccb224cb01c59005bebbad28"',
+                    "Key": "uploads/h1/n02085620_1073.jpg",
+                    "LastModified": 1668699881,
+                    "Size": 34910,
+                    "StorageClass": "STANDARD",
+                },
+                {"ETag": '"b1946ac92492d2347c6235b4d2611184"', "Key": "uploads/h1/sea+view.jpg", "Size": 6},
+                {"Key": "uploads/h1/no-etag.jpg", "Etag": ""},
+            ],
+            "BatchInput": {"bucket": "hotel-photos", "reclassify": False},
+        }
+    )
+    # Then every ref carries the bare ETag, and listed keys are taken as they are (not URL-decoded)
+    assert batch.refs == (
+        ObjectRef("hotel-photos", "uploads/h1/n02085620_1073.jpg", "05704fbdccb224cb01c59005bebbad28"),
+        ObjectRef("hotel-photos", "uploads/h1/sea+view.jpg", "b1946ac92492d2347c6235b4d2611184"),
+        ObjectRef("hotel-photos", "uploads/h1/no-etag.jpg", None),
+    )
+    assert batch.invalid == ()
+
+
+def test_inventory_items_have_their_url_encoded_keys_decoded() -> None:
+    # Given S3 Inventory CSV rows (string columns, URL-encoded keys, bare ETags) and key_encoding "url"
+    batch = BackfillBatch.parse(
+        {
+            "Items": [
+                {
+                    "Bucket": "hotel-photos",
+                    "Key": "uploads/h1/sea+view%2B1.jpg",
+                    "Size": "2226",
+                    "LastModifiedDate": "2022-11-16T00:29:32.000Z",
+                    "ETag": "05704fbdccb224cb01c59005bebbad28",
+                },
+                {"Bucket": "hotel-photos", "Key": "uploads/h1/caf%C3%A9%20terrace.jpg", "Size": "10"},
+            ],
+            "BatchInput": {"bucket": "hotel-photos", "reclassify": False, "key_encoding": "url"},
+        }
+    )
+    # Then the keys are the objects' real names
+    assert [ref.key for ref in batch.refs] == ["uploads/h1/sea view+1.jpg", "uploads/h1/café terrace.jpg"]
+    assert batch.refs[0].etag == "05704fbdccb224cb01c59005bebbad28" and batch.refs[1].etag is None
+
+
+@pytest.mark.parametrize("encoding", ["URL", "base64", "", True])
+def test_an_unknown_key_encoding_refuses_the_whole_batch(encoding: object) -> None:
+    event = {"Items": [{"Key": "uploads/h/a.jpg"}], "BatchInput": {"bucket": "b", "key_encoding": encoding}}
+    with pytest.raises(ValueError, match=r"key_encoding.*absent \(raw keys\) or one of \['url'\]"):
+        BackfillBatch.parse(event)
 
 
 def test_backfill_batch_parsing_refuses_malformed_items_with_a_reason() -> None:

@@ -8,21 +8,31 @@ import json
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote_plus
 
+import boto3
 import handler
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from botocore.response import StreamingBody
-from labeler_aws import DynamoLabelStore, S3ObjectStore, SageMakerEndpoint
-from labeler_core import Labeler, LabelerConfig
+from labeler_aws import (
+    MODEL_PARAMETER_MAX_AGE_SECONDS,
+    DynamoLabelStore,
+    S3ObjectStore,
+    SageMakerEndpoint,
+    SsmModelRegistry,
+)
+from labeler_core import Labeler, LabelerConfig, StoredObject
 from labeler_testkit import (
     BUCKET,
     ENDPOINT,
     MODEL_ID,
     PALETTE,
     REGION,
+    TABLE,
     Aws,
     FakeContext,
     photo,
@@ -466,3 +476,226 @@ def test_backfill_raises_a_retryable_error_after_the_batch_when_time_ran_out_or_
     with pytest.raises(handler.TransientBatchError, match="1 item"):
         handler.backfill_handler(event, FakeContext())
     assert aws.item("uploads/h8/b.jpg") is None
+
+
+# -- backfill item shapes and the model registry ------------------------------------------------------------------
+
+PARAMETER = "/hotel-photos/model/current"
+RUN_1 = "s3://hotel-photos-training/models/run-1/"
+RUN_2 = "s3://hotel-photos-training/models/run-2/"
+
+
+class CountingObjects(S3ObjectStore):
+    """The real S3 data access, counting downloads (GetObject calls)."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.downloads = 0
+
+    def get(self, bucket: str, key: str, *, if_match: str | None, max_bytes: int) -> StoredObject:
+        self.downloads += 1
+        return super().get(bucket, key, if_match=if_match, max_bytes=max_bytes)
+
+
+def use_labeler(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, *, model_id: Callable[[], str] | None = None
+) -> CountingObjects:
+    """Serve the handler a labeller on moto whose downloads are counted (and whose model source is given)."""
+    objects = CountingObjects(aws.s3)
+    labeler = Labeler(
+        LabelerConfig.from_env(handler.os.environ),
+        objects=objects,
+        endpoint=SageMakerEndpoint(boto3.client("sagemaker-runtime", region_name=REGION), ENDPOINT),
+        labels=DynamoLabelStore(aws.dynamodb, TABLE),
+        model_id=model_id,
+    )
+    monkeypatch.setattr(handler, "get_labeler", lambda: labeler)
+    return objects
+
+
+def listing_items(aws: Aws, prefix: str) -> list[dict[str, Any]]:
+    """The items the Step Functions ListObjectsV2 reader hands the map: `Etag` (quoted), epoch `LastModified`."""
+    contents = aws.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]
+    return [
+        {
+            "Etag": entry["ETag"],
+            "Key": entry["Key"],
+            "LastModified": entry["LastModified"].timestamp(),
+            "Size": entry["Size"],
+            "StorageClass": entry["StorageClass"],
+        }
+        for entry in contents
+    ]
+
+
+def test_a_resumed_listing_backfill_costs_one_table_read_per_finished_photo_not_a_download(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a backfill over three photos that stopped after labelling two of them
+    for name, color in (("a", (240, 0, 0)), ("b", (0, 240, 0)), ("c", (0, 0, 240))):
+        aws.s3.put_object(Bucket=BUCKET, Key=f"uploads/h6/{name}.jpg", Body=photo(color))
+    items = listing_items(aws, "uploads/h6/")
+    assert all(item["Etag"].startswith('"') for item in items)  # the shape the reader really emits
+    batch_input = {"bucket": BUCKET, "reclassify": False}
+    queue_endpoint_reply(vllm_answer("Room"))
+    queue_endpoint_reply(vllm_answer("Pool"))
+    use_labeler(aws, monkeypatch)
+    assert handler.backfill_handler({"Items": items[:2], "BatchInput": batch_input}, FakeContext())["labeled"] == 2
+
+    # When the backfill is started again over the same listing
+    objects = use_labeler(aws, monkeypatch)
+    queue_endpoint_reply(vllm_answer("Spa"))
+    summary = handler.backfill_handler({"Items": items, "BatchInput": batch_input}, FakeContext())
+
+    # Then the finished photos are skipped on their ETag alone: only the unfinished one is downloaded
+    assert (summary["skipped"], summary["labeled"], objects.downloads) == (2, 1, 1)
+    assert [aws.item(f"uploads/h6/{name}.jpg")["label"] for name in "abc"] == ["Room", "Pool", "Spa"]  # type: ignore[index]
+
+
+def test_an_inventory_backfill_labels_the_decoded_keys_and_an_unknown_key_encoding_writes_nothing(
+    aws: Aws,
+) -> None:
+    # Given a photo whose key has a space and a plus, listed in an S3 Inventory CSV report (URL-encoded keys)
+    key = "uploads/h7/sea view+1.jpg"
+    aws.s3.put_object(Bucket=BUCKET, Key=key, Body=photo((120, 120, 0)))
+    head = aws.s3.head_object(Bucket=BUCKET, Key=key)
+    row = {
+        "Bucket": BUCKET,
+        "Key": quote_plus(key, safe="/"),
+        "Size": str(head["ContentLength"]),
+        "LastModifiedDate": head["LastModified"].strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "ETag": head["ETag"].strip('"'),
+    }
+    assert row["Key"] == "uploads/h7/sea+view%2B1.jpg"
+
+    # When a batch of it arrives with a key_encoding the handler does not know
+    # Then the whole batch is refused with a clear error, before anything is read or written
+    with pytest.raises(ValueError, match="key_encoding"):
+        handler.backfill_handler(
+            {"Items": [row], "BatchInput": {"bucket": BUCKET, "key_encoding": "percent"}}, FakeContext()
+        )
+    assert aws.items() == []
+
+    # When it arrives as the manifest map sends it (key_encoding "url")
+    queue_endpoint_reply(vllm_answer("Terrace/Patio"))
+    summary = handler.backfill_handler(
+        {"Items": [row], "BatchInput": {"bucket": BUCKET, "reclassify": False, "key_encoding": "url"}},
+        FakeContext(),
+    )
+
+    # Then the photo is labelled under its real key, and no item exists under the encoded one
+    assert summary["labeled"] == 1
+    item = aws.item(key)
+    assert item is not None and (item["label"], item["hotel_id"]) == ("Terrace/Patio", "h7")
+    assert len(aws.items()) == 1
+
+
+def warnings_logged() -> list[str]:
+    lines = log_lines(handler.logger.registered_handler.stream.getvalue())
+    return [line["message"] for line in lines if line.get("level") == "WARNING"]
+
+
+def test_with_a_model_registry_labels_name_model_id_until_a_model_is_registered_then_the_registered_one(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the function is configured with the registry parameter, which no training run has written yet
+    monkeypatch.setenv("MODEL_PARAMETER_NAME", PARAMETER)
+    for name, color in (("a", (0, 120, 120)), ("b", (120, 0, 120)), ("c", (120, 120, 240))):
+        aws.s3.put_object(Bucket=BUCKET, Key=f"uploads/h5/{name}.jpg", Body=photo(color))
+    queue_endpoint_reply(vllm_answer("Bar"))
+    queue_endpoint_reply(vllm_answer("Bar"))
+    batch_input = {"bucket": BUCKET, "reclassify": False}
+
+    # When two photos are labelled
+    items = [{"Key": "uploads/h5/a.jpg"}, {"Key": "uploads/h5/b.jpg"}]
+    assert handler.backfill_handler({"Items": items, "BatchInput": batch_input}, FakeContext())["labeled"] == 2
+
+    # Then both record MODEL_ID, and one warning says why
+    assert [aws.item(f"uploads/h5/{n}.jpg")["model"] for n in "ab"] == [MODEL_ID, MODEL_ID]  # type: ignore[index]
+    assert [message for message in warnings_logged() if PARAMETER in message] == [
+        f"model registry parameter {PARAMETER} does not exist (no model registered yet): recording MODEL_ID "
+        f"'{MODEL_ID}' as the model"
+    ]
+
+    # When the pipeline registers a model and a new execution environment labels the next photo
+    boto3.client("ssm", region_name=REGION).put_parameter(Name=PARAMETER, Value=RUN_1, Type="String")
+    handler.get_labeler.cache_clear()
+    queue_endpoint_reply(vllm_answer("Bar"))
+    handler.backfill_handler({"Items": [{"Key": "uploads/h5/c.jpg"}], "BatchInput": batch_input}, FakeContext())
+
+    # Then it records the registered model
+    assert aws.item("uploads/h5/c.jpg")["model"] == RUN_1  # type: ignore[index]
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_after_a_new_model_is_registered_a_reclassify_backfill_relabels_once_the_cache_expired(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a photo labelled by run 1, the model the registry names
+    ssm = boto3.client("ssm", region_name=REGION)
+    ssm.put_parameter(Name=PARAMETER, Value=RUN_1, Type="String")
+    clock = ManualClock()
+    use_labeler(aws, monkeypatch, model_id=SsmModelRegistry(ssm, PARAMETER, fallback=MODEL_ID, clock=clock))
+    aws.s3.put_object(Bucket=BUCKET, Key="uploads/h4/a.jpg", Body=photo((240, 240, 0)))
+    event = {"Items": [{"Key": "uploads/h4/a.jpg"}], "BatchInput": {"bucket": BUCKET, "reclassify": True}}
+    queue_endpoint_reply(vllm_answer("Room"))
+    handler.backfill_handler(event, FakeContext())
+    assert aws.item("uploads/h4/a.jpg")["model"] == RUN_1  # type: ignore[index]
+
+    # When run 2 is registered and a reclassify backfill runs within the cache period
+    ssm.put_parameter(Name=PARAMETER, Value=RUN_2, Type="String", Overwrite=True)
+    clock.now += MODEL_PARAMETER_MAX_AGE_SECONDS - 1
+    # Then the photo still counts as done for the cached run 1: skipped, not sent to the endpoint
+    assert handler.backfill_handler(event, FakeContext())["skipped"] == 1
+
+    # When the cache has expired
+    clock.now += 1
+    summary = handler.backfill_handler(event, FakeContext())  # moto answers an identical request as before
+
+    # Then the photo is labelled again (the endpoint was called) and the item names run 2
+    assert summary["labeled"] == 1
+    item = aws.item("uploads/h4/a.jpg")
+    assert item is not None and (item["label"], item["model"]) == ("Room", RUN_2)
+
+
+class ThrottledSsm:
+    def get_parameter(self, **params: Any) -> dict[str, Any]:
+        raise ClientError(
+            {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}, "ResponseMetadata": {}},
+            "GetParameter",
+        )
+
+
+def test_a_registry_fault_fails_only_that_record_and_its_redelivery_labels_the_photo(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an upload, and SSM throttling the registry read
+    queue, _ = make_queue(aws)
+    aws.s3.put_object(Bucket=BUCKET, Key="uploads/h3/a.jpg", Body=photo((0, 0, 0)))
+    messages = [m for m in receive(aws, queue) if "Records" in m["Body"]]
+    use_labeler(aws, monkeypatch, model_id=SsmModelRegistry(ThrottledSsm(), PARAMETER, fallback=MODEL_ID))
+
+    # When the notification is processed
+    failed = run_batch(messages)
+
+    # Then the record fails (SQS redelivers it), nothing is written, and the fault is counted
+    assert failed == {messages[0]["MessageId"]}
+    assert aws.item("uploads/h3/a.jpg") is None
+    assert emitted_metrics(log_lines(capsys.readouterr().out))["TransientFailures"] == 1
+
+    # When it is redelivered after SSM recovered
+    ssm = boto3.client("ssm", region_name=REGION)
+    ssm.put_parameter(Name=PARAMETER, Value=RUN_1, Type="String")
+    use_labeler(aws, monkeypatch, model_id=SsmModelRegistry(ssm, PARAMETER, fallback=MODEL_ID))
+    queue_endpoint_reply(vllm_answer("Pool"))
+
+    # Then the photo is labelled under the registered model
+    assert run_batch(messages) == set()
+    assert aws.item("uploads/h3/a.jpg")["model"] == RUN_1  # type: ignore[index]
