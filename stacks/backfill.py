@@ -46,6 +46,8 @@ from stacks import constants
 from stacks.config import ConfigError, config_section
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.nag import acknowledge, nag_resource
+from stacks.training_pipeline import ModelStore
+from stacks.upload_path import model_parameter_environment
 
 # --- literals with units --------------------------------------------------------------------------------------
 BACKFILL_HANDLER = "handler.backfill_handler"  # docs/interfaces.md
@@ -208,6 +210,7 @@ class Backfill(Construct):
         confidence_threshold: float,
         taxonomy_file: str,
         metrics_namespace: str,
+        model_registry: ModelStore | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
@@ -231,9 +234,12 @@ class Backfill(Construct):
                 "TAXONOMY_FILE": taxonomy_file,
                 "POWERTOOLS_SERVICE_NAME": BACKFILL_SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
+                **model_parameter_environment(model_registry),
             },
         )
         self._grant_function(table, endpoint)
+        if model_registry is not None:
+            model_registry.grant_read_registry(self.function_role)
         self.log_group: logs.LogGroup = logs.LogGroup(
             self,
             "StateMachineLogs",

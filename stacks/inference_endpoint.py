@@ -5,19 +5,31 @@ read at deploy time from the training pipeline's registry parameter (stacks/trai
 replaces the model and endpoint config (generated names) and updates the endpoint in place with SageMaker's
 blue/green rollout. The pipeline's own UpdateEndpoint registers the model it rolled out, so a later deploy
 re-creates the same model instead of reverting it.
+
+Both paths roll out the same way: the endpoint carries the DeploymentConfig of stacks/rollout.py (blue/green,
+automatic rollback on the 5XX and latency alarms created here, before the endpoint), the same one the pipeline
+sends with its UpdateEndpoint; a `cdk deploy` that changes the model is watched and rolled back like a pipeline
+rollout.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from aws_cdk import ArnFormat, Aws, CfnMapping, Duration, Fn, Stack, Token
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import constants, serving_properties
 from stacks.lmi_image import LmiImageTable, default_table
 from stacks.nag import acknowledge, nag_resource
+from stacks.rollout import RolloutAlarms, RolloutPolicy
+
+# Where a canary that the endpoint's capacity cannot hold is reported (the rollout_* keys live in that section).
+CANARY_CONFIG_KEY = "photo_labeler.training.rollout_canary_percent"
 
 
 class InferenceEndpoint(Construct):
@@ -39,6 +51,8 @@ class InferenceEndpoint(Construct):
         scale_out_cooldown_seconds: int,
         container_startup_timeout_seconds: int,
         model_data_download_timeout_seconds: int,
+        rollout: RolloutPolicy,
+        alarm_topic: sns.ITopic | None = None,
         serving_options: dict[str, str] | None = None,
         image_table: LmiImageTable | None = None,
         model_read_prefix: str | None = None,
@@ -65,12 +79,12 @@ class InferenceEndpoint(Construct):
         self.endpoint_config: sagemaker.CfnEndpointConfig = self._build_endpoint_config(
             instance_type, min_capacity, container_startup_timeout_seconds, model_data_download_timeout_seconds
         )
-        self.endpoint: sagemaker.CfnEndpoint = sagemaker.CfnEndpoint(
-            self,
-            "Endpoint",
-            endpoint_name=endpoint_name,
-            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+        rollout.check_capacity(min_capacity, key=CANARY_CONFIG_KEY)
+        self.rollout_policy = rollout
+        self.rollout_alarms: RolloutAlarms = RolloutAlarms(
+            self, "RolloutAlarms", endpoint_name=endpoint_name, policy=rollout, alarm_topic=alarm_topic
         )
+        self.endpoint: sagemaker.CfnEndpoint = self._build_endpoint(endpoint_name)
         # `Ref` of AWS::SageMaker::Endpoint is its ARN: the exact resource for sagemaker:InvokeEndpoint.
         self.endpoint_arn: str = self.endpoint.ref
         self.scalable_target: appscaling.ScalableTarget = self._build_autoscaling(
@@ -80,6 +94,11 @@ class InferenceEndpoint(Construct):
             scale_in_cooldown_seconds,
             scale_out_cooldown_seconds,
         )
+
+    @property
+    def deployment_config(self) -> dict[str, Any]:
+        """The DeploymentConfig every update of this endpoint uses (CloudFormation's and the pipeline's)."""
+        return self.rollout_policy.deployment_config(self.rollout_alarms.alarm_names)
 
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
         return iam.Grant.add_to_principal(
@@ -250,6 +269,23 @@ class InferenceEndpoint(Construct):
             "module; SageMaker rejects a KmsKeyId for instance types with local storage.",
         )
         return config
+
+    def _build_endpoint(self, endpoint_name: str) -> sagemaker.CfnEndpoint:
+        endpoint = sagemaker.CfnEndpoint(
+            self,
+            "Endpoint",
+            endpoint_name=endpoint_name,
+            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            # Keep the instance count autoscaling has reached: the new fleet starts at today's load, as in the
+            # pipeline's UpdateEndpoint. Instance type and model still come from the new endpoint config.
+            retain_all_variant_properties=True,
+        )
+        # The same dict the pipeline sends (API and CloudFormation share the field names), so the two paths cannot
+        # drift; the typed L1 struct would need a second spelling of it.
+        endpoint.add_property_override("DeploymentConfig", self.deployment_config)
+        # SageMaker looks the rollback alarms up by name when an update starts: they must exist first.
+        endpoint.node.add_dependency(self.rollout_alarms)
+        return endpoint
 
     def _build_autoscaling(
         self, min_capacity: int, max_capacity: int, target: float, scale_in: int, scale_out: int

@@ -92,7 +92,10 @@ class Monitoring(Construct):
         backfill_state_machine: sfn.IStateMachine | None = None,
         backfill_function: lambda_.IFunction | None = None,
         backfill_service_name: str | None = None,
+        training_failed_alarm: cloudwatch.IAlarm | None = None,
+        rollout_alarms: Sequence[cloudwatch.IAlarm] = (),
     ) -> None:
+        # Alarms defined elsewhere (DLQ, training failures, the endpoint's rollback alarms) are shown, not copied.
         super().__init__(scope, construct_id)
         self.config = config
         self._namespace = metrics_namespace
@@ -122,6 +125,8 @@ class Monitoring(Construct):
                 self.stall_alarm,
                 self.endpoint_errors_alarm,
                 self.backfill_failed_alarm,
+                training_failed_alarm,
+                *rollout_alarms,
             )
             if alarm is not None
         ]
@@ -316,7 +321,8 @@ class Monitoring(Construct):
                 cloudwatch.TextWidget(
                     markdown=(
                         "### No endpoint deployed\nUploads wait in the queue until a deploy sets "
-                        "`endpoint.model_data_uri`; endpoint widgets and alarms appear then."
+                        "`endpoint.model_data_uri` or `training.serve_registered_model`; endpoint widgets and "
+                        "alarms appear then."
                     ),
                     width=DASHBOARD_WIDTH,
                     height=2,

@@ -87,6 +87,9 @@ class PhotoLabelerStack(Stack):
                 scale_out_cooldown_seconds=settings.scale_out_cooldown_seconds,
                 container_startup_timeout_seconds=settings.container_startup_timeout_seconds,
                 model_data_download_timeout_seconds=settings.model_data_download_timeout_seconds,
+                # One rollout policy for `cdk deploy` and the pipeline (stacks/rollout.py).
+                rollout=self.training_config.rollout_policy(),
+                alarm_topic=self.alarm_topic,
             )
             # Pipeline-trained models are SSE-KMS objects of the training bucket.
             self.storage.key.grant_decrypt(self.inference.role)
@@ -115,6 +118,7 @@ class PhotoLabelerStack(Stack):
             function_timeout_seconds=upload.function_timeout_seconds,
             function_memory_mb=upload.function_memory_mb,
             alarm_topic=self.alarm_topic,
+            model_registry=self._registry_for_labels,
         )
         self.backfill: Backfill | None = self._backfill()
         self.training: TrainingPipeline = self._training_pipeline()
@@ -139,6 +143,12 @@ class PhotoLabelerStack(Stack):
     def function(self):
         return self.upload_path.function
 
+    @property
+    def _registry_for_labels(self) -> ModelStore | None:
+        # Only an endpoint that serves the registry can change models without a deploy (a pipeline rollout); a
+        # pinned model, or none, is exactly MODEL_ID.
+        return self.model_store if self.serves_registered_model else None
+
     def _backfill(self) -> Backfill | None:
         # Only with an endpoint: without one every batch would fail after its retries.
         if self.inference is None:
@@ -158,6 +168,7 @@ class PhotoLabelerStack(Stack):
             confidence_threshold=self.config.upload.confidence_threshold,
             taxonomy_file=self.config.taxonomy_path.relative_to(constants.PROJECT_ROOT).as_posix(),
             metrics_namespace=self.config.metrics_namespace,
+            model_registry=self._registry_for_labels,
         )
         CfnOutput(
             self,
@@ -210,6 +221,8 @@ class PhotoLabelerStack(Stack):
             backfill_state_machine=self.backfill.state_machine if self.backfill else None,
             backfill_function=self.backfill.function if self.backfill else None,
             backfill_service_name=BACKFILL_SERVICE_NAME if self.backfill else None,
+            training_failed_alarm=self.training.failure_alarm,
+            rollout_alarms=self.inference.rollout_alarms.alarms if self.inference else (),
         )
         CfnOutput(self, "DashboardName", value=monitoring.dashboard.dashboard_name)
         return monitoring

@@ -47,6 +47,7 @@ from stacks import constants
 from stacks.config import ConfigError, config_section
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.nag import acknowledge, nag_resource
+from stacks.rollout import RolloutAlarms, RolloutPolicy
 from stacks.training_asset import ENTRY_POINT, training_code_asset
 from stacks.training_image import TrainingImageTable, UnsupportedTrainingImage, default_training_images
 
@@ -227,6 +228,17 @@ class TrainingPipelineConfig:
         _check(self.rollback_5xx_errors_per_minute >= 1, "rollback_5xx_errors_per_minute", "must be >= 1")
         _check(self.rollback_p90_model_latency_seconds > 0, "rollback_p90_model_latency_seconds", "must be > 0")
 
+    def rollout_policy(self) -> RolloutPolicy:
+        """How every endpoint update rolls out, whether a `cdk deploy` or this pipeline starts it."""
+        return RolloutPolicy(
+            canary_percent=self.rollout_canary_percent,
+            canary_wait_seconds=self.rollout_canary_wait_seconds,
+            bake_seconds=self.rollout_bake_seconds,
+            timeout_seconds=self.rollout_timeout_seconds,
+            errors_per_minute=self.rollback_5xx_errors_per_minute,
+            p90_latency_seconds=self.rollback_p90_model_latency_seconds,
+        )
+
     @property
     def effective_max_wait_seconds(self) -> int | None:
         if not self.use_spot:
@@ -290,6 +302,16 @@ class ModelStore(Construct):
         )
         self.models_uri = f"s3://{self.bucket.bucket_name}/{MODELS_PREFIX}"
 
+    def grant_read_registry(self, grantee: iam.IGrantable) -> iam.Grant:
+        """ssm:GetParameter on the registry parameter only (a String parameter: no kms:Decrypt needed).
+
+        The labellers read it (env MODEL_PARAMETER_NAME) so that labels name the model a pipeline rollout put on
+        the endpoint, not the one the last deploy saw.
+        """
+        return iam.Grant.add_to_principal(
+            grantee=grantee, actions=["ssm:GetParameter"], resource_arns=[self.parameter_arn]
+        )
+
     def registered_model_uri(self) -> str:
         """The registry's value, read by CloudFormation at deploy time (never a literal in the template).
 
@@ -308,73 +330,6 @@ class ModelStore(Construct):
             ),
         )
         return parameter.value_as_string
-
-
-# --- rollout alarms --------------------------------------------------------------------------------------------
-
-
-class RolloutAlarms(Construct):
-    """The CloudWatch alarms SageMaker watches during a blue/green deployment (any in ALARM rolls it back)."""
-
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        endpoint_name: str,
-        errors_per_minute: int,
-        p90_latency_seconds: float,
-        alarm_topic: sns.ITopic | None,
-    ) -> None:
-        super().__init__(scope, construct_id)
-        self.endpoint_name = endpoint_name
-        dimensions = {"EndpointName": endpoint_name, "VariantName": constants.VARIANT_NAME}
-        errors = cloudwatch.Metric(
-            namespace="AWS/SageMaker",
-            metric_name="Invocation5XXErrors",
-            dimensions_map=dimensions,
-            statistic="Sum",
-            period=Duration.seconds(constants.ALARM_PERIOD_SECONDS),
-        )
-        latency = cloudwatch.Metric(
-            namespace="AWS/SageMaker",
-            metric_name="ModelLatency",  # microseconds
-            dimensions_map=dimensions,
-            statistic="p90",
-            period=Duration.seconds(constants.ALARM_PERIOD_SECONDS),
-        )
-        self.errors = cloudwatch.Alarm(
-            self,
-            "Errors",
-            alarm_name=f"{endpoint_name}-rollout-5xx",  # alarm_names
-            alarm_description=f"{endpoint_name}: >= {errors_per_minute} 5XX errors a minute (rolls rollouts back)",
-            metric=errors,
-            threshold=errors_per_minute,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=2,
-            datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,  # no traffic is not a failure
-        )
-        self.latency = cloudwatch.Alarm(
-            self,
-            "Latency",
-            alarm_name=f"{endpoint_name}-rollout-latency",  # alarm_names
-            alarm_description=f"{endpoint_name}: p90 model latency > {p90_latency_seconds} s (rollback)",
-            metric=latency,
-            threshold=p90_latency_seconds * 1_000_000,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=3,
-            datapoints_to_alarm=3,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        if alarm_topic is not None:
-            for alarm in (self.errors, self.latency):
-                alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
-
-    @property
-    def alarm_names(self) -> list[str]:
-        # The literal names, not Refs: the definition reads plainly and SageMaker only needs the names.
-        return [f"{self.endpoint_name}-rollout-5xx", f"{self.endpoint_name}-rollout-latency"]
 
 
 # --- the pipeline ---------------------------------------------------------------------------------------------
@@ -435,27 +390,11 @@ class TrainingPipeline(Construct):
         self.endpoint_name = endpoint_name
         self.model_pinned = model_pinned
         self.rollout = RolloutTarget(rollout_target) if rollout_target is not None else None
-        if self.rollout is not None and settings.rollout_canary_percent:
-            min_instances = self.rollout.production_variant().get("InitialInstanceCount", 1)
-            _check(
-                min_instances >= 2,
-                "photo_labeler.training.rollout_canary_percent",
-                f"a canary needs at least 2 instances (endpoint.min_capacity is {min_instances}); use 0 (all at "
-                "once with a bake period) or raise endpoint.min_capacity",
-            )
         self.code = training_code_asset(self, "Code")
         self.image_uri = (image_table or default_training_images()).image_uri(self, settings.image_version)
         self.training_role = self._build_training_role()
-        self.alarms: RolloutAlarms | None = None
-        if self.rollout is not None:
-            self.alarms = RolloutAlarms(
-                self,
-                "RolloutAlarms",
-                endpoint_name=endpoint_name,
-                errors_per_minute=settings.rollback_5xx_errors_per_minute,
-                p90_latency_seconds=settings.rollback_p90_model_latency_seconds,
-                alarm_topic=alarm_topic,
-            )
+        # The endpoint owns its rollback alarms (a `cdk deploy` is watched by them too); the pipeline names them.
+        self.alarms: RolloutAlarms | None = rollout_target.rollout_alarms if rollout_target is not None else None
         self.log_group = self._build_log_group()
         self.state_machine = self._build_state_machine()
         self._grant_state_machine()
@@ -940,7 +879,6 @@ class TrainingPipeline(Construct):
 
     def _build_rollout(self, register: tasks.CallAwsService) -> sfn.IChainable:
         assert self.rollout is not None and self.alarms is not None
-        s = self.settings
         endpoint = self.rollout.endpoint
         endpoint_arn = self._arn("endpoint", self.endpoint_name)
         describe_params = {"EndpointName": self.endpoint_name}
@@ -1011,13 +949,6 @@ class TrainingPipeline(Construct):
             iam_resources=[self._arn("endpoint-config", f"{self.name_prefix}-*")],
             outputs="{% $states.input %}",
         )
-        traffic: dict[str, Any] = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
-        if s.rollout_canary_percent:
-            traffic = {
-                "Type": "CANARY",
-                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": s.rollout_canary_percent},
-                "WaitIntervalInSeconds": s.rollout_canary_wait_seconds,
-            }
         update = tasks.CallAwsService.jsonata(
             self,
             "UpdateEndpoint",
@@ -1029,14 +960,8 @@ class TrainingPipeline(Construct):
                 "EndpointConfigName": "{% $training.job_name %}",
                 # Keep the instance count autoscaling has reached: the new fleet starts at today's load.
                 "RetainAllVariantProperties": True,
-                "DeploymentConfig": {
-                    "BlueGreenUpdatePolicy": {
-                        "TrafficRoutingConfiguration": traffic,
-                        "TerminationWaitInSeconds": s.rollout_bake_seconds,
-                        "MaximumExecutionTimeoutInSeconds": s.rollout_timeout_seconds,
-                    },
-                    "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": n} for n in self.alarms.alarm_names]},
-                },
+                # The endpoint's own DeploymentConfig: a pipeline rollout and a `cdk deploy` behave the same.
+                "DeploymentConfig": endpoint.deployment_config,
             },
             iam_resources=[endpoint_arn, self._arn("endpoint-config", f"{self.name_prefix}-*")],
             outputs="{% $states.input %}",
@@ -1202,8 +1127,10 @@ class TrainingPipeline(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         if alarm_topic is not None:
-            alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
-        self.failure_alarm = alarm
+            action = cloudwatch_actions.SnsAction(alarm_topic)
+            alarm.add_alarm_action(action)
+            alarm.add_ok_action(action)
+        self.failure_alarm: cloudwatch.Alarm = alarm
 
 
 def _hp(value: Any) -> str:

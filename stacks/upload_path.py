@@ -20,12 +20,22 @@ from constructs import Construct
 from stacks import constants
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.nag import acknowledge, nag_resource
+from stacks.training_pipeline import ModelStore
 
 # The bundler fetches cp312 wheels for x86_64 (constants.LAMBDA_WHEEL_PLATFORMS): runtime and architecture
 # must match them.
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.X86_64
 assert RUNTIME.name == f"python{constants.LAMBDA_PYTHON_VERSION}", "runtime and bundled wheels disagree"
+
+
+def model_parameter_environment(model_registry: ModelStore | None) -> dict[str, str]:
+    """MODEL_PARAMETER_NAME for a labeller whose endpoint serves the registry (docs/interfaces.md), else nothing.
+
+    MODEL_ID is fixed at deploy time; after a pipeline rollout the registry names the model the endpoint serves,
+    so the labeller reads it (cached) and falls back to MODEL_ID only while the parameter does not exist.
+    """
+    return {"MODEL_PARAMETER_NAME": model_registry.parameter_name} if model_registry is not None else {}
 
 
 class UploadPath(Construct):
@@ -59,7 +69,10 @@ class UploadPath(Construct):
         function_timeout_seconds: int,
         function_memory_mb: int,
         alarm_topic: sns.ITopic,
+        model_registry: ModelStore | None = None,
     ) -> None:
+        # model_registry: set only when the endpoint serves the registry's model; the function then reads the
+        # model id from the registry parameter (a pipeline rollout changes the model without a deploy).
         super().__init__(scope, construct_id)
         # Its own key: S3's grant on it names the bucket, and the bucket is encrypted with the data key, so one
         # shared key would make the key and the bucket depend on each other.
@@ -102,9 +115,12 @@ class UploadPath(Construct):
                 "TAXONOMY_FILE": taxonomy_file,
                 "POWERTOOLS_SERVICE_NAME": constants.POWERTOOLS_SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
+                **model_parameter_environment(model_registry),
             },
         )
         self._grant(bucket, table, data_key, endpoint, upload_prefix)
+        if model_registry is not None:
+            model_registry.grant_read_registry(self.role)
         acknowledge(
             self.function,
             "AwsSolutions-L1",

@@ -71,6 +71,12 @@ def with_model() -> Synthesized:
 
 
 @pytest.fixture(scope="session")
+def registry() -> Synthesized:
+    """Environment-agnostic, the endpoint serving the training pipeline's registry: the pipeline rolls out."""
+    return synth({"photo_labeler.training.serve_registered_model": "true"})
+
+
+@pytest.fixture(scope="session")
 def regional() -> Synthesized:
     """Pinned to ap-east-1, whose LMI image lives in a non-default ECR account."""
     return synth(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,7 +14,8 @@ from typing import Any
 import pytest
 
 from stacks import config as config_module
-from stacks.config import AppConfig, ConfigError, config_section
+from stacks.config import AppConfig, ConfigError, config_section, registered_sections
+from stacks.training_pipeline import TrainingPipelineConfig
 from tests.stacks.conftest import PROJECT_ROOT, cdk_json_context
 
 
@@ -21,16 +23,33 @@ def parse(raw: dict[str, Any] | None = None, **overrides: Any) -> AppConfig:
     return AppConfig.from_context(raw if raw is not None else {}, overrides=overrides)
 
 
-def test_committed_cdk_json_parses_to_the_documented_defaults() -> None:
-    # Given the context committed in cdk.json
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)} - {"extra_sections"}
+
+
+def test_committed_cdk_json_shows_every_key_with_its_documented_default() -> None:
+    # Given the context committed in cdk.json and every section the app's constructs register
     raw = cdk_json_context()["photo_labeler"]
+    sections = registered_sections()
+    assert {"training", "backfill", "monitoring"} <= set(sections)
     # When it is parsed
     config = AppConfig.from_context(raw)
-    # Then it equals the dataclass defaults (cdk.json documents them, it does not change them)
-    assert config == AppConfig()
+    # Then the core keys equal AppConfig's defaults (cdk.json documents them, it does not change them)
+    assert dataclasses.replace(config, extra_sections={}) == AppConfig()
     assert config.endpoint.instance_type == "ml.g5.xlarge"
     assert config.endpoint.model_data_uri is None
     assert config.region is None and config.account is None
+    # And every registered section is written out and equals its dataclass defaults (a drifted default fails)
+    for name, cls in sections.items():
+        assert name in raw, f"cdk.json lacks the section {name!r}"
+        assert config.extra_sections[name] == cls(), name
+    assert config.section(TrainingPipelineConfig).serve_registered_model is False
+    # And cdk.json shows every key a user can set, and nothing else, in every section
+    assert set(raw) == _field_names(AppConfig) | set(sections)
+    for name in ("storage", "endpoint", "upload"):
+        assert set(raw[name]) == _field_names(type(getattr(config, name))), name
+    for name, cls in sections.items():
+        assert set(raw[name]) == _field_names(cls), name
 
 
 def test_command_line_overrides_are_typed_like_the_field() -> None:

@@ -12,17 +12,33 @@ from stacks import serving_properties
 from stacks.config import ConfigError
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.lmi_image import default_table
+from stacks.training_pipeline import TrainingPipelineConfig
 from tests.stacks.conftest import MODEL_URI, Synthesized
 
 
+def _logical_ids(s: Synthesized, type_name: str) -> list[str]:
+    """Logical ids without CDK's 8-character hash suffix, sorted: which resources of a type exist, by name."""
+    return sorted(name[:-8] for name in s.resources(type_name))
+
+
 def test_no_model_means_no_endpoint_but_the_rest_deploys(no_model: Synthesized) -> None:
-    # Given the committed config (model_data_uri null)
-    # Then nothing SageMaker is created, the bucket/table/queue/function are, and an output says so
+    # Given the committed config (model_data_uri null, training.serve_registered_model false)
+    # Then nothing SageMaker is created, the buckets/table/queue/function and the training pipeline are, and an
+    # output says so
     for type_name in ("AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Endpoint"):
         assert no_model.resources(type_name) == {}
     assert no_model.resources("AWS::ApplicationAutoScaling::ScalableTarget") == {}
-    no_model.template.resource_count_is("AWS::S3::Bucket", 2)
+    # The image bucket, its access-log bucket and the training bucket; the backfill's results bucket comes with
+    # the endpoint.
+    assert _logical_ids(no_model, "AWS::S3::Bucket") == [
+        "ModelStoreBucket",
+        "StorageAccessLogBucket",
+        "StorageImageBucket",
+    ]
     no_model.template.resource_count_is("AWS::DynamoDB::Table", 1)
+    no_model.template.resource_count_is("AWS::Lambda::EventSourceMapping", 1)
+    machines = no_model.resources("AWS::StepFunctions::StateMachine").values()
+    assert [m["Properties"]["StateMachineName"] for m in machines] == ["photo-labeler-training"]
     no_model.template.has_output("EndpointDeployed", {"Value": "false"})
 
 
@@ -107,6 +123,7 @@ def test_model_loading_timeout_longer_than_the_health_check_fails_synth() -> Non
             scale_out_cooldown_seconds=60,
             container_startup_timeout_seconds=1800,
             model_data_download_timeout_seconds=600,
+            rollout=TrainingPipelineConfig().rollout_policy(),
             serving_options={"option.model_loading_timeout": "2000"},
         )
 
@@ -137,11 +154,17 @@ def test_autoscaling_tracks_high_resolution_concurrency_and_scales_in_slower(wit
 
 
 def test_model_role_reads_only_the_model_prefix_and_pulls_only_the_lmi_repository(with_model: Synthesized) -> None:
-    (role_id,) = [
+    # Given the two roles SageMaker assumes (the training pipeline's and the model's), the model's by its id
+    sagemaker_roles = [
         name
         for name, role in with_model.resources("AWS::IAM::Role").items()
         if "sagemaker.amazonaws.com" in json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
     ]
+    assert len(sagemaker_roles) == 2
+    (role_id,) = [name for name in sagemaker_roles if name.startswith("InferenceExecutionRole")]
+    assert with_model.only("AWS::SageMaker::Model")["Properties"]["ExecutionRoleArn"] == {
+        "Fn::GetAtt": [role_id, "Arn"]
+    }
     (policy,) = [
         p
         for p in with_model.resources("AWS::IAM::Policy").values()
@@ -162,3 +185,93 @@ def test_model_role_reads_only_the_model_prefix_and_pulls_only_the_lmi_repositor
         for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
     )
     assert wildcard == ["cloudwatch:PutMetricData", "ecr:GetAuthorizationToken"]
+
+
+# --- blue/green for `cdk deploy` ---------------------------------------------------------------------------------
+
+ROLLOUT_ALARMS = ["photo-labeler-llava-rollout-5xx", "photo-labeler-llava-rollout-latency"]
+
+
+def _alarms_by_name(s: Synthesized) -> dict[str, tuple[str, dict]]:
+    return {
+        a["Properties"]["AlarmName"]: (logical_id, a["Properties"])
+        for logical_id, a in s.resources("AWS::CloudWatch::Alarm").items()
+        if "AlarmName" in a["Properties"]
+    }
+
+
+def test_a_deploy_that_changes_a_pinned_model_rolls_out_blue_green_and_rolls_back_on_alarms(
+    with_model: Synthesized,
+) -> None:
+    # Given a pinned model (the pipeline never touches this endpoint: `cdk deploy` is the only way to change it)
+    endpoint = with_model.only("AWS::SageMaker::Endpoint")
+    # Then CloudFormation updates it blue/green, all at once, baking 15 min, and rolls back on the two alarms
+    assert endpoint["Properties"]["DeploymentConfig"] == {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
+            "TerminationWaitInSeconds": 900,
+            "MaximumExecutionTimeoutInSeconds": 10800,
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in ROLLOUT_ALARMS]},
+    }
+    # And the new fleet starts at the instance count autoscaling reached, not at min_capacity
+    assert endpoint["Properties"]["RetainAllVariantProperties"] is True
+    # And the alarms exist before the endpoint, watch this endpoint's variant, and page the alarm topic
+    alarms = _alarms_by_name(with_model)
+    assert set(ROLLOUT_ALARMS) <= set(alarms)
+    assert {alarms[name][0] for name in ROLLOUT_ALARMS} <= set(endpoint["DependsOn"])
+    (topic,) = with_model.resources("AWS::SNS::Topic")
+    errors, latency = (alarms[name][1] for name in ROLLOUT_ALARMS)
+    for alarm in (errors, latency):
+        assert alarm["Namespace"] == "AWS/SageMaker"
+        assert alarm["Dimensions"] == [
+            {"Name": "EndpointName", "Value": "photo-labeler-llava"},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ]
+        assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": topic}]
+    assert (errors["MetricName"], errors["Threshold"], errors["EvaluationPeriods"]) == (
+        "Invocation5XXErrors",
+        5,
+        2,
+    )
+    assert (latency["MetricName"], latency["Threshold"], latency["ExtendedStatistic"]) == (
+        "ModelLatency",
+        30_000_000,  # 30 s in microseconds
+        "p90",
+    )
+
+
+def test_rollout_settings_reach_the_cloudformation_endpoint(synth_app) -> None:
+    # Given a canary rollout on an endpoint with at least two instances and a tighter latency bar
+    synthesized = synth_app(
+        {
+            "photo_labeler.endpoint.model_data_uri": MODEL_URI,
+            "photo_labeler.endpoint.min_capacity": "2",
+            "photo_labeler.training.rollout_canary_percent": "25",
+            "photo_labeler.training.rollout_canary_wait_seconds": "300",
+            "photo_labeler.training.rollback_p90_model_latency_seconds": "12.5",
+        }
+    )
+    # Then a deploy shifts a quarter of the capacity first and waits before the rest
+    config = synthesized.only("AWS::SageMaker::Endpoint")["Properties"]["DeploymentConfig"]
+    policy = config["BlueGreenUpdatePolicy"]
+    assert policy["TrafficRoutingConfiguration"] == {
+        "Type": "CANARY",
+        "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 25},
+        "WaitIntervalInSeconds": 300,
+    }
+    assert _alarms_by_name(synthesized)[ROLLOUT_ALARMS[1]][1]["Threshold"] == 12_500_000
+
+
+def test_a_canary_on_a_one_instance_pinned_endpoint_fails_synth_naming_the_key(synth_app) -> None:
+    with pytest.raises(ConfigError, match=r"^photo_labeler\.training\.rollout_canary_percent: a canary needs"):
+        synth_app(
+            {
+                "photo_labeler.endpoint.model_data_uri": MODEL_URI,
+                "photo_labeler.training.rollout_canary_percent": "25",
+            }
+        )
+
+
+def test_without_an_endpoint_there_are_no_rollout_alarms(no_model: Synthesized) -> None:
+    assert not set(ROLLOUT_ALARMS) & set(_alarms_by_name(no_model))

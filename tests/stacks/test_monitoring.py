@@ -69,10 +69,34 @@ def test_every_alarm_notifies_the_alarm_topic_when_it_fires_and_when_it_clears(w
     topic = topic_ref(with_model)
     found = alarms(with_model)
     assert len([k for k in found if k.startswith("Monitoring")]) == 4
+    # The dashboard's four, the DLQ's, the training pipeline's and the endpoint's two rollback alarms
+    assert len(found) == 8
     for key, props in found.items():
         assert props["AlarmActions"] == [topic], key
-        if key.startswith("Monitoring"):
-            assert props["OKActions"] == [topic], key
+        assert props["OKActions"] == [topic], key
+
+
+@pytest.mark.parametrize("variant", ["no_model", "with_model", "registry"])
+def test_the_alarm_widget_shows_every_alarm_of_the_stack(variant: str, request: pytest.FixtureRequest) -> None:
+    # Given every alarm the stack defines, wherever it is defined (upload path, pipeline, endpoint, dashboard)
+    synthesized: Synthesized = request.getfixturevalue(variant)
+    defined = set(alarms(synthesized))
+    # Then the status widget lists exactly those, the training pipeline's failure alarm included
+    shown = {arn.removeprefix("<").removesuffix(".Arn>") for arn in widget(synthesized, "Alarms")["alarms"]}
+    assert shown == defined
+    assert any(key.startswith("TrainingPipelineFailedExecutions") for key in shown)
+
+
+def test_the_training_failure_alarm_watches_the_training_state_machine(no_model: Synthesized) -> None:
+    (props,) = [p for k, p in alarms(no_model).items() if k.startswith("TrainingPipelineFailedExecutions")]
+    machine = next(
+        k
+        for k, m in no_model.resources("AWS::StepFunctions::StateMachine").items()
+        if m["Properties"]["StateMachineName"] == "photo-labeler-training"
+    )
+    assert (props["Namespace"], props["MetricName"]) == ("AWS/States", "ExecutionsFailed")
+    assert props["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": machine}}]
+    assert (props["Threshold"], props["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
 
 
 def test_the_dlq_alarm_is_the_upload_paths_own_and_is_not_duplicated(with_model: Synthesized) -> None:

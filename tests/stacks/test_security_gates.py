@@ -16,7 +16,7 @@ from cdk_nag import AwsSolutionsChecks
 from tests.stacks.conftest import MODEL_URI, PROJECT_ROOT, Synthesized, cdk_json_context
 
 
-@pytest.mark.parametrize("variant", ["no_model", "with_model", "regional"])
+@pytest.mark.parametrize("variant", ["no_model", "with_model", "registry", "regional"])
 def test_cdk_nag_finds_nothing_unacknowledged(variant: str, request: pytest.FixtureRequest) -> None:
     synthesized: Synthesized = request.getfixturevalue(variant)
     violations = AwsSolutionsChecks().validate_scope(synthesized.stack).violations
@@ -44,7 +44,7 @@ def _cfn_lint(template: dict, tmp_path: Path) -> subprocess.CompletedProcess[str
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["no_model", "with_model", "regional"])
+@pytest.mark.parametrize("variant", ["no_model", "with_model", "registry", "regional"])
 def test_cfn_lint_reports_no_errors(variant: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     synthesized: Synthesized = request.getfixturevalue(variant)
     result = _cfn_lint(synthesized.json, tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from aws_cdk.assertions import Match
 
 from tests.stacks.conftest import Synthesized
@@ -11,7 +12,7 @@ from tests.stacks.conftest import Synthesized
 
 def _image_bucket(s: Synthesized) -> tuple[str, dict]:
     ((name, bucket),) = [
-        (n, b) for n, b in s.resources("AWS::S3::Bucket").items() if "LoggingConfiguration" in b["Properties"]
+        (n, b) for n, b in s.resources("AWS::S3::Bucket").items() if n.startswith("StorageImageBucket")
     ]
     return name, bucket["Properties"]
 
@@ -37,14 +38,25 @@ def test_image_bucket_is_kms_encrypted_private_versioned_logged_and_purges_old_v
     assert lifecycle["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
 
 
-def test_both_buckets_deny_non_tls_access(no_model: Synthesized) -> None:
-    for policy in no_model.resources("AWS::S3::BucketPolicy").values():
-        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+@pytest.mark.parametrize("variant", ["no_model", "with_model"])
+def test_every_bucket_denies_non_tls_access(variant: str, request: pytest.FixtureRequest) -> None:
+    # Given every bucket of the stack (image, access logs, training; with a model also the backfill results)
+    synthesized: Synthesized = request.getfixturevalue(variant)
+    buckets = synthesized.resources("AWS::S3::Bucket")
+    policies = {
+        policy["Properties"]["Bucket"]["Ref"]: policy["Properties"]["PolicyDocument"]["Statement"]
+        for policy in synthesized.resources("AWS::S3::BucketPolicy").values()
+    }
+    # Then each has a bucket policy, and it denies every request made without TLS
+    assert set(policies) == set(buckets)
+    for bucket, statements in policies.items():
         assert any(
-            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            s["Effect"] == "Deny"
+            and s["Action"] == "s3:*"
+            and s["Principal"] == {"AWS": "*"}
+            and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
             for s in statements
-        )
-    assert len(no_model.resources("AWS::S3::BucketPolicy")) == 2
+        ), bucket
 
 
 def test_data_is_retained_when_the_stack_is_deleted(no_model: Synthesized) -> None:

@@ -33,12 +33,6 @@ START = "2026-11-25T10:11:12.345Z"
 # --- helpers ----------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def registry(synth_app: Callable[..., Synthesized]) -> Synthesized:
-    """The endpoint serves the registry's model: the pipeline rolls out."""
-    return synth_app(REGISTRY)
-
-
 def _render(node: Any) -> str:
     if isinstance(node, str):
         return node
@@ -302,6 +296,33 @@ def test_rollout_is_blue_green_with_auto_rollback_on_the_endpoints_alarms(regist
     assert {alarms[n]["MetricName"] for n in names} == {"Invocation5XXErrors", "ModelLatency"}
     for name in names:
         assert {"Name": "EndpointName", "Value": "photo-labeler-llava"} in alarms[name]["Dimensions"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {
+            "photo_labeler.endpoint.min_capacity": "2",
+            "photo_labeler.training.rollout_canary_percent": "50",
+            "photo_labeler.training.rollout_bake_seconds": "60",
+        },
+    ],
+    ids=["defaults", "canary"],
+)
+def test_a_cdk_deploy_and_a_pipeline_rollout_use_the_same_deployment_config(
+    synth_app: Callable[..., Synthesized], registry: Synthesized, overrides: dict[str, str]
+) -> None:
+    # Given the endpoint serves the registry, so both `cdk deploy` and the pipeline can change its model
+    synthesized = synth_app({**REGISTRY, **overrides}) if overrides else registry
+    pipeline = definition(synthesized)["States"]["UpdateEndpoint"]["Arguments"]["DeploymentConfig"]
+    cloudformation = synthesized.only("AWS::SageMaker::Endpoint")["Properties"]["DeploymentConfig"]
+    # Then both roll out blue/green the same way and roll back on the same alarms
+    assert pipeline == cloudformation
+    assert pipeline["BlueGreenUpdatePolicy"]["TerminationWaitInSeconds"] == (60 if overrides else 900)
+    # And the pipeline creates no alarms of its own: it names the endpoint's
+    alarm_ids = synthesized.resources("AWS::CloudWatch::Alarm")
+    assert [k for k in alarm_ids if "Rollout" in k] == [k for k in alarm_ids if k.startswith("InferenceRollout")]
 
 
 def test_rollout_waits_until_in_service_and_registers_only_what_sagemaker_kept(registry: Synthesized) -> None:
