@@ -6,7 +6,7 @@ export AWS_EC2_METADATA_DISABLED := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup synth test lint format
+.PHONY: setup synth test demo lint format
 
 setup: ## Python venv with pinned requirements + the pinned CDK CLI
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ synth: ## CloudFormation templates into cdk.out/ (no AWS account needed)
 
 test: ## The whole suite: infrastructure assertions, handler tests, tiny-model training
 	$(BIN)/pytest
+
+demo: ## The whole pipeline offline (~2 min, 2 cores): tiny model, local endpoint, emulated S3/SQS/DynamoDB, real Lambda
+	$(BIN)/python -m scripts.demo
 
 lint:
 	$(BIN)/ruff check .

@@ -1,0 +1,88 @@
+"""The offline demo's path, smaller: train -> local backend -> moto S3/SQS/DynamoDB -> the real Lambda handler.
+
+Every upload must reach its terminal status in the labels table (good photos LABELED or NEEDS_REVIEW with a
+taxonomy label, bad files REJECTED with the reason), and nothing may be left in the queue or its DLQ.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from classification.contract import Taxonomy
+from scripts import demo
+
+# Four labels, one with a slash and one with spaces (URL-encoded in S3 event keys).
+LABELS = ("Pool", "Room", "Staircase/Elevator", "Surrounding environment and attractions")
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> demo.DemoResult:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return demo.run_demo(
+        tmp_path_factory.mktemp("demo"),
+        taxonomy=Taxonomy(LABELS),
+        # 7 training photos per label (one goes to validation) x 12 epochs = 84 steps of 4: enough for 4 colours.
+        train_per_label=8,
+        upload_per_label=2,
+        epochs=12,
+        progress=False,
+    )
+
+
+@pytest.mark.slow
+def test_every_upload_reaches_its_terminal_status(result: demo.DemoResult) -> None:
+    good = [row for row in result.rows if row.expected is not None]
+    bad = {row.uri.rsplit("/", 1)[1]: row for row in result.rows if row.expected is None}
+
+    # Good photos are labelled with a label of the taxonomy and a probability
+    assert len(good) == 2 * len(LABELS)
+    for row in good:
+        assert row.status in ("LABELED", "NEEDS_REVIEW"), row
+        assert row.label in LABELS
+        assert row.confidence is not None and 0 < row.confidence <= 1
+        if row.status == "NEEDS_REVIEW":
+            assert row.reason is not None and "below" in row.reason
+
+    # Bad files are rejected with a reason a person can act on
+    assert {name: row.status for name, row in bad.items()} == dict.fromkeys(
+        ("truncated.jpg", "empty.jpg", "notes.txt", "brochure.pdf"), "REJECTED"
+    )
+    assert "truncated" in (bad["truncated.jpg"].reason or "")
+    assert bad["empty.jpg"].reason == "empty file (0 bytes)"
+    assert "not an image" in (bad["notes.txt"].reason or "")
+    assert "not an image" in (bad["brochure.pdf"].reason or "")
+
+
+@pytest.mark.slow
+def test_the_queue_is_drained_without_retries_or_dead_letters(result: demo.DemoResult) -> None:
+    assert result.queue_left == 0
+    assert result.dead_letters == 0
+    assert result.drain.failed_records == 0
+    # One message per upload plus S3's s3:TestEvent, which the handler consumes without a table write.
+    assert result.drain.messages == len(result.rows) + 1
+
+
+@pytest.mark.slow
+def test_the_trained_model_recognises_most_new_photos(result: demo.DemoResult) -> None:
+    # A learnability check of the whole path (photo -> Lambda normalisation -> request -> backend -> parser), with
+    # a bar loose enough for a short CPU run: chance is 1 in 4.
+    correct, total = demo.accuracy(result.rows)
+    assert correct / total >= 0.75, demo.format_table(result.rows)
+
+
+def test_demo_cli_refuses_bad_options(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    for argv, message in (
+        (["--labels", "1"], "--labels must be within 2..26"),
+        (["--epochs", "0"], "must be >= 1"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            demo.main(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    (tmp_path / "something").write_text("x")
+    with pytest.raises(SystemExit):
+        demo.main(["--output-dir", str(tmp_path)])
+    assert "is not empty" in capsys.readouterr().err
