@@ -261,8 +261,9 @@ def build_dataset(
     from datasets import Dataset, DatasetDict, Features, Image, List, Value
     from tqdm.auto import tqdm
 
-    if not 0 <= validation_fraction < 1:
-        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    # The validation split is what evaluation and the pipeline's accuracy gate measure: it cannot be empty.
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
     rows, malformed = read_source(source)
     from_folder = not source.startswith("s3://") and Path(source).is_dir()
     report = BuildReport(source=source, rows_read=len(rows) + len(malformed), malformed_rows=malformed)
