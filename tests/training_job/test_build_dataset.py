@@ -208,7 +208,6 @@ def test_cli_builds_and_prints_a_summary(
     assert (tmp_path / "out" / "dataset_dict.json").is_file()
 
 
-
 @pytest.mark.parametrize("fraction", ["0", "1", "-0.1"])
 def test_cli_refuses_a_split_that_leaves_nothing_to_evaluate_or_train(
     photo_folder: Path, tmp_path: Path, taxonomy_file: Path, fraction: str, capsys: pytest.CaptureFixture[str]
@@ -221,6 +220,7 @@ def test_cli_refuses_a_split_that_leaves_nothing_to_evaluate_or_train(
     assert code == 1
     assert "validation_fraction must be in (0, 1)" in capsys.readouterr().err
     assert not (tmp_path / "out" / "dataset_dict.json").exists()
+
 
 def test_cli_help_describes_the_sources(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
