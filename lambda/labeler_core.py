@@ -48,7 +48,7 @@ from classification.images import DEFAULT_MAX_PIXELS, MAX_SIDE, InvalidImage, no
 # Objects larger than this are rejected without being downloaded: the Lambda holds the whole file in memory and
 # no camera photo comes near it (a 50-MP JPEG is ~25 MB).
 MAX_OBJECT_BYTES = 50 * 1024 * 1024
-DEFAULT_CONFIDENCE_THRESHOLD = 0.5
+DEFAULT_CONFIDENCE_THRESHOLD = 0.8  # the CDK app's upload.confidence_threshold default
 DEFAULT_HOTEL_ID_PATTERN = r"^[^/]+/(?P<hotel_id>[^/]+)/"  # uploads/<hotel_id>/<file>
 DEFAULT_UPLOAD_PREFIX = "uploads/"
 
@@ -282,6 +282,9 @@ class Labeler:
             return Outcome(
                 uri, Status.SKIPPED, reason=f"key is outside the upload prefix {self.config.upload_prefix!r}"
             )
+        if ref.key.endswith("/"):
+            # The S3 console's "Create folder" writes an empty object named like this: not a photo, not an error.
+            return Outcome(uri, Status.SKIPPED, reason="key names a folder placeholder, not a photo")
         # Read once per photo, so the reclassify comparison and the write name the same model.
         model = self._model_id()
         existing = self._labels.get(uri)

@@ -185,6 +185,16 @@ def test_keys_outside_the_upload_prefix_are_skipped_without_any_read() -> None:
     assert outcome.status == Status.SKIPPED and labels.items == {} and endpoint.calls == 0
 
 
+def test_folder_placeholders_are_skipped_not_rejected() -> None:
+    # Given the empty object the S3 console writes for "Create folder"
+    labeler, endpoint, labels = make_labeler({"uploads/h/": b""})
+    # When it is delivered (upload notification or backfill listing)
+    outcome = labeler.process(ObjectRef("hotel-photos", "uploads/h/", "e"))
+    # Then it leaves no item (no REJECTED noise in the table) and costs no read
+    assert outcome.status == Status.SKIPPED and "folder" in (outcome.reason or "")
+    assert labels.items == {} and endpoint.calls == 0
+
+
 def test_reclassify_relabels_only_results_of_another_model() -> None:
     answer = json.dumps(vllm_answer("Lobby")).encode()
     labeler, endpoint, labels = make_labeler({"uploads/h/a.jpg": photo((0, 0, 0))}, answer, answer)
