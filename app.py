@@ -15,6 +15,7 @@ from cdk_nag import AwsSolutionsChecks
 from stacks import constants
 from stacks.config import AppConfig, ConfigError
 from stacks.photo_labeler_stack import PhotoLabelerStack
+from stacks.serving_properties import InvalidServingProperties
 
 
 def build_app(app: cdk.App | None = None) -> tuple[cdk.App, PhotoLabelerStack]:
@@ -33,6 +34,9 @@ def main() -> None:
     except ConfigError as error:
         # A config mistake is the user's, not a bug: one line naming the key, no traceback.
         print(f"Invalid configuration: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except InvalidServingProperties as error:
+        print(f"Invalid model_code/serving.properties: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     app.synth()
 

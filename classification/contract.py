@@ -25,6 +25,11 @@ PROMPT_TEMPLATE = (
     "provided labels: [{labels}]"
 )
 ANSWER_TEMPLATE = "this is a photo of {label}."
+# What the chat template puts between the prompt and the answer text. TRL's LLaVA-NeXT template (the real model's,
+# trl.chat_template_utils.llava_next_chat_template) renders an assistant turn as ' ' + text + '</s> ', so the
+# model learns to start every answer with the space-prefixed token (Mistral's "▁this"); the seed's vLLM answer is
+# " this is a photo of Terrace/Patio.". A choice without it would make vLLM's grammar mask the trained token.
+ASSISTANT_TEXT_PREFIX = " "
 
 # The longest default answer is ~14 Mistral tokens; 32 leaves room for a user taxonomy with longer names
 # while bounding the decode time of a misbehaving model.
@@ -88,14 +93,23 @@ class Taxonomy:
         return PROMPT_TEMPLATE.format(labels=",".join(self.labels))
 
     def answer(self, label: str) -> str:
+        """The training target: the assistant turn's text in a dataset row (the chat template adds the space)."""
         if label not in self.labels:
             raise KeyError(f"{label!r} is not in the taxonomy")
         return ANSWER_TEMPLATE.format(label=label)
 
+    def completion(self, label: str) -> str:
+        """The text the model generates after the prompt for `label`, up to (not including) the EOS token.
+
+        This is `answer(label)` as the chat template renders it in the assistant turn (with the leading space),
+        so constrained decoding allows exactly the tokens training taught.
+        """
+        return ASSISTANT_TEXT_PREFIX + self.answer(label)
+
     @property
     def choices(self) -> list[str]:
-        """Every allowed answer, for vLLM's structured-output `choice` constraint."""
-        return [self.answer(label) for label in self.labels]
+        """Every allowed completion, for vLLM's structured-output `choice` constraint (leading space included)."""
+        return [self.completion(label) for label in self.labels]
 
     def training_messages(self, label: str) -> list[dict[str, Any]]:
         """One dataset row's `messages` in the seed's format: prompt text, then the image, then the answer."""
@@ -131,7 +145,7 @@ class Taxonomy:
         }
 
     def parse_label(self, text: str) -> str:
-        """The label an answer text names; InvalidAnswer if it names none of ours."""
+        """The label an answer text names, with or without the leading space; InvalidAnswer if none of ours."""
         match = _ANSWER_RE.match(text.strip())
         label = match.group("label").strip() if match else None
         if label not in self.labels:

@@ -1,11 +1,13 @@
 """Answer a chat request with the most likely allowed choice of a LLaVA-NeXT model, on CPU with transformers.
 
 Production constrains vLLM's decoding to the request's `structured_outputs.choice`; here every allowed answer
-is scored instead: the teacher-forced log-likelihood of its tokens given the prompt and the photo, exactly the
-tokens training taught (the chat template renders the conversation with the answer, and the answer's tokens are
-what follows the prompt, up to and including the end-of-sequence token). The answer is the choice with the
-highest total log-probability, so it is always one of the choices, never free text; its token log-probabilities
-(EOS included, which says the answer is complete) are reported like vLLM's `logprobs`.
+is scored instead: the teacher-forced log-likelihood of its tokens given the prompt and the photo. As in vLLM,
+the prompt is the chat template with the generation prompt, and a choice is its literal text appended after it
+(then EOS): the choices `Taxonomy.choices` sends are exactly what the template renders for a trained answer
+(leading space included), so they score the tokens training taught, and a choice spelled differently scores
+as the different text it is. The answer is the choice with the highest total log-probability, so it is always
+one of the choices, never free text; its token log-probabilities (EOS included, which says the answer is
+complete) are reported like vLLM's `logprobs`.
 
 Cost: one forward pass over the prompt and image, one over the tokens every choice shares (" this is a photo
 of"), then one batched pass over the differing tails against the cached prompt, so 26 choices cost little more
@@ -56,9 +58,13 @@ def default_choices(model_dir: str | Path) -> list[str] | None:
 
 
 class ChoiceScorer:
-    """A saved model (training output or tiny test model) loaded for CPU scoring; thread-safe."""
+    """A saved model (training output or tiny test model) loaded for scoring; thread-safe.
 
-    def __init__(self, model_dir: str | Path, *, threads: int | None = None) -> None:
+    `device` defaults to the CPU (float32, the local backend); training_job/evaluate.py passes "cuda" on a GPU
+    host, where the weights load in bfloat16 as vLLM serves them.
+    """
+
+    def __init__(self, model_dir: str | Path, *, threads: int | None = None, device: str = "cpu") -> None:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -67,10 +73,13 @@ class ChoiceScorer:
             raise ModelLoadError(f"{self.model_dir} has no config.json: not a saved model directory")
         if threads:
             torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        # float32 on CPUs: they run bf16 matmuls slowly or not at all, and scores must not depend on the host.
+        dtype = torch.float32 if self.device.type == "cpu" else torch.bfloat16
         try:
             self.processor = AutoProcessor.from_pretrained(self.model_dir)
-            # float32: CPUs run bf16 matmuls slowly or not at all, and scores must not depend on the host.
-            self.model = AutoModelForImageTextToText.from_pretrained(self.model_dir, dtype=torch.float32).eval()
+            model = AutoModelForImageTextToText.from_pretrained(self.model_dir, dtype=dtype)
+            self.model = model.to(self.device).eval()
         except (OSError, ValueError, KeyError) as error:
             raise ModelLoadError(f"cannot load a model and processor from {self.model_dir}: {error}") from error
         if not getattr(self.processor, "chat_template", None):
@@ -98,24 +107,16 @@ class ChoiceScorer:
         eos = self.tokenizer.eos_token_id
         result = []
         for choice in choices:
-            full = self.processor.apply_chat_template(
-                [*messages, {"role": "assistant", "content": [{"type": "text", "text": choice}]}], tokenize=False
-            )
-            if not full.startswith(prompt):
-                raise RequestError(
-                    "the model's chat template renders the answer in a way that does not extend the prompt",
-                    status=500,
-                )
-            full_ids = self._encode(full)
-            if full_ids[: len(prompt_ids)] == prompt_ids:
-                ids = full_ids[len(prompt_ids) :]  # byte-for-byte the tokens training saw
-            else:
-                ids = self._encode(full[len(prompt) :])  # a merge across the boundary: tokenize the tail alone
-            if eos is not None and eos in ids:
-                ids = ids[: ids.index(eos) + 1]  # what follows EOS (template whitespace) is never generated
+            # vLLM's view: the prompt, then the choice's text verbatim (never re-rendered through the template,
+            # so a choice lacking the leading space the template adds is scored as the different text it is).
+            full_ids = self._encode(prompt + choice)
+            # In context, as training tokenized the whole row; after a merge across the boundary, on its own.
+            in_context = full_ids[: len(prompt_ids)] == prompt_ids
+            ids = full_ids[len(prompt_ids) :] if in_context else self._encode(choice)
             if not ids:
                 raise RequestError(f"choice {choice!r} renders to no tokens", param="structured_outputs")
-            result.append(tuple(ids))
+            # EOS ends the answer; its probability says the answer is complete (vLLM's choice grammar ends there).
+            result.append(tuple(ids) + ((eos,) if eos is not None else ()))
         return tuple(result)
 
     # -- scoring ------------------------------------------------------------------------------------------------
@@ -140,9 +141,11 @@ class ChoiceScorer:
         with self._lock:
             inputs = self.processor(
                 images=[request.image], text=[prompt], return_tensors="pt", add_special_tokens=False
-            )
+            ).to(self.device)
             logprob_rows, prompt_tokens = self._score([continuations[i] for i in eligible], inputs)
-        totals = [float(rows.gather(1, _column(self._torch, ids)).sum()) for rows, ids in logprob_rows]
+        totals = [
+            float(rows.gather(1, _column(self._torch, ids, rows.device)).sum()) for rows, ids in logprob_rows
+        ]
         order = sorted(range(len(eligible)), key=lambda k: totals[k], reverse=True)
         best = order[0]
         rows, ids = logprob_rows[best]
@@ -168,6 +171,7 @@ class ChoiceScorer:
     ) -> tuple[list[tuple[Any, list[int]]], int]:
         """Log-softmax rows predicting each continuation token: [(rows[len(ids), vocab], ids)], prompt length."""
         torch = self._torch
+        device = self.device
         prompt_len = int(inputs["input_ids"].shape[1])
         # Tokens every choice starts with are run once; at least one token per choice stays in the batched pass.
         shared = _common_prefix_length(continuations)
@@ -178,10 +182,10 @@ class ChoiceScorer:
             cache = out.cache
             length = prompt_len
             if shared:
-                prefix = torch.tensor([list(continuations[0][:shared])])
+                prefix = torch.tensor([list(continuations[0][:shared])], device=device)
                 out = self.model(
                     input_ids=prefix,
-                    attention_mask=torch.ones(1, length + shared, dtype=torch.long),
+                    attention_mask=torch.ones(1, length + shared, dtype=torch.long, device=device),
                     cache=cache,
                     use_cache=True,
                 )
@@ -194,13 +198,13 @@ class ChoiceScorer:
             if width > 1:
                 cache.batch_repeat_interleave(len(tails))
                 pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-                batch = torch.full((len(tails), width - 1), pad, dtype=torch.long)
+                batch = torch.full((len(tails), width - 1), pad, dtype=torch.long, device=device)
                 for index, tail in enumerate(tails):
-                    batch[index, : len(tail) - 1] = torch.tensor(tail[:-1])
+                    batch[index, : len(tail) - 1] = torch.tensor(tail[:-1], device=device)
                 # Right padding: a padded position only follows the real tokens, so it changes none of their rows.
                 out = self.model(
                     input_ids=batch,
-                    attention_mask=torch.ones(len(tails), length + width - 1, dtype=torch.long),
+                    attention_mask=torch.ones(len(tails), length + width - 1, dtype=torch.long, device=device),
                     cache=cache,
                     use_cache=False,
                 )
@@ -222,5 +226,5 @@ def _common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     return length
 
 
-def _column(torch: Any, ids: Sequence[int]) -> Any:
-    return torch.tensor(list(ids)).unsqueeze(1)
+def _column(torch: Any, ids: Sequence[int], device: Any) -> Any:
+    return torch.tensor(list(ids), device=device).unsqueeze(1)

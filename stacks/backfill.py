@@ -44,6 +44,7 @@ from constructs import Construct
 
 from stacks import constants
 from stacks.config import ConfigError, config_section
+from stacks.encrypted_logs import encrypted_log_group
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.nag import acknowledge, nag_resource
 from stacks.training_pipeline import ModelStore
@@ -81,9 +82,11 @@ class BackfillConfig:
     # as in `<any-prefix>/<hotel_id>/<file>`.
     hotel_id_pattern: str = r"^[^/]+/(?P<hotel_id>[^/]+)/"
     items_per_batch: int = 25  # photos per Lambda invocation (~100 s of endpoint time at ~4 s a photo)
-    # Batches (= photos on the endpoint) at once; also the most a start may ask for. Leave room for uploads:
-    # the endpoint serves about endpoint.max_capacity x target_concurrent_requests_per_model at full scale.
-    max_concurrency: int = 16
+    # Batches (= photos on the endpoint) at once; also the most a start may ask for. Shares the endpoint with
+    # upload.max_concurrency: 12 + 8 = 20 in flight keep one ml.g5.xlarge at ~13 s of queueing (~0.67 s a photo),
+    # far from the 30-s p90 rollback alarm, so a deployment during a backfill is not rolled back by mistake.
+    # Synth checks upload + backfill <= endpoint.max_capacity x option.max_rolling_batch_size.
+    max_concurrency: int = 8
     tolerated_failure_percentage: float = 5.0  # of items; above it the map run fails (failed batches: redrive)
     retry_attempts: int = 5  # retries of a batch that raised TransientBatchError
     retry_interval_seconds: int = 30  # first wait; doubles each retry (30 s .. 8 min covers a scale-out)
@@ -217,8 +220,14 @@ class Backfill(Construct):
         self._bucket = bucket
         self._data_key = data_key
         self.results_bucket: s3.Bucket = self._build_results_bucket(data_key, access_log_bucket)
-        self.function_log_group: logs.LogGroup = logs.LogGroup(
-            self, "FunctionLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
+        # Encrypted with the data key like the upload labeller's; the key admits exactly these log groups.
+        self.function_log_group: logs.LogGroup = encrypted_log_group(
+            self,
+            "FunctionLogs",
+            log_group_name=f"/{name_prefix}/lambda/backfill",
+            key=data_key,
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
         )
         self.function_role: iam.Role = self._build_function_role()
         self.function: lambda_.Function = self._build_function(
@@ -240,12 +249,13 @@ class Backfill(Construct):
         self._grant_function(table, endpoint)
         if model_registry is not None:
             model_registry.grant_read_registry(self.function_role)
-        self.log_group: logs.LogGroup = logs.LogGroup(
+        self.log_group: logs.LogGroup = encrypted_log_group(
             self,
             "StateMachineLogs",
             # Under /aws/vendedlogs/ log delivery needs no entry in the account's CloudWatch Logs resource
             # policy (capped at 5,120 characters), AWS's advice for Step Functions logging.
             log_group_name=f"/aws/vendedlogs/states/{name_prefix}-backfill",
+            key=data_key,
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
         )
@@ -290,12 +300,7 @@ class Backfill(Construct):
                 resources=[self.function_log_group.log_group_arn],
             )
         )
-        acknowledge(
-            role,
-            f"AwsSolutions-IAM5[Resource::{nag_resource(self, self.function_log_group.log_group_arn)}:*]",
-            "Lambda creates one log stream per execution environment with a generated name; the grant is "
-            "limited to the backfill function's own log group.",
-        )
+        # The log group's Arn attribute ends in `:*`: the function's generated log streams, nothing else.
         return role
 
     def _build_function(self, code: lambda_.Code, environment: dict[str, str]) -> lambda_.Function:

@@ -146,8 +146,12 @@ class UploadPathConfig:
     hotel_id_pattern: str = r"^uploads/(?P<hotel_id>[^/]+)/"
     confidence_threshold: float = 0.8  # below it a label is stored as NEEDS_REVIEW
     batch_size: int = 4  # records per invocation; each may wait up to ~60 s on the endpoint
-    # Concurrent invocations = concurrent endpoint requests: keep it near max_capacity x the scaling target.
-    max_concurrency: int = 24
+    # Concurrent invocations = endpoint requests in flight (records of a batch are labelled one after another).
+    # 12 uploads + backfill.max_concurrency 8 = 20 in flight: on one ml.g5.xlarge (~0.67 s of prefill per photo)
+    # the last waits ~13 s, well under the 30-s p90 rollback alarm and the 60-s invoke timeout (24 + 16 = 40 gave
+    # ~27 s). Synth checks upload + backfill <= endpoint.max_capacity x option.max_rolling_batch_size
+    # (stacks/endpoint_load.py).
+    max_concurrency: int = 12
     max_receive_count: int = 5  # deliveries before a message moves to the DLQ
     function_timeout_seconds: int = 120
     function_memory_mb: int = 1024  # also buys CPU for JPEG decode/resize

@@ -38,6 +38,9 @@ VARIANT_NAME = "AllTraffic"
 SAGEMAKER_MAX_STARTUP_TIMEOUT_SECONDS = 3600  # API limit of ContainerStartupHealthCheckTimeoutInSeconds
 SAGEMAKER_MAX_DOWNLOAD_TIMEOUT_SECONDS = 3600  # API limit of ModelDataDownloadTimeoutInSeconds
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+# One ml.g5.xlarge labels a photo every ~0.67 s, prefill-bound, however requests are batched (the seed measured
+# 674 s per 1,000 photos): requests beyond the engine's batch wait about this long each (stacks/endpoint_load.py).
+ENDPOINT_SECONDS_PER_PHOTO = 0.674
 SAGEMAKER_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints"  # where the hosting agent writes container logs
 SAGEMAKER_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"  # instance/GPU metrics published with the role
 

@@ -84,6 +84,9 @@ class InferenceEndpoint(Construct):
         self.rollout_alarms: RolloutAlarms = RolloutAlarms(
             self, "RolloutAlarms", endpoint_name=endpoint_name, policy=rollout, alarm_topic=alarm_topic
         )
+        # Deployment guardrails watch the alarms with the execution role's permissions (AWS: "Ensure that your IAM
+        # execution role has permission to perform cloudwatch:DescribeAlarms on the auto-rollback alarms").
+        self.rollout_alarms.grant_describe(self.role)
         self.endpoint: sagemaker.CfnEndpoint = self._build_endpoint(endpoint_name)
         # `Ref` of AWS::SageMaker::Endpoint is its ARN: the exact resource for sagemaker:InvokeEndpoint.
         self.endpoint_arn: str = self.endpoint.ref
@@ -243,6 +246,8 @@ class InferenceEndpoint(Construct):
     def _build_endpoint_config(
         self, instance_type: str, initial_count: int, startup_timeout: int, download_timeout: int
     ) -> sagemaker.CfnEndpointConfig:
+        # No KmsKeyId on purpose: ml.g5 instances store on local NVMe, encrypted by the instance's hardware
+        # module, and SageMaker rejects a KmsKeyId for instance types with local storage.
         config = sagemaker.CfnEndpointConfig(
             self,
             "EndpointConfig",
@@ -261,12 +266,6 @@ class InferenceEndpoint(Construct):
                     ),
                 )
             ],
-        )
-        acknowledge(
-            config,
-            "AwsSolutions-SM2",
-            "ml.g5 instances have local NVMe instance storage, which is encrypted by the instance's hardware "
-            "module; SageMaker rejects a KmsKeyId for instance types with local storage.",
         )
         return config
 

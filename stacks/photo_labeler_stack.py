@@ -9,9 +9,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from stacks import constants
+from stacks import constants, serving_properties
 from stacks.backfill import BACKFILL_SERVICE_NAME, Backfill, BackfillConfig
 from stacks.config import AppConfig
+from stacks.endpoint_load import check_endpoint_load
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.lambda_bundling import function_code
 from stacks.monitoring import EndpointRef, Monitoring, MonitoringConfig
@@ -43,6 +44,13 @@ class PhotoLabelerStack(Stack):
         )
         self.config = config
         self.endpoint_name = f"{config.name_prefix}-llava"
+        # Checked with or without an endpoint: the deploy that adds the model must not be the one that fails.
+        check_endpoint_load(
+            upload_max_concurrency=config.upload.max_concurrency,
+            backfill_max_concurrency=config.section(BackfillConfig).max_concurrency,
+            max_capacity=config.endpoint.max_capacity,
+            engine_batch=serving_properties.engine_batch_size(serving_properties.load()),
+        )
 
         self.storage = Storage(
             self,
@@ -100,6 +108,7 @@ class PhotoLabelerStack(Stack):
         self.upload_path = UploadPath(
             self,
             "UploadPath",
+            name_prefix=config.name_prefix,
             bucket=self.storage.bucket,
             table=self.storage.table,
             data_key=self.storage.key,
@@ -258,12 +267,6 @@ class PhotoLabelerStack(Stack):
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
             "CDK's own BucketNotificationsHandler runs once per deploy to configure the bucket notification; its "
             "role and managed logging policy are defined by aws-cdk-lib and cannot be replaced.",
-        )
-        acknowledge(
-            handler,
-            "AwsSolutions-IAM5[Resource::*]",
-            "CDK's BucketNotificationsHandler needs s3:PutBucketNotification, which its aws-cdk-lib policy "
-            "grants on *; it runs only during deployments.",
         )
 
     def _outputs(self) -> None:

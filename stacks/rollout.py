@@ -17,6 +17,7 @@ from typing import Any
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -143,6 +144,18 @@ class RolloutAlarms(Construct):
     @property
     def alarms(self) -> list[cloudwatch.Alarm]:
         return [self.errors, self.latency]
+
+    def grant_describe(self, grantee: iam.IGrantable) -> iam.Grant:
+        """cloudwatch:DescribeAlarms on exactly these alarms.
+
+        SageMaker's deployment guardrails read the alarms' state with the permissions of the role behind the
+        deployment; without DescribeAlarms on them, auto-rollback cannot see an alarm fire.
+        """
+        return iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["cloudwatch:DescribeAlarms"],
+            resource_arns=[alarm.alarm_arn for alarm in self.alarms],
+        )
 
 
 __all__ = ["RolloutAlarms", "RolloutPolicy"]

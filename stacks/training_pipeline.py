@@ -45,6 +45,7 @@ from constructs import Construct
 
 from stacks import constants
 from stacks.config import ConfigError, config_section
+from stacks.encrypted_logs import encrypted_log_group
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.nag import acknowledge, nag_resource
 from stacks.rollout import RolloutAlarms, RolloutPolicy
@@ -552,36 +553,12 @@ class TrainingPipeline(Construct):
         return role
 
     def _build_log_group(self) -> logs.LogGroup:
-        stack = Stack.of(self)
-        # CloudWatch Logs encrypts with the app key only if the key admits it for this account's log groups.
-        self.store.data_key.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
-                actions=[
-                    "kms:Encrypt*",
-                    "kms:Decrypt*",
-                    "kms:ReEncrypt*",
-                    "kms:GenerateDataKey*",
-                    "kms:Describe*",
-                ],
-                resources=["*"],
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                            service="logs",
-                            resource="log-group",
-                            resource_name="*",
-                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    }
-                },
-            )
-        )
-        return logs.LogGroup(
+        # The key policy admits CloudWatch Logs for this one log group only (stacks/encrypted_logs.py).
+        return encrypted_log_group(
             self,
             "Logs",
             log_group_name=f"/aws/vendedlogs/states/{self.name_prefix}-training",
-            encryption_key=self.store.data_key,
+            key=self.store.data_key,
             retention=PIPELINE_LOG_RETENTION,
             removal_policy=RemovalPolicy.RETAIN,
         )
@@ -719,6 +696,8 @@ class TrainingPipeline(Construct):
             },
             "StoppingCondition": stopping,
             "EnableManagedSpotTraining": s.use_spot,
+            # Multi-node ZeRO-3 exchanges parameter shards and gradients between hosts on every step.
+            "EnableInterContainerTrafficEncryption": True,
             "CheckpointConfig": {
                 "S3Uri": "{% '" + bucket + CHECKPOINTS_PREFIX + "' & $request.job_name & '/' %}",
                 "LocalPath": CHECKPOINT_LOCAL_PATH,
@@ -1084,6 +1063,9 @@ class TrainingPipeline(Construct):
             )
         )
         self.store.data_key.grant_decrypt(role)  # metrics.json is SSE-KMS
+        if self.alarms is not None:
+            # UpdateEndpoint's AutoRollbackConfiguration names these alarms; the caller must be able to read them.
+            self.alarms.grant_describe(role)
         acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::*]",

@@ -20,25 +20,37 @@ about the cluster comes from the SageMaker environment, never from fixed /opt/ml
 Launcher options (SageMaker passes hyper-parameters as `--name value`): `--train_config` (default
 training_job/configs/sft_llava_next.yaml), `--checkpoint_dir` (default: `checkpoints` beside SM_MODEL_DIR,
 i.e. SageMaker's default CheckpointConfig.LocalPath, so spot restarts resume), `--evaluate true|false`,
-`--min_accuracy` (fail the job below it), `--eval_batch_size`. Any other `--name value` goes to
+`--min_accuracy` (fail the job when the constrained, production-path accuracy is below it),
+`--confidence_threshold` (the evaluation's NEEDS_REVIEW threshold, default 0.8 as in production),
+`--eval_batch_size`. Any other `--name value` goes to
 training_job.train (e.g. `--num_train_epochs 3 --image_token_profile compact`).
+
+DeepSpeed: the accelerate config uses it, but it is not in training_job/requirements.txt because its sdist needs
+`pip install --no-build-isolation` (its setup imports torch), which a requirements file cannot say. So when the
+accelerate config's `distributed_type` is DEEPSPEED, the launcher first checks `import deepspeed` and, if that
+fails, runs `python -m pip install --no-build-isolation deepspeed==DEEPSPEED_VERSION` (PyPI must be reachable from
+the training job); an importable DeepSpeed of another version (a DLC's own build) is logged and kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.metadata
 import json
 import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "training_job" / "configs"
 RENDEZVOUS_PORT = 29500  # any free port; the same on every host
+DEEPSPEED_VERSION = "0.19.8"  # the Makefile's pin; installed at launch (see the module docstring)
+EXIT_DEEPSPEED_MISSING = 2
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,65 @@ def _require(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+def installed_deepspeed() -> str | None:
+    """The version of the importable `deepspeed` package, or None when it cannot be imported."""
+    try:
+        importlib.import_module("deepspeed")
+    except Exception:
+        # Any failure (missing CUDA libraries, a half-built op) leaves it as unusable as no install at all.
+        return None
+    try:
+        return importlib.metadata.version("deepspeed")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _run(command: Sequence[str]) -> int:
+    return subprocess.run(list(command), check=False).returncode
+
+
+def uses_deepspeed(accelerate_config: Path) -> bool:
+    """Whether the accelerate config file asks for DeepSpeed (`distributed_type: DEEPSPEED`)."""
+    import yaml  # accelerate's own dependency, so it is on every training image that can launch
+
+    config = yaml.safe_load(accelerate_config.read_text(encoding="utf-8")) or {}
+    return str(config.get("distributed_type", "")).upper() == "DEEPSPEED"
+
+
+def ensure_deepspeed(
+    *,
+    probe: Callable[[], str | None] = installed_deepspeed,
+    run: Callable[[Sequence[str]], int] = _run,
+    python: str = sys.executable,
+) -> int:
+    """Make `import deepspeed` work before accelerate needs it; 0 when it does, else an exit code."""
+    version = probe()
+    if version is not None:
+        if version != DEEPSPEED_VERSION:
+            print(f"deepspeed {version} is installed (pinned {DEEPSPEED_VERSION}): using it as is", flush=True)
+        else:
+            print(f"deepspeed {version} is installed", flush=True)
+        return 0
+    command = [python, "-m", "pip", "install", "--no-build-isolation", f"deepspeed=={DEEPSPEED_VERSION}"]
+    # Build isolation would build DeepSpeed's sdist without torch, which its setup imports.
+    print(f"deepspeed is not importable: installing it\n+ {shlex.join(command)}", flush=True)
+    code = run(command)
+    if code != 0:
+        print(
+            f"error: installing deepspeed=={DEEPSPEED_VERSION} failed (exit code {code}); the training job needs "
+            "PyPI access (no network isolation, a VPC with a NAT gateway) or an image that ships DeepSpeed",
+            file=sys.stderr,
+        )
+        return EXIT_DEEPSPEED_MISSING
+    importlib.invalidate_caches()  # the new package must be visible to the probe in this process
+    version = probe()
+    if version is None:
+        print(f"error: deepspeed=={DEEPSPEED_VERSION} installed but cannot be imported", file=sys.stderr)
+        return EXIT_DEEPSPEED_MISSING
+    print(f"deepspeed {version} installed", flush=True)
+    return 0
+
+
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="training_job/launch.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--train_config", type=Path, default=CONFIGS / "sft_llava_next.yaml")
@@ -93,6 +164,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--checkpoint_dir", type=Path, default=None)
     parser.add_argument("--evaluate", type=_boolean, default=True)
     parser.add_argument("--min_accuracy", type=float, default=None)
+    parser.add_argument("--confidence_threshold", type=float, default=None)
     parser.add_argument("--eval_batch_size", type=int, default=8)
     return parser.parse_known_args(list(argv))
 
@@ -132,6 +204,8 @@ def build_commands(
         evaluate += ["--no-progress"]  # a progress bar per batch floods CloudWatch
         if args.min_accuracy is not None:
             evaluate += ["--min-accuracy", str(args.min_accuracy)]
+        if args.confidence_threshold is not None:
+            evaluate += ["--confidence-threshold", str(args.confidence_threshold)]
         commands.append(evaluate)
     return commands
 
@@ -144,7 +218,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    # The children import training_job and classification from the asset root, wherever they start.
+    if uses_deepspeed(args.accelerate_config):
+        code = ensure_deepspeed()
+        if code != 0:
+            return code
+    # The children import training_job, classification and model_code from the asset root, wherever they start.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     for command in commands:
         print("+ " + shlex.join(command), flush=True)

@@ -37,7 +37,7 @@ VOCAB_SIZE = 512
 def _tokenizer_corpus(taxonomy: Taxonomy) -> list[str]:
     # The chat template's literal pieces plus every prompt/answer the model will see.
     pieces = ["[INST] ", " [/INST]", "<<SYS>>\n", "\n<</SYS>>\n\n", taxonomy.prompt]
-    pieces += [" " + answer for answer in taxonomy.choices]
+    pieces += taxonomy.choices  # what the model generates, leading space included
     return pieces * 4
 
 

@@ -119,9 +119,48 @@ def test_request_body_is_a_valid_openai_chat_completion_with_the_vllm_choice_con
     url = body["messages"][0]["content"][1]["image_url"]["url"]
     assert url.startswith("data:image/jpeg;base64,")
     assert base64.b64decode(url.split(",", 1)[1]) == jpeg
-    assert body["structured_outputs"] == {"choice": [f"this is a photo of {label}." for label in taxonomy.labels]}
+    # (with the leading space the chat template puts before every trained answer: see the template test below)
+    assert body["structured_outputs"] == {"choice": [f" this is a photo of {label}." for label in taxonomy.labels]}
     assert body["logprobs"] is True and body["temperature"] == 0.0 and body["max_tokens"] <= 32
     json.dumps(body)  # serialisable as is
+
+
+def test_choices_are_exactly_what_the_trl_chat_template_renders_after_the_prompt(
+    taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    # Given the processor training and serving use: the tiny model's, which carries TRL's LLaVA-NeXT template
+    from transformers import AutoProcessor
+    from trl.chat_template_utils import llava_next_chat_template
+
+    from training_job.tiny_model import build_tiny_model
+
+    processor = AutoProcessor.from_pretrained(build_tiny_model(tmp_path, taxonomy))
+    assert processor.chat_template == llava_next_chat_template
+
+    # When every training row is rendered, and the production question with a generation prompt
+    prompt = processor.apply_chat_template(
+        taxonomy.inference_messages(), add_generation_prompt=True, tokenize=False
+    )
+    rendered = {
+        label: processor.apply_chat_template(taxonomy.training_messages(label), tokenize=False)
+        for label in taxonomy.labels
+    }
+
+    # Then each row is the prompt, then the allowed choice verbatim, then EOS: the model is asked to generate
+    # exactly the text it was trained on, leading space included
+    for label, choice in zip(taxonomy.labels, taxonomy.choices, strict=True):
+        assert rendered[label].startswith(prompt)
+        generated, eos, _ = rendered[label][len(prompt) :].partition(processor.tokenizer.eos_token)
+        assert eos == "</s>"
+        assert generated == choice == taxonomy.completion(label) == " " + taxonomy.answer(label)
+    assert not taxonomy.answer("Pool").startswith(" ")  # the training target: the template adds the space
+
+
+@pytest.mark.parametrize(
+    "text", [" this is a photo of Pool.", "this is a photo of Pool.", " this is a photo of Pool"]
+)
+def test_parser_accepts_the_answer_with_or_without_the_leading_space(taxonomy: Taxonomy, text: str) -> None:
+    assert taxonomy.parse_label(text) == "Pool"
 
 
 def test_the_openai_check_catches_a_malformed_request(taxonomy: Taxonomy) -> None:

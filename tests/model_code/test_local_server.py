@@ -101,7 +101,7 @@ def test_reported_logprobs_are_the_models_own_likelihood_of_the_answer(server: A
     eos = scorer.tokenizer.eos_token_id
     naive: dict[str, float] = {}
     for choice in taxonomy.choices:
-        tail = scorer.tokenizer(" " + choice, add_special_tokens=False)["input_ids"] + [eos]
+        tail = scorer.tokenizer(choice, add_special_tokens=False)["input_ids"] + [eos]  # verbatim, as vLLM
         ids = torch.cat([inputs["input_ids"], torch.tensor([tail])], dim=1)
         with torch.inference_mode():
             logits = scorer.model(

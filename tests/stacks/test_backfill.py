@@ -23,7 +23,7 @@ SCOPED = {
     "photo_labeler.backfill.source_prefix": "archive/",
     "photo_labeler.backfill.inventory_bucket": "photo-labeler-inventory",
     "photo_labeler.backfill.inventory_prefix": "reports/",
-    "photo_labeler.backfill.max_concurrency": "8",
+    "photo_labeler.backfill.max_concurrency": "4",
     "photo_labeler.backfill.items_per_batch": "40",
 }
 
@@ -132,12 +132,12 @@ def test_batches_carry_the_bucket_and_reclassify_and_concurrency_is_bounded_by_c
     # In-flight photos = concurrent batches (the handler labels a batch's items one at a time): the default
     # comes from config and a start may only lower it.
     assert listing["MaxConcurrencyPath"] == "$.max_concurrency"
-    assert states["DefaultMaxConcurrency"]["Result"] == 16
+    assert states["DefaultMaxConcurrency"]["Result"] == 8
     bound = states["CheckInput"]["Choices"][2]
     assert bound == {
         "Or": [
             {"Variable": "$.max_concurrency", "NumericLessThan": 1},
-            {"Variable": "$.max_concurrency", "NumericGreaterThan": 16},
+            {"Variable": "$.max_concurrency", "NumericGreaterThan": 8},
         ],
         "Next": "InvalidInput",
     }
@@ -290,7 +290,7 @@ def test_a_source_prefix_scopes_listing_reading_and_the_accepted_input(scoped: S
     assert read["Resource"]["Fn::Join"][1][-1] == "/archive/*"
     assert backfill_function(scoped)["Environment"]["Variables"]["UPLOAD_PREFIX"] == "archive/"
     assert states["ListPhotos"]["ItemBatcher"]["MaxItemsPerBatch"] == 40
-    assert states["DefaultMaxConcurrency"]["Result"] == 8
+    assert states["DefaultMaxConcurrency"]["Result"] == 4
 
 
 def test_an_inventory_manifest_is_read_as_manifest_from_the_configured_bucket_and_prefix(

@@ -273,5 +273,33 @@ def test_a_canary_on_a_one_instance_pinned_endpoint_fails_synth_naming_the_key(s
         )
 
 
+@pytest.mark.parametrize("variant", ["with_model", "registry"])
+def test_the_model_role_may_describe_exactly_the_two_rollback_alarms(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    # Given an endpoint whose updates roll back on alarms (pinned model or registry)
+    synthesized: Synthesized = request.getfixturevalue(variant)
+    (role_id,) = [k for k in synthesized.resources("AWS::IAM::Role") if k.startswith("InferenceExecutionRole")]
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in synthesized.resources("AWS::IAM::Policy").values()
+        if p["Properties"]["Roles"] == [{"Ref": role_id}]
+    ]
+    # Then its execution role may call cloudwatch:DescribeAlarms on those two alarms' ARNs and nothing else
+    (describe,) = [s for s in policy if "cloudwatch:DescribeAlarms" in json.dumps(s["Action"])]
+    assert describe["Action"] == "cloudwatch:DescribeAlarms"
+    alarms = _alarms_by_name(synthesized)
+    assert describe["Resource"] == [{"Fn::GetAtt": [alarms[name][0], "Arn"]} for name in ROLLOUT_ALARMS]
+
+
+def test_the_endpoint_config_carries_no_kms_key_and_no_dead_nag_acknowledgement(with_model: Synthesized) -> None:
+    # ml.g5 has hardware-encrypted local NVMe storage, for which SageMaker rejects a KmsKeyId; cdk-nag 3's SM2 is
+    # a notebook-instance rule, so acknowledging it on the endpoint config would suppress nothing.
+    assert "KmsKeyId" not in with_model.only("AWS::SageMaker::EndpointConfig")["Properties"]
+    config = with_model.stack.inference.endpoint_config
+    acknowledged = [m.data for m in config.node.metadata if m.type == "aws:cdk:acknowledged-rules"]
+    assert not any("SM2" in json.dumps(data) for data in acknowledged)
+
+
 def test_without_an_endpoint_there_are_no_rollout_alarms(no_model: Synthesized) -> None:
     assert not set(ROLLOUT_ALARMS) & set(_alarms_by_name(no_model))

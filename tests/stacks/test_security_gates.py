@@ -7,12 +7,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
+from constructs import IConstruct
 
+from app import build_app
+from stacks import nag
 from tests.stacks.conftest import MODEL_URI, PROJECT_ROOT, Synthesized, cdk_json_context
 
 
@@ -21,6 +25,77 @@ def test_cdk_nag_finds_nothing_unacknowledged(variant: str, request: pytest.Fixt
     synthesized: Synthesized = request.getfixturevalue(variant)
     violations = AwsSolutionsChecks().validate_scope(synthesized.stack).violations
     assert [v.rule_name for v in violations] == []
+
+
+class _RecordedAcknowledgements:
+    """Stands in for aws_cdk.Validations in stacks/nag.py: records acknowledgements instead of applying them."""
+
+    made: ClassVar[list[tuple[str, str]]] = []
+
+    def __init__(self, scope: IConstruct) -> None:
+        self._path = scope.node.path
+
+    @classmethod
+    def of(cls, scope: IConstruct) -> _RecordedAcknowledgements:
+        return cls(scope)
+
+    def acknowledge(self, acknowledgment: cdk.Acknowledgment) -> None:
+        self.made.append((self._path, acknowledgment.id))
+
+
+SCOPED_BACKFILL = {
+    "photo_labeler.endpoint.model_data_uri": MODEL_URI,
+    "photo_labeler.backfill.source_prefix": "archive/",
+    "photo_labeler.backfill.inventory_bucket": "photo-labeler-inventory",
+}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"photo_labeler.endpoint.model_data_uri": MODEL_URI},
+        {"photo_labeler.training.serve_registered_model": "true"},
+        {
+            "photo_labeler.endpoint.model_data_uri": MODEL_URI,
+            "photo_labeler.region": "ap-east-1",
+            "photo_labeler.account": "123456789012",
+        },
+        SCOPED_BACKFILL,
+    ],
+    ids=["no_model", "with_model", "registry", "regional", "scoped_backfill"],
+)
+def test_every_acknowledgement_suppresses_a_finding_cdk_nag_really_reports(
+    overrides: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the stack built with every acknowledgement recorded instead of applied
+    monkeypatch.setattr(nag, "Validations", _RecordedAcknowledgements)
+    monkeypatch.setattr(_RecordedAcknowledgements, "made", [])
+    context = {**cdk_json_context(), "aws:cdk:bundling-stacks": [], **overrides}
+    _app, stack = build_app(cdk.App(context=context))
+    # When cdk-nag checks it
+    findings = [
+        (violation.rule_name, resource.construct_path)
+        for violation in AwsSolutionsChecks().validate_scope(stack).violations
+        for resource in violation.violating_resources
+    ]
+    # Then each acknowledgement matches a finding on its construct or below (a dead one would hide nothing now
+    # and silently hide a future finding), and each finding has its acknowledgement
+    dead = [
+        (path, rule)
+        for path, rule in _RecordedAcknowledgements.made
+        if not any(found == rule and (where == path or where.startswith(f"{path}/")) for found, where in findings)
+    ]
+    assert dead == [], "\n".join(map(str, dead))
+    unacknowledged = [
+        (rule, where)
+        for rule, where in findings
+        if not any(
+            rule == made and (where == path or where.startswith(f"{path}/"))
+            for path, made in _RecordedAcknowledgements.made
+        )
+    ]
+    assert unacknowledged == [], "\n".join(map(str, unacknowledged))
 
 
 def test_negative_control_the_nag_gate_catches_a_bare_bucket() -> None:

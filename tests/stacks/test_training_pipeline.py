@@ -128,6 +128,13 @@ def test_training_runs_on_p5_synchronously_with_uncompressed_output_and_s3_check
     assert image.endswith("/huggingface-pytorch-training:2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04")
 
 
+def test_training_hosts_exchange_weights_encrypted(registry: Synthesized) -> None:
+    # Given a multi-node run (an execution may ask for up to training.max_instance_count hosts)
+    arguments = definition(registry)["States"]["Train"]["Arguments"]
+    # Then ZeRO-3's parameter and gradient exchange between hosts is encrypted in transit
+    assert arguments["EnableInterContainerTrafficEncryption"] is True
+
+
 def test_training_code_and_channels_follow_the_launcher_contract(registry: Synthesized) -> None:
     arguments = definition(registry)["States"]["Train"]["Arguments"]
     request = {"hyperparameters": {"num_train_epochs": "3", "evaluate": "true"}, "dataset_s3_uri": "s3://b/d/"}
@@ -445,6 +452,31 @@ def test_state_machine_role_passes_only_sagemaker_roles_and_names_exact_resource
     ]
 
 
+def _rollout_alarm_ids(synthesized: Synthesized) -> list[str]:
+    return sorted(
+        logical_id
+        for logical_id, alarm in synthesized.resources("AWS::CloudWatch::Alarm").items()
+        if alarm["Properties"].get("AlarmName", "").startswith("photo-labeler-llava-rollout-")
+    )
+
+
+def test_the_role_that_calls_update_endpoint_may_describe_exactly_the_rollback_alarms(
+    registry: Synthesized,
+) -> None:
+    # Given the pipeline rolls out with UpdateEndpoint and an AutoRollbackConfiguration naming two alarms
+    statements = role_policy_statements(registry, "TrainingPipelineStateMachineRole")
+    # Then its role may read those two alarms (deployment guardrails need it) and no other alarm
+    (describe,) = [s for s in statements if "cloudwatch:DescribeAlarms" in actions(s)]
+    assert actions(describe) == ["cloudwatch:DescribeAlarms"]
+    assert sorted(r["Fn::GetAtt"][0] for r in describe["Resource"]) == _rollout_alarm_ids(registry)
+    assert all(r["Fn::GetAtt"][1] == "Arn" for r in describe["Resource"])
+
+
+def test_a_pipeline_that_never_rolls_out_gets_no_alarm_access(with_model: Synthesized) -> None:
+    statements = role_policy_statements(with_model, "TrainingPipelineStateMachineRole")
+    assert not [s for s in statements if any(a.startswith("cloudwatch:") for a in actions(s))]
+
+
 def test_training_role_writes_only_models_and_checkpoints(registry: Synthesized) -> None:
     statements = role_policy_statements(registry, "TrainingPipelineTrainingRole")
     writes = [s for s in statements if "s3:PutObject" in actions(s) or "s3:DeleteObject" in actions(s)]
@@ -551,4 +583,7 @@ def test_code_archive_is_reproducible_and_holds_the_launcher_layout(tmp_path: Pa
         names = archive.getnames()
     assert {"requirements.txt", ENTRY_POINT, "training_job/train.py", "classification/contract.py"} <= set(names)
     assert "classification/taxonomy.json" in names and "training_job/configs/ds_zero3.json" in names
+    # evaluate.py scores with the local backend's scorer: its modules ship, the endpoint's settings do not
+    assert {"model_code/__init__.py", "model_code/choice_scorer.py", "model_code/chat_protocol.py"} <= set(names)
+    assert "model_code/serving.properties" not in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]

@@ -80,6 +80,20 @@ def test_function_runtime_handler_and_environment_follow_the_interface(with_mode
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "HotelPhotoLabeler"
 
 
+def test_function_is_traced_and_logs_to_its_own_encrypted_log_group(with_model: Synthesized) -> None:
+    # Given the upload labeller
+    function = _function(with_model)
+    # Then every invocation is traced end to end (S3 read, endpoint call, table write)
+    assert function["TracingConfig"] == {"Mode": "Active"}
+    # And it logs to a named log group encrypted with the data key, kept a month
+    group_id = function["LoggingConfig"]["LogGroup"]["Ref"]
+    group = with_model.resources("AWS::Logs::LogGroup")[group_id]["Properties"]
+    (key_id,) = [k for k in with_model.resources("AWS::KMS::Key") if k.startswith("StorageKey")]
+    assert group["LogGroupName"] == "/photo-labeler/lambda/labeller"
+    assert group["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    assert group["RetentionInDays"] == 30
+
+
 def test_event_source_reports_partial_failures_with_configured_batch_and_concurrency(
     with_model: Synthesized,
 ) -> None:
@@ -87,7 +101,7 @@ def test_event_source_reports_partial_failures_with_configured_batch_and_concurr
         "AWS::Lambda::EventSourceMapping",
         {
             "BatchSize": 4,
-            "ScalingConfig": {"MaximumConcurrency": 24},
+            "ScalingConfig": {"MaximumConcurrency": 12},
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
             "Enabled": True,
         },
@@ -105,9 +119,11 @@ def test_function_invokes_only_this_endpoint_reads_only_uploads_writes_only_this
 ) -> None:
     statements = _function_statements(with_model)
     actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    # No wildcard actions and no resource "*" anywhere.
+    # No wildcard actions, and resource "*" only for X-Ray's two actions (they have no resource level).
     assert not any("*" in action for action in actions)
-    assert not any(s["Resource"] == "*" for s in statements)
+    assert [sorted(s["Action"]) for s in statements if s["Resource"] == "*"] == [
+        ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+    ]
     (endpoint_id,) = with_model.resources("AWS::SageMaker::Endpoint")
     invoke = next(s for s in statements if s["Action"] == "sagemaker:InvokeEndpoint")
     assert invoke["Resource"] == {"Ref": endpoint_id}

@@ -1,15 +1,25 @@
-"""Evaluation metrics: accuracy, macro-F1, per-class figures and the confusion matrix, on known predictions."""
+"""Evaluation: metrics on known predictions, the gate, and the production (constrained) path of a trained model."""
 
 from __future__ import annotations
 
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import pytest
+from training_testkit import COLOURS, colour_photo
 
 from classification.contract import Taxonomy
+from training_job import evaluate as evaluation
 from training_job.evaluate import (
     INVALID,
     Sample,
     check_prompt,
     compute_metrics,
+    confidence_metrics,
     confusion,
     format_table,
     true_label_of,
@@ -56,3 +66,140 @@ def test_a_row_built_from_another_taxonomy_is_refused() -> None:
     check_prompt(TAXONOMY.training_messages("Bar"), TAXONOMY)
     with pytest.raises(ValueError, match="different taxonomy"):
         check_prompt(other.training_messages("Spa"), TAXONOMY)
+
+
+def test_confidence_below_the_threshold_is_counted_as_the_lambda_decides_needs_review() -> None:
+    # Given four answers: confident and right, exactly at the threshold, just below it, and without logprobs
+    samples = [
+        Sample("Pool", "Pool", "", 0.99),
+        Sample("Room", "Bar", "", 0.8),
+        Sample("Room", "Room", "", 0.7999),
+        Sample("Bar", "Bar", "", None),
+    ]
+
+    # When the production threshold is applied
+    figures = confidence_metrics(samples, 0.8)
+
+    # Then the Lambda's rule holds (LABELED at >= threshold; below it or no confidence: NEEDS_REVIEW)
+    assert figures["confidence_threshold"] == 0.8
+    assert figures["below_threshold"] == 2
+    assert figures["below_threshold_share"] == 0.5
+    assert figures["accuracy_at_or_above_threshold"] == 0.5  # of the two photos labelled automatically
+    assert figures["confidence"]["photos"] == 3
+    assert figures["confidence"]["histogram"]["counts"] == [0, 0, 0, 0, 0, 0, 0, 1, 1, 1]
+    assert figures["confidence"]["median"] == 0.8
+    assert confidence_metrics(samples[:1], 1.0)["accuracy_at_or_above_threshold"] is None  # nobody clears it
+
+
+def _fake_evaluate(constrained: float, unconstrained: float) -> Any:
+    def fake(*_: Any, confidence_threshold: float, **__: Any) -> dict[str, Any]:
+        return {
+            "samples": 10,
+            "accuracy": constrained,
+            "macro_f1": constrained,
+            "per_class": {},
+            "invalid_answers": 3,
+            "confidence_threshold": confidence_threshold,
+            "below_threshold": 1,
+            "below_threshold_share": 0.1,
+            "accuracy_at_or_above_threshold": 1.0,
+            "unconstrained": {"accuracy": unconstrained, "macro_f1": unconstrained, "invalid_answers": 3},
+        }
+
+    return fake
+
+
+@pytest.mark.parametrize(
+    ("constrained", "unconstrained", "expected"),
+    [(0.95, 0.1, 0), (0.5, 0.99, evaluation.EXIT_BELOW_BAR)],
+    ids=["constrained-clears-the-bar", "only-free-generation-clears-it"],
+)
+def test_min_accuracy_gates_on_the_constrained_accuracy(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    constrained: float,
+    unconstrained: float,
+    expected: int,
+) -> None:
+    # Given an evaluation whose production-path and free-generation accuracies disagree
+    monkeypatch.setattr(evaluation, "evaluate", _fake_evaluate(constrained, unconstrained))
+    args = ["--model-dir", "m", "--dataset", str(tmp_path), "--output-dir", str(tmp_path / "out")]
+
+    # When the CLI gates at 0.9
+    code = evaluation.main([*args, "--min-accuracy", "0.9", "--confidence-threshold", "0.7"])
+
+    # Then only the constrained figure decides, and both are printed for the metric definitions
+    assert code == expected
+    out = capsys.readouterr().out
+    assert f"eval_accuracy={constrained}" in out
+    assert f"eval_unconstrained_accuracy={unconstrained}" in out
+    assert "eval_below_threshold_share=0.1" in out
+
+
+@pytest.mark.parametrize("threshold", ["1.5", "-0.1"])
+def test_a_confidence_threshold_outside_zero_to_one_is_refused(
+    threshold: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as error:
+        evaluation.main(
+            ["--model-dir", "m", "--dataset", "d", "--output-dir", "o", "--confidence-threshold", threshold]
+        )
+    assert error.value.code == 2
+    assert "--confidence-threshold is a probability" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_trained_model_is_evaluated_through_the_production_request_and_parser(
+    trained_model: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    # When the trained tiny model is evaluated with a low threshold
+    args = ["--model-dir", str(trained_model), "--dataset", str(dataset_dir), "--output-dir", str(tmp_path)]
+    code = evaluation.main([*args, "--confidence-threshold", "0.01", "--no-progress"])
+
+    # Then both passes are reported: constrained at the top level (what the gate reads), free generation beside it
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert code == 0
+    assert metrics["accuracy"] >= 0.9 and metrics["unconstrained"]["accuracy"] >= 0.9
+    assert metrics["invalid_answers"] == metrics["unconstrained"]["invalid_answers"] == 0
+    assert (metrics["confidence_threshold"], metrics["below_threshold_share"]) == (0.01, 0.0)
+    assert metrics["accuracy_at_or_above_threshold"] == metrics["accuracy"]
+    assert sum(metrics["confidence"]["histogram"]["counts"]) == metrics["samples"] == 24
+    # Every photo's answer is one of the request's choices verbatim, with the probability the Lambda would store
+    taxonomy = Taxonomy.load(dataset_dir / "taxonomy.json")
+    predictions = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 24
+    for record in predictions:
+        assert record["answer"] in taxonomy.choices
+        assert taxonomy.parse_label(record["answer"]) == record["predicted"]
+        assert 0.01 <= record["confidence"] <= 1 and record["below_threshold"] is False
+    assert metrics["confidence"]["mean"] == pytest.approx(sum(r["confidence"] for r in predictions) / 24, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_choices_without_the_leading_space_score_far_worse_on_the_trained_model(
+    trained_model: Path, taxonomy: Taxonomy
+) -> None:
+    # Given the trained model behind the local backend's scorer, and a fresh photo of every label
+    from model_code.chat_protocol import parse_request
+    from model_code.choice_scorer import ChoiceScorer
+
+    scorer = ChoiceScorer(trained_model)
+    rng = np.random.default_rng(7)
+    for label in COLOURS:
+        buffer = io.BytesIO()
+        colour_photo(label, rng).save(buffer, format="JPEG", quality=90)
+        request = taxonomy.build_request(buffer.getvalue())
+
+        # When the request is scored with the taxonomy's choices, and with the same sentences missing the space
+        trained = scorer.answer(parse_request(json.dumps(request).encode()))
+        stripped_choices = [choice.lstrip() for choice in taxonomy.choices]
+        stripped_request = request | {"structured_outputs": {"choice": stripped_choices}}
+        stripped = scorer.answer(parse_request(json.dumps(stripped_request).encode()))
+
+        # Then the trained spelling is the likely one: the stripped one starts with a token the model never
+        # learnt to emit, which costs orders of magnitude of probability (vLLM's grammar would force it)
+        assert taxonomy.parse_label(trained.content) == label
+        trained_logprob = sum(t.logprob for t in trained.tokens)
+        stripped_logprob = sum(t.logprob for t in stripped.tokens)
+        assert trained_logprob - stripped_logprob > math.log(1000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -51,13 +52,17 @@ def test_two_p5_hosts_launch_sixteen_processes_with_the_first_host_as_rendezvous
 
 def test_the_first_host_also_evaluates_into_the_model_folder() -> None:
     env = {**SM_ENV, "SM_CURRENT_HOST": "algo-1", "SM_CHANNEL_MODEL": "/data/base"}
-    train, evaluate = _commands(env, "--min_accuracy", "0.85", "--eval_batch_size", "4")
+    train, evaluate = _commands(
+        env, "--min_accuracy", "0.85", "--eval_batch_size", "4", "--confidence_threshold", "0.7"
+    )
     assert _value(train, "--machine_rank") == "0"
     assert _value(train, "--model_name_or_path") == "/data/base"  # base weights from the model channel
     assert evaluate[:3] == ["python", "-m", "training_job.evaluate"]
     assert _value(evaluate, "--output-dir") == "/job/model/evaluation"
     assert _value(evaluate, "--min-accuracy") == "0.85"
     assert _value(evaluate, "--batch-size") == "4"
+    assert _value(evaluate, "--confidence-threshold") == "0.7"  # the upload path's threshold, if it differs
+    assert "--confidence_threshold" not in train  # an evaluation setting, not a training one
 
 
 def test_single_host_without_gpus_runs_one_process_and_can_skip_evaluation() -> None:
@@ -82,6 +87,97 @@ def test_a_broken_environment_is_a_clear_error(
     assert message in capsys.readouterr().err
 
 
+def test_the_shipped_accelerate_config_needs_deepspeed_and_a_plain_one_does_not(tmp_path: Path) -> None:
+    plain = tmp_path / "ddp.yaml"
+    plain.write_text("distributed_type: MULTI_GPU\nnum_processes: 8\n", encoding="utf-8")
+    assert launch.uses_deepspeed(launch.CONFIGS / "accelerate_zero3.yaml")
+    assert not launch.uses_deepspeed(plain)
+
+
+class FakePip:
+    """Stands in for pip and the import check: records commands, 'installs' by changing what the probe sees."""
+
+    def __init__(self, installed: str | None, *, exit_code: int = 0, importable_after: bool = True) -> None:
+        self.installed = installed
+        self.exit_code = exit_code
+        self.importable_after = importable_after
+        self.commands: list[list[str]] = []
+
+    def probe(self) -> str | None:
+        return self.installed
+
+    def run(self, command: Sequence[str]) -> int:
+        self.commands.append(list(command))
+        if self.exit_code == 0 and self.importable_after:
+            self.installed = launch.DEEPSPEED_VERSION
+        return self.exit_code
+
+
+def test_missing_deepspeed_is_installed_without_build_isolation_before_training(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given an image where `import deepspeed` fails
+    pip = FakePip(installed=None)
+
+    # When the launcher makes sure of it
+    code = launch.ensure_deepspeed(probe=pip.probe, run=pip.run, python="python")
+
+    # Then it installs the pinned version the way the Makefile does, says so, and goes on
+    assert code == 0
+    assert pip.commands == [
+        ["python", "-m", "pip", "install", "--no-build-isolation", f"deepspeed=={launch.DEEPSPEED_VERSION}"]
+    ]
+    out = capsys.readouterr().out
+    assert "deepspeed is not importable: installing it" in out
+    assert "--no-build-isolation deepspeed==0.19.8" in out
+    assert "deepspeed 0.19.8 installed" in out
+
+
+@pytest.mark.parametrize(
+    ("installed", "message"),
+    [("0.19.8", "deepspeed 0.19.8 is installed"), ("0.16.4", "deepspeed 0.16.4 is installed (pinned 0.19.8)")],
+)
+def test_an_importable_deepspeed_is_kept_whatever_its_version(
+    installed: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pip = FakePip(installed=installed)
+    assert launch.ensure_deepspeed(probe=pip.probe, run=pip.run) == 0
+    assert pip.commands == []  # never reinstalled over an image's own build
+    assert message in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("pip", "message"),
+    [
+        (FakePip(installed=None, exit_code=1), "installing deepspeed==0.19.8 failed (exit code 1)"),
+        (FakePip(installed=None, importable_after=False), "installed but cannot be imported"),
+    ],
+    ids=["pip-fails", "still-not-importable"],
+)
+def test_a_failed_deepspeed_install_stops_the_launch_with_the_reason(
+    pip: FakePip, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert launch.ensure_deepspeed(probe=pip.probe, run=pip.run) == launch.EXIT_DEEPSPEED_MISSING
+    assert message in capsys.readouterr().err
+
+
+def test_the_launcher_checks_deepspeed_before_accelerate_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a host where DeepSpeed cannot be installed, and a recorder in place of the subprocesses
+    launched: list[list[str]] = []
+    monkeypatch.setattr(launch, "ensure_deepspeed", lambda: launch.EXIT_DEEPSPEED_MISSING)
+    monkeypatch.setattr(launch.subprocess, "run", lambda command, **_: launched.append(command))
+    env = {"SM_CHANNEL_TRAIN": str(tmp_path), "SM_MODEL_DIR": str(tmp_path / "model"), "SM_NUM_GPUS": "0"}
+
+    # When the launcher runs with the shipped (DeepSpeed) accelerate config
+    code = launch.main([], env=env)
+
+    # Then it stops with the DeepSpeed exit code and never starts accelerate
+    assert code == launch.EXIT_DEEPSPEED_MISSING
+    assert launched == []
+
+
 @pytest.mark.slow
 def test_zero3_run_through_accelerate_saves_full_weights_in_the_base_layout(
     tiny_model_dir: Path, dataset_dir: Path, tmp_path: Path
@@ -102,6 +198,7 @@ def test_zero3_run_through_accelerate_saves_full_weights_in_the_base_layout(
 
     # Then DeepSpeed stage 3 trained, and the save gathered full weights under the base checkpoint's names
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"deepspeed {launch.DEEPSPEED_VERSION} is installed" in result.stdout  # checked before accelerate ran
     assert "DEEPSPEED x1 (ZeRO stage 3)" in result.stdout + result.stderr
     before = load_file(tiny_model_dir / "model.safetensors")
     after = load_file(tmp_path / "model" / "model.safetensors")
