@@ -201,6 +201,7 @@ class PhotoLabelerStack(Stack):
             # The pipeline rolls out only to an endpoint that serves the registry: a pinned model stays pinned.
             rollout_target=self.inference if self.serves_registered_model else None,
             model_pinned=self.config.endpoint.model_data_uri is not None,
+            confidence_threshold=self.config.upload.confidence_threshold,
             alarm_topic=self.alarm_topic,
         )
         CfnOutput(

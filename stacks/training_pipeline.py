@@ -79,6 +79,7 @@ RESERVED_HYPERPARAMETERS = (
     "sagemaker_submit_directory",
     "evaluate",
     "min_accuracy",
+    "confidence_threshold",
     "checkpoint_dir",
     "output_dir",
     "final_model_dir",
@@ -381,11 +382,14 @@ class TrainingPipeline(Construct):
         endpoint_name: str,
         rollout_target: InferenceEndpoint | None,
         model_pinned: bool = False,
+        confidence_threshold: float = 0.8,
         alarm_topic: sns.ITopic | None = None,
         image_table: TrainingImageTable | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.name_prefix = name_prefix
+        # The evaluation reports the share of photos production would store as NEEDS_REVIEW at this threshold.
+        self.confidence_threshold = confidence_threshold
         self.settings = settings
         self.store = store
         self.endpoint_name = endpoint_name
@@ -572,7 +576,7 @@ class TrainingPipeline(Construct):
         """JSONata: the execution input with defaults applied (validated by ValidateRequest)."""
         s = self.settings
         defaults = {name: _hp(value) for name, value in sorted(s.hyperparameters.items())}
-        fixed = {"evaluate": "true"}
+        fixed = {"evaluate": "true", "confidence_threshold": repr(self.confidence_threshold)}
         base_default = f'"{self._bucket_uri}{s.base_model_prefix}"' if s.base_model_prefix else "null"
         return (
             "{% ("

@@ -176,6 +176,7 @@ def test_config_section_reaches_the_training_task(synth_app: Callable[..., Synth
         "image_token_profile": "compact",
         "num_train_epochs": "3",
         "evaluate": "true",
+        "confidence_threshold": "0.8",
     }
 
 
@@ -188,7 +189,8 @@ def test_a_valid_input_gets_defaults_and_a_prefixed_job_name(registry: Synthesiz
     assert problems == []
     assert request["job_name"] == "photo-labeler-hotels-2026-11"
     assert request["instance_count"] == 1 and request["min_accuracy"] == 0.9
-    assert request["hyperparameters"] == {"evaluate": "true"}
+    # The evaluation counts NEEDS_REVIEW photos at the upload path's own threshold (cdk.json: 0.8)
+    assert request["hyperparameters"] == {"evaluate": "true", "confidence_threshold": "0.8"}
     # Without a run name, the execution's start time names the run
     request, problems = request_for(states, {"dataset_s3_uri": VALID_INPUT["dataset_s3_uri"]})
     assert problems == [] and request["job_name"] == "photo-labeler-20261125-101112"
@@ -205,6 +207,7 @@ def test_a_valid_input_gets_defaults_and_a_prefixed_job_name(registry: Synthesiz
         ({"instance_count": 9}, "instance_count must be an integer 1..4"),
         ({"hyperparameters": {"evaluate": "false"}}, "hyperparameters evaluate are set by the pipeline"),
         ({"hyperparameters": {"sagemaker_program": "x.py"}}, "hyperparameters sagemaker_program are set by"),
+        ({"hyperparameters": {"confidence_threshold": 0.1}}, "hyperparameters confidence_threshold are set by"),
         ({"hyperparameters": {"lr": [1, 2]}}, "hyperparameter values must be strings, numbers or booleans: lr"),
         ({"base_model_s3_uri": "s3://elsewhere/w/"}, "base_model_s3_uri must be a folder URI ending in / under"),
         ({"datset_s3_uri": "typo"}, "unknown input key(s): datset_s3_uri"),
