@@ -46,6 +46,7 @@ from stacks import constants
 from stacks.config import ConfigError, config_section
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.inference_endpoint import InferenceEndpoint
+from stacks.lambda_role import lambda_role
 from stacks.nag import acknowledge, nag_resource
 from stacks.training_pipeline import ModelStore
 from stacks.upload_path import model_parameter_environment
@@ -229,7 +230,12 @@ class Backfill(Construct):
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        self.function_role: iam.Role = self._build_function_role()
+        self.function_role: iam.Role = lambda_role(
+            self,
+            "FunctionRole",
+            description="Photo labeller (backfill): read listed photos, invoke the endpoint, write labels, logs",
+            log_group=self.function_log_group,
+        )
         self.function: lambda_.Function = self._build_function(
             code,
             {
@@ -286,22 +292,6 @@ class Backfill(Construct):
             # Results are derived data (the labels table is the record), but an operator may still be redriving.
             removal_policy=RemovalPolicy.RETAIN,
         )
-
-    def _build_function_role(self) -> iam.Role:
-        role = iam.Role(
-            self,
-            "FunctionRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Photo labeller (backfill): read listed photos, invoke the endpoint, write labels, logs",
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[self.function_log_group.log_group_arn],
-            )
-        )
-        # The log group's Arn attribute ends in `:*`: the function's generated log streams, nothing else.
-        return role
 
     def _build_function(self, code: lambda_.Code, environment: dict[str, str]) -> lambda_.Function:
         function = lambda_.Function(

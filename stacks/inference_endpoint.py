@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import ArnFormat, Aws, CfnMapping, Duration, Fn, Stack, Token
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
@@ -24,6 +24,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import constants, serving_properties
+from stacks.container_images import grant_ecr_pull, regional_image_uri
 from stacks.lmi_image import LmiImageTable, default_table
 from stacks.nag import acknowledge, nag_resource
 from stacks.rollout import RolloutAlarms, RolloutPolicy
@@ -110,30 +111,15 @@ class InferenceEndpoint(Construct):
 
     def _image_uri(self, table: LmiImageTable, version: str) -> str:
         release = table.release(version)
-        region = Stack.of(self).region
-        if not Token.is_unresolved(region):
-            return table.uri(version, region)  # raises UnsupportedImage naming the supported regions
-        # Environment-agnostic template: the region is only known at deploy time, so the per-region registry
-        # becomes a CloudFormation mapping. Deploying to a region outside it fails at FindInMap, before any
-        # resource is created.
-        mapping = CfnMapping(
+        return regional_image_uri(
             self,
             "LmiImageRegistry",
-            mapping={
-                region_name: {"account": account, "dnsSuffix": table.dns_suffixes[region_name]}
-                for region_name, account in sorted(release.registries.items())
-            },
-        )
-        return Fn.join(
-            "",
-            [
-                mapping.find_in_map(Aws.REGION, "account"),
-                ".dkr.ecr.",
-                Aws.REGION,
-                ".",
-                mapping.find_in_map(Aws.REGION, "dnsSuffix"),
-                f"/{table.repository}:{release.tag}",
-            ],
+            registries=release.registries,
+            dns_suffixes=table.dns_suffixes,
+            repository=table.repository,
+            tag=release.tag,
+            # raises UnsupportedImage naming the supported regions
+            literal=lambda region: table.uri(version, region),
         )
 
     def _build_role(self, endpoint_name: str, model_data_uri: str, table: LmiImageTable) -> iam.Role:
@@ -157,16 +143,7 @@ class InferenceEndpoint(Construct):
             )
         )
         # The image lives in an AWS-owned account that differs by region; the repository name is fixed.
-        repository_arn = stack.format_arn(
-            service="ecr", account="*", resource="repository", resource_name=table.repository
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                resources=[repository_arn],
-            )
-        )
-        role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
+        repository_arn = grant_ecr_pull(role, table.repository)
         log_group_arn = stack.format_arn(
             service="logs",
             resource="log-group",

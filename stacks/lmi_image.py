@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 
 from stacks import constants
+from stacks.container_images import ecr_image_uri
 
 
 class UnsupportedImage(ValueError):
@@ -73,7 +74,7 @@ class LmiImageTable:
         """The full image URI, as `sagemaker.image_uris.retrieve("djl-lmi", region, version)` returns it."""
         account = self.account(version, region)
         tag = self.release(version).tag
-        return f"{account}.dkr.ecr.{region}.{self.dns_suffixes[region]}/{self.repository}:{tag}"
+        return ecr_image_uri(account, region, self.dns_suffixes[region], self.repository, tag)
 
 
 @cache

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from aws_cdk import Aws, CfnMapping, Fn, Stack, Token
 from constructs import Construct
+
+from stacks.container_images import ecr_image_uri, regional_image_uri
 
 TABLE_FILE = Path(__file__).resolve().parent / "data" / "hf_training_images.json"
 
@@ -65,32 +66,19 @@ class TrainingImageTable:
 
     def uri(self, version: str, region: str) -> str:
         account = self.account(version, region)
-        return f"{account}.dkr.ecr.{region}.{self.dns_suffixes[region]}/{self.repository}:{self.tags[version]}"
+        return ecr_image_uri(account, region, self.dns_suffixes[region], self.repository, self.tags[version])
 
     def image_uri(self, scope: Construct, version: str) -> str:
         """The URI for the stack of `scope`: a literal when its region is known, else a region mapping lookup."""
         self.check_version(version)
-        region = Stack.of(scope).region
-        if not Token.is_unresolved(region):
-            return self.uri(version, region)
-        mapping = CfnMapping(
+        return regional_image_uri(
             scope,
             "TrainingImageRegistry",
-            mapping={
-                name: {"account": account, "dnsSuffix": self.dns_suffixes[name]}
-                for name, account in sorted(self.registries[version].items())
-            },
-        )
-        return Fn.join(
-            "",
-            [
-                mapping.find_in_map(Aws.REGION, "account"),
-                ".dkr.ecr.",
-                Aws.REGION,
-                ".",
-                mapping.find_in_map(Aws.REGION, "dnsSuffix"),
-                f"/{self.repository}:{self.tags[version]}",
-            ],
+            registries=self.registries[version],
+            dns_suffixes=self.dns_suffixes,
+            repository=self.repository,
+            tag=self.tags[version],
+            literal=lambda region: self.uri(version, region),
         )
 
 

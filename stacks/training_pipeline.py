@@ -45,6 +45,7 @@ from constructs import Construct
 
 from stacks import constants
 from stacks.config import ConfigError, config_section
+from stacks.container_images import grant_ecr_pull
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.nag import acknowledge, nag_resource
@@ -470,16 +471,7 @@ class TrainingPipeline(Construct):
                 ],
             )
         )
-        repository_arn = stack.format_arn(
-            service="ecr", account="*", resource="repository", resource_name=default_training_images().repository
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                resources=[repository_arn],
-            )
-        )
-        role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
+        repository_arn = grant_ecr_pull(role, default_training_images().repository)
         log_group_arn = stack.format_arn(
             service="logs",
             resource="log-group",

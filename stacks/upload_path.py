@@ -20,6 +20,7 @@ from constructs import Construct
 from stacks import constants
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.inference_endpoint import InferenceEndpoint
+from stacks.lambda_role import lambda_role
 from stacks.nag import acknowledge, nag_resource
 from stacks.training_pipeline import ModelStore
 
@@ -105,7 +106,12 @@ class UploadPath(Construct):
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        self.role: iam.Role = self._build_role()
+        self.role: iam.Role = lambda_role(
+            self,
+            "FunctionRole",
+            description="Photo labeller: read uploads, invoke the endpoint, write labels, write its own logs",
+            log_group=self.log_group,
+        )
         self.function: lambda_.Function = lambda_.Function(
             self,
             "Function",
@@ -186,23 +192,6 @@ class UploadPath(Construct):
                 queue=self.dead_letter_queue, max_receive_count=max_receive_count
             ),
         )
-
-    def _build_role(self) -> iam.Role:
-        role = iam.Role(
-            self,
-            "FunctionRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Photo labeller: read uploads, invoke the endpoint, write labels, write its own logs",
-        )
-        # Written by hand instead of AWSLambdaBasicExecutionRole, which allows writing to every log group.
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[self.log_group.log_group_arn]
-            )
-        )
-        # The log group's Arn attribute ends in `:*`, covering the one stream per execution environment that
-        # Lambda creates with a generated name, and nothing outside the function's own log group.
-        return role
 
     def _grant(
         self,

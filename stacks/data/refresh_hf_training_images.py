@@ -17,13 +17,10 @@ data, as in refresh_lmi_images.py.
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-import botocore.loaders
-import botocore.regions
+from sdk_image_tables import ecr_dns_suffixes, refresh_main, single_repository
 
 TABLE_PATH = Path(__file__).with_name("hf_training_images.json")
 PROCESSOR = "gpu"  # the pipeline trains on P5 (H100) instances only
@@ -31,7 +28,6 @@ PROCESSOR = "gpu"  # the pipeline trains on P5 (H100) instances only
 
 def build_table(sdk_config: dict[str, Any], source: str) -> dict[str, Any]:
     training = sdk_config["training"]
-    resolver = botocore.regions.EndpointResolver(botocore.loaders.create_loader().load_data("endpoints"))
     versions: dict[str, dict[str, Any]] = {}
     repositories: set[str] = set()
     regions: set[str] = set()
@@ -49,18 +45,12 @@ def build_table(sdk_config: dict[str, Any], source: str) -> dict[str, Any]:
             versions[key] = {"tag": tag, "registries": dict(sorted(release["registries"].items()))}
             repositories.add(release["repository"])
             regions.update(release["registries"])
-    if len(repositories) != 1:
-        raise SystemExit(f"expected one ECR repository for Hugging Face training, found {sorted(repositories)}")
-    dns_suffixes = {}
-    for region in sorted(regions):
-        endpoint = resolver.construct_endpoint("ecr", region)
-        if not endpoint:
-            raise SystemExit(f"botocore has no ECR endpoint for {region}: upgrade botocore first")
-        dns_suffixes[region] = endpoint["dnsSuffix"]
+    repository = single_repository(repositories, "Hugging Face training")
+    dns_suffixes = ecr_dns_suffixes(regions)
     latest = max(versions, key=_version_key)
     return {
         "_source": source,
-        "repository": repositories.pop(),
+        "repository": repository,
         "latest": latest,
         "dns_suffixes": dns_suffixes,
         "versions": dict(sorted(versions.items(), key=lambda item: _version_key(item[0]))),
@@ -73,13 +63,13 @@ def _version_key(key: str) -> tuple[int, ...]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sdk_json", type=Path, help="sagemaker/core/image_uri_config/huggingface.json")
-    parser.add_argument("--source", default="sagemaker-core image_uri_config/huggingface.json")
-    args = parser.parse_args()
-    table = build_table(json.loads(args.sdk_json.read_text()), args.source)
-    TABLE_PATH.write_text(json.dumps(table, indent=1) + "\n")
-    print(f"wrote {TABLE_PATH}: {len(table['versions'])} versions, {len(table['dns_suffixes'])} regions")
+    refresh_main(
+        __doc__,
+        build_table,
+        TABLE_PATH,
+        sdk_json_help="sagemaker/core/image_uri_config/huggingface.json",
+        default_source="sagemaker-core image_uri_config/huggingface.json",
+    )
 
 
 if __name__ == "__main__":

@@ -13,52 +13,42 @@ another DNS suffix (China, EUSC, ISO) are right without guessing.
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
+from typing import Any
 
-import botocore.loaders
-import botocore.regions
+from sdk_image_tables import ecr_dns_suffixes, refresh_main, single_repository
 
 TABLE_PATH = Path(__file__).with_name("djl_lmi_images.json")
 
 
-def build_table(sdk_config: dict, source: str) -> dict:
-    resolver = botocore.regions.EndpointResolver(botocore.loaders.create_loader().load_data("endpoints"))
-    versions: dict[str, dict] = {}
+def build_table(sdk_config: dict[str, Any], source: str) -> dict[str, Any]:
+    versions: dict[str, dict[str, Any]] = {}
     regions: set[str] = set()
     repositories = {release["repository"] for release in sdk_config["versions"].values()}
-    if len(repositories) != 1:
-        raise SystemExit(f"expected one ECR repository for djl-lmi, found {sorted(repositories)}")
+    repository = single_repository(repositories, "djl-lmi")
     for version, release in sdk_config["versions"].items():
         versions[version] = {
             "tag": release["tag_prefix"],
             "registries": dict(sorted(release["registries"].items())),
         }
         regions.update(release["registries"])
-    dns_suffixes = {}
-    for region in sorted(regions):
-        endpoint = resolver.construct_endpoint("ecr", region)
-        if not endpoint:
-            raise SystemExit(f"botocore has no ECR endpoint for {region}: upgrade botocore first")
-        dns_suffixes[region] = endpoint["dnsSuffix"]
     return {
         "_source": source,
-        "repository": repositories.pop(),
+        "repository": repository,
         "latest": sdk_config["version_aliases"]["latest"],
-        "dns_suffixes": dns_suffixes,
+        "dns_suffixes": ecr_dns_suffixes(regions),
         "versions": versions,
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sdk_json", type=Path, help="sagemaker/core/image_uri_config/djl-lmi.json")
-    parser.add_argument("--source", default="sagemaker-core image_uri_config/djl-lmi.json")
-    args = parser.parse_args()
-    table = build_table(json.loads(args.sdk_json.read_text()), args.source)
-    TABLE_PATH.write_text(json.dumps(table, indent=1) + "\n")
-    print(f"wrote {TABLE_PATH}: {len(table['versions'])} versions, {len(table['dns_suffixes'])} regions")
+    refresh_main(
+        __doc__,
+        build_table,
+        TABLE_PATH,
+        sdk_json_help="sagemaker/core/image_uri_config/djl-lmi.json",
+        default_source="sagemaker-core image_uri_config/djl-lmi.json",
+    )
 
 
 if __name__ == "__main__":
