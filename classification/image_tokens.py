@@ -109,8 +109,8 @@ def image_tokens(width: int, height: int, profile: str | Pinpoints = DEFAULT_PRO
 def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:
     """The size a photo has after the client's downscale to `max_side` (never upscaled).
 
-    Same rounding as `classification.images.normalize`, which the Lambda applies before every request, so
-    the token count is that of the pixels the endpoint really receives.
+    `classification.images.normalize` (applied by the Lambda before every request) resizes with this function,
+    so the token count is that of the pixels the endpoint really receives.
     """
     _check_size(width, height)
     if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 1:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageCms, UnidentifiedImageError
 
+from classification.image_tokens import fit_within
+
 MAX_SIDE = 1008  # px: the largest side the LLaVA-NeXT processor uses (its 1008x336 pinpoint)
 # Pixels decoded into memory at most (after JPEG draft scaling). 40 MP of RGBA is 160 MB; with the mode
 # conversion copies the peak stays under ~0.5 GB, which fits a 1-GB Lambda. A JPEG can declare up to 64x this
@@ -120,9 +122,9 @@ def _decode(data: bytes, *, max_side: int, max_pixels: int) -> tuple[Image.Image
     # Orientations 5-8 swap the axes: what the viewer sees is height x width.
     displayed = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
-    scale = min(1.0, max_side / max(width, height))
-    target = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if source_format in ("JPEG", "MPO") and scale < 1.0:
+    # The one downscale rule, shared with the token arithmetic so cost estimates count the pixels really sent.
+    target = fit_within(width, height, max_side)
+    if source_format in ("JPEG", "MPO") and target != (width, height):
         # Only changes `size` and the decoder's scale; nothing is decoded yet.
         image.draft(None, target)
     decoded_pixels = image.width * image.height

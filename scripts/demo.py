@@ -189,8 +189,7 @@ def train_model(
     base = build_tiny_model(workdir / "tiny-base", taxonomy, profile="compact")
     photos = write_training_photos(workdir / "training-photos", taxonomy, per_label, rng)
     dataset = workdir / "dataset"
-    # The validation split is not used for training (eval_strategy "no"), but a fraction of 0 writes an empty
-    # split that datasets cannot load back: keep build_dataset's default (one photo per label, at least).
+    # build_dataset's default split holds back at least one photo per label (evaluation needs a validation split).
     report = build_dataset(str(photos), dataset, taxonomy=taxonomy, progress=False)
     _say(f"      dataset: {report.train} training photos, {len(taxonomy.labels)} labels")
     model_dir = workdir / "model"
