@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import random
 import re
@@ -9,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 DEFAULT_SIZE = (4000, 3000)  # a 12-MP 4:3 camera photo; the aspect ratio, not the pixels, sets the tokens
 DEFAULT_SAMPLE = 2000  # photos whose headers are read from --photos-dir
@@ -159,3 +161,47 @@ class _Progress:
             self._stream.write(f"\r{message}\n" if self._tty else f"{message}\n")
             self._stream.flush()
         self._last = 0.0
+
+
+# -- command-line values ---------------------------------------------------------------------------------------
+
+
+def argument(function: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return function(text)
+        except EstimateError as error:
+            raise argparse.ArgumentTypeError(str(error)) from error
+
+    convert.__name__ = function.__name__
+    return convert
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise EstimateError(f"{text!r} is not a whole number") from error
+    if value < 1:
+        raise EstimateError(f"{text!r} must be at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise EstimateError(f"{text!r} is not a number") from error
+    if not value > 0 or math.isinf(value):
+        raise EstimateError(f"{text!r} must be a positive number")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise EstimateError(f"{text!r} is not a number") from error
+    if not value >= 0 or math.isinf(value):
+        raise EstimateError(f"{text!r} must be a non-negative number")
+    return value

@@ -12,14 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from tools.cost.fleet import Performance, upload_ceiling, utilisation_at_target
 from tools.cost.prices import Prices
 from tools.cost.settings import Settings
-from tools.cost.system import (
-    LAMBDA_FULL_VCPU_MB,
-    Performance,
-    lambda_work_seconds,
-    utilisation_at_target,
-)
+from tools.cost.system import LAMBDA_FULL_VCPU_MB, lambda_work_seconds
 
 # Measured on 2026-12-01 on this project's 2-core CI machine (Python 3.11, Pillow 13.0).
 IMPORT_BASELINE_MB = 58.0  # VmHWM after importing the handler's libraries and creating its three clients
@@ -93,10 +89,7 @@ class Recommendation:
 def recommendations(perf: Performance, settings: Settings) -> list[Recommendation]:
     sized = memory(settings)
     saturating = math.ceil(perf.saturating_in_flight)
-    upload_ceiling = min(
-        settings.max_capacity,
-        max(settings.min_capacity, math.ceil(settings.upload_max_concurrency / settings.target_in_flight)),
-    )
+    ceiling = upload_ceiling(settings)
     rho = utilisation_at_target(settings.target_in_flight)
     full_fleet = math.ceil(settings.max_capacity * settings.target_in_flight)
     cpu = min(1.0, sized.recommended_mb / LAMBDA_FULL_VCPU_MB)
@@ -130,8 +123,8 @@ def recommendations(perf: Performance, settings: Settings) -> list[Recommendatio
             str(settings.upload_max_concurrency),
             str(full_fleet),
             f"target tracking adds an instance per {settings.target_in_flight:g} requests in flight, so "
-            f"{settings.upload_max_concurrency} in flight can never drive more than {upload_ceiling} of the "
-            f"{settings.max_capacity} instances: the upload path tops out at {upload_ceiling} x "
+            f"{settings.upload_max_concurrency} in flight can never drive more than {ceiling} of the "
+            f"{settings.max_capacity} instances: the upload path tops out at {ceiling} x "
             f"{perf.photos_per_second * 86400 * rho:,.0f} photos/day at the target's utilisation ({rho:.0%}). "
             f"max_capacity x target = {full_fleet} reaches the whole fleet (the synth check's "
             f"max_capacity x max_rolling_batch_size = {settings.max_capacity * settings.engine_batch} still holds "
