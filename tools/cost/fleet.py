@@ -92,9 +92,10 @@ def upload_ceiling(settings: Settings) -> int:
     return min(settings.max_capacity, max(settings.min_capacity, by_lambda))
 
 
-def _scale_in_hours(removed: int, cooldown_seconds: float) -> float:
-    # The first instance leaves after the scale-in alarm, each further one a cooldown later.
-    return sum(min(1.0, SCALE_IN_ALARM_MINUTES / 60 + i * cooldown_seconds / 3600) for i in range(max(0, removed)))
+def _scale_in_hours(removed: int, cooldown_seconds: float, first_minutes: float = SCALE_IN_ALARM_MINUTES) -> float:
+    # The first instance leaves after the scale-in alarm (an async endpoint's last one after its idle time), each
+    # further one a cooldown later; each counts at most the hour.
+    return sum(min(1.0, first_minutes / 60 + i * cooldown_seconds / 3600) for i in range(max(0, removed)))
 
 
 def real_time_day(
@@ -172,25 +173,28 @@ def async_day(
     hourly_capacity = perf.photos_per_second * 3600
     rho = utilisation_at_target(settings.target_in_flight)
     hours: list[Hour] = []
-    previous, previous_on, backlog, backlog_after_first_day = 0, 0.0, 0.0, 0.0
+    previous, backlog, backlog_after_first_day = 0, 0.0, 0.0
+    cooldown, idle = settings.scale_in_cooldown_seconds, assumptions.async_idle_minutes
     for day in range(2):
         hours = []
         for rate in rates:
             demand = rate * 3600 + backlog
             wanted = math.ceil(demand / (hourly_capacity * rho) - 1e-9)
             if wanted <= 1 and backlog == 0:
-                on = async_on_fraction(rate, assumptions)
-                if rate == 0 and previous_on > 0:  # the last instance idles out into this hour
-                    on = previous_on * min(1.0, assumptions.async_idle_minutes / 60)
-                instances, billed, processed, backlog = (1 if on > 0 else 0), on, demand, 0.0
+                processed, backlog = demand, 0.0
+                if rate > 0:  # at most one instance, on part of the hour; a larger fleet shrinks to it
+                    instances = 1
+                    billed = async_on_fraction(rate, assumptions) + _scale_in_hours(previous - 1, cooldown, idle)
+                else:  # no photo this hour: whatever runs idles out, then nothing is billed
+                    instances = 0
+                    billed = _scale_in_hours(previous, cooldown, idle)
             else:
                 instances = min(wanted, settings.max_capacity)
                 processed = min(demand, instances * hourly_capacity)
                 backlog = demand - processed
                 billed = instances + _transition_hours(previous, instances, settings, assumptions)
-                on = 1.0
             hours.append(Hour(billed, processed, 0.0))
-            previous, previous_on = instances, on
+            previous = instances
         if day == 0:
             backlog_after_first_day = backlog
     if backlog > backlog_after_first_day + 1:
