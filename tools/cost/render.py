@@ -104,9 +104,18 @@ def _notes(notes: Sequence[str]) -> list[str]:
 
 
 def render_json_data(data: Any) -> str:
-    return json.dumps(
-        data, indent=2, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o)
-    )
+    return json.dumps(data, indent=2, default=_jsonable)
+
+
+def _jsonable(value: Any) -> Any:
+    if not hasattr(value, "__dataclass_fields__"):
+        return str(value)
+    fields = asdict(value)
+    if hasattr(value, "usd_total"):  # a Scenario: its totals and dominant part too
+        fields.update(
+            usd_total=value.usd_total, usd_total_per_1000=value.usd_per_1000, dominant=value.dominant.name
+        )
+    return fields
 
 
 # -- whole-system reports -----------------------------------------------------------------------------------------

@@ -104,7 +104,9 @@ def load(cdk_json: Path = CDK_JSON, serving_properties: Path = SERVING_PROPERTIE
 
 
 def _section(context: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    section = context.get(name) or {}
+    section = context.get(name)
+    if section is None:
+        return {}
     if not isinstance(section, Mapping):
         raise SettingsError(f"{CONTEXT_KEY}.{name}: must be an object, got {type(section).__name__}")
     return section

@@ -1,0 +1,137 @@
+"""The whole-system reports as a user runs them: python -m tools.cost_estimate traffic | volumes | sizing."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tools.cost.cli import main
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+BUSINESS_HOURS = ["0"] * 8 + ["1"] * 12 + ["0"] * 4
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_json(*argv: str) -> Any:
+    code, out, err = run(*argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_traffic_prints_every_part_for_both_modes_and_the_dominant_one() -> None:
+    code, out, err = run("traffic", "--per-day", "10k", "--backfill", "20M")
+    assert code == 0, err
+    for part in ("Endpoint", "Lambda duration", "S3 requests", "SQS requests", "DynamoDB", "CloudWatch + X-Ray"):
+        assert part in out
+    assert "SNS" in out  # async only
+    assert "Step Functions" in out  # backfill only
+    assert "dominant part" in out
+    assert "Break-even" in out
+    assert "Backfill: 20,000,000 photos once" in out
+
+
+def test_one_idle_instance_dominates_ten_thousand_uploads_a_day() -> None:
+    # The issue's figure: one ml.g5.xlarge all day is ~$34; 10,000 uploads a day => ~$3.40 per 1,000 photos
+    report = run_json("traffic", "--per-day", "10000")
+    real_time = report["upload"][0]
+    endpoint = next(p for p in real_time["parts"] if p["name"] == "Endpoint")
+    assert endpoint["usd_per_1000"] == pytest.approx(24 * 1.408 / 10, rel=1e-9)  # $3.379
+    assert endpoint["usd_per_month"] / sum(p["usd_per_month"] for p in real_time["parts"]) > 0.9
+
+
+def test_the_compact_profile_lambda_waits_what_littles_law_says_on_a_saturated_backfill() -> None:
+    # Compact: 1,176 tokens / 3,234 tokens/s = 0.3636 s a photo, 2.75 photos/s an instance. The backfill's 8
+    # in flight drive ceil(8/6) = 2 instances: 5.5 photos/s, so each photo waits 8 / 5.5 = 1.45 s
+    report = run_json("traffic", "--per-day", "10000", "--backfill", "1M", "--profile", "compact")
+    real_time = report["backfill"][0]
+    assert real_time["waiting_seconds_per_photo"] == pytest.approx(8 / (2 / (1176 / 3234.42)), rel=0.01)
+
+
+def test_a_business_hours_curve_lets_async_scale_to_zero_at_night() -> None:
+    flat = run_json("traffic", "--per-day", "10000")
+    daytime = run_json("traffic", "--per-day", "10000", "--hourly", *BUSINESS_HOURS)
+    # Real-time keeps its floor of one instance all day either way; async is billed ~12 h plus transitions
+    assert daytime["upload"][0]["instance_hours"] == pytest.approx(flat["upload"][0]["instance_hours"])
+    assert daytime["upload"][1]["instance_hours"] < 13
+
+
+def test_volumes_prints_the_readme_table() -> None:
+    code, out, err = run("volumes")
+    assert code == 0, err
+    for volume in ("1,000", "10,000", "100,000", "300,000*", "1,000,000*"):
+        assert volume in out
+    assert "Where each mode is cheaper" in out
+    report = run_json("volumes", "--volumes", "1k", "1M")
+    # $ per 1,000 photos falls with volume: the idle floor is spread over more photos
+    assert report["rows"][0]["real_time_per_1000"] > 10 * report["rows"][1]["real_time_per_1000"]
+
+
+def test_sizing_names_the_settings_it_would_change() -> None:
+    code, out, err = run("sizing")
+    assert code == 0, err
+    assert "upload.function_memory_mb" in out
+    assert "upload.max_concurrency" in out
+    assert "in flight / instance" in out
+
+
+def test_a_curve_file_is_read_as_json_or_plain_numbers(tmp_path: Path) -> None:
+    as_json = tmp_path / "curve.json"
+    as_json.write_text(json.dumps([int(w) for w in BUSINESS_HOURS]))
+    plain = tmp_path / "curve.txt"
+    plain.write_text("\n".join(BUSINESS_HOURS))
+    by_json = run_json("traffic", "--per-day", "5000", "--curve-file", str(as_json))
+    by_text = run_json("traffic", "--per-day", "5000", "--curve-file", str(plain))
+    by_args = run_json("traffic", "--per-day", "5000", "--hourly", *BUSINESS_HOURS)
+    assert by_json["upload"][1]["instance_hours"] == by_text["upload"][1]["instance_hours"]
+    assert by_json["upload"][1]["instance_hours"] == by_args["upload"][1]["instance_hours"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["traffic", "--per-day", "10k", "--hourly", *(["0"] * 24)], "all zeros"),
+        (["traffic", "--per-day", "1M"], "cannot keep up"),
+        (["traffic", "--per-day", "10k", "--config", "/nonexistent/cdk.json"], "cannot read"),
+    ],
+)
+def test_bad_inputs_exit_2_with_a_reason(argv: list[str], message: str) -> None:
+    code, out, err = run(*argv)
+    assert code == 2
+    assert out == ""
+    assert message in err
+
+
+def test_a_curve_file_that_is_not_24_numbers_is_refused(tmp_path: Path) -> None:
+    short = tmp_path / "short.txt"
+    short.write_text("1 2 3")
+    code, _, err = run("traffic", "--per-day", "10k", "--curve-file", str(short))
+    assert code == 2
+    assert "expected 24 non-negative numbers, got 3" in err
+
+
+def test_argument_errors_exit_2() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["traffic", "--per-day", "lots"], stdout=io.StringIO(), stderr=io.StringIO())
+    assert exit_info.value.code == 2
+
+
+def test_python_dash_m_runs_the_same_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.cost_estimate", "volumes", "--volumes", "10k"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "10,000" in result.stdout
