@@ -112,8 +112,9 @@ def recommendations(perf: Performance, settings: Settings) -> list[Recommendatio
         Recommendation(
             "backfill.max_concurrency",
             str(settings.backfill_max_concurrency),
-            f"{saturating} x the instances it should fill (bound); 8 per instance measured",
-            f"one instance saturates at >= {perf.saturating_in_flight:.2f} in flight by the asymptotic bound "
+            f"{settings.backfill_max_concurrency} (keep; {saturating}-8 per instance)",
+            "instances to fill x the smallest concurrency that saturates one; an instance saturates at "
+            f">= {perf.saturating_in_flight:.2f} in flight by the asymptotic bound "
             "(unloaded latency / time per photo) and was measured at 96 % of its best at 8 (blog repo); every "
             "request beyond saturation only adds Lambda waiting (Little's law). Measure the curve between 1 and 8 "
             "with benchmarks/bench_serving.py before lowering it",
