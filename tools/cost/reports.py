@@ -6,7 +6,7 @@ import argparse
 import json
 import math
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -135,31 +135,19 @@ def main(command: str, argv: list[str], out: TextIO, err: TextIO) -> int:
     return 0
 
 
+@dataclass(frozen=True)
 class _Context:
     """What every system report needs: settings, performance, prices, assumptions, the daily curve."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        perf: Performance,
-        prices: price_list.Prices,
-        real_time_price: float,
-        async_price: float,
-        assumptions: fleet.Assumptions,
-        curve: list[float] | None,
-        profile: str,
-        tokens: float,
-    ) -> None:
-        self.settings = settings
-        self.perf = perf
-        self.prices = prices
-        self.real_time_price = real_time_price
-        self.async_price = async_price
-        self.assumptions = assumptions
-        self.curve = curve
-        self.profile = profile
-        self.tokens = tokens
+    settings: Settings
+    perf: Performance
+    prices: price_list.Prices
+    real_time_price: float
+    async_price: float
+    assumptions: fleet.Assumptions
+    curve: list[float] | None
+    profile: str
+    tokens: float
 
     @classmethod
     def build(cls, args: argparse.Namespace) -> _Context:
@@ -167,7 +155,9 @@ class _Context:
 
         settings = settings_module.load(args.config)
         prices = price_list.load()
-        sizes = SizeMix(tuple(args.size)) if args.size else SizeMix((PhotoSize(*DEFAULT_SIZE),), "default")
+        sizes = (
+            SizeMix(tuple(args.size), "--size") if args.size else SizeMix((PhotoSize(*DEFAULT_SIZE),), "default")
+        )
         tokens = llava_tokens(sizes, args.profile, Taxonomy.load(), max_side=MAX_SIDE).total
         perf = performance(tokens, settings.instance_type, args.tokens_per_second)
         return cls(
