@@ -16,7 +16,6 @@ from tools.cost.fleet import (
     ASYNC,
     MODES,
     REAL_TIME,
-    SCALE_IN_ALARM_MINUTES,
     Assumptions,
     CapacityError,
     Performance,
@@ -265,7 +264,7 @@ def backfill_scenario(
         seconds = lambda_work_seconds(settings.backfill_memory_mb) + ASYNC_SUBMIT_IO_SECONDS
         seconds += WRITER_SECONDS_PER_PHOTO
     duration_hours = photos / throughput / 3600
-    start_and_stop = instances * (assumptions.cold_start_minutes + SCALE_IN_ALARM_MINUTES) / 60
+    start_and_stop = instances * (assumptions.cold_start_minutes + assumptions.async_idle_minutes) / 60
     instance_hours = instances * duration_hours + (start_and_stop if mode == ASYNC else 0.0)
     batches = photos / settings.backfill_items_per_batch
     invocations = batches if mode == REAL_TIME else batches + photos / settings.upload_batch_size
