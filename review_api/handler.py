@@ -50,8 +50,22 @@ metrics = Metrics(service=SERVICE)
 app = APIGatewayHttpResolver()
 
 
-@cache
+_configured: ReviewService | None = None
+
+
+def configure(service: ReviewService | None) -> None:
+    """Serve with this service instead of one built from the environment (the local mode, review_api/local.py)."""
+    global _configured
+    _configured = service
+    _service_from_env.cache_clear()
+
+
 def get_service() -> ReviewService:
+    return _configured or _service_from_env()
+
+
+@cache
+def _service_from_env() -> ReviewService:
     """Built on first use (not at import) so tests and the cold start read the final environment."""
     missing = [name for name in ("TABLE_NAME", "BUCKET_NAME") if not os.environ.get(name)]
     if missing:

@@ -43,6 +43,6 @@ def account(api_env: None) -> Iterator[Account]:
         create_labels_table(dynamodb, TABLE)
         from review_api import handler
 
-        handler.get_service.cache_clear()  # a service from an earlier test holds clients of a finished mock
+        handler.configure(None)  # a service from an earlier test holds clients of a finished mock
         yield Account(s3=s3, dynamodb=dynamodb)
-        handler.get_service.cache_clear()
+        handler.configure(None)
