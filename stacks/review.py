@@ -9,19 +9,14 @@ Lambda, and a schedule that measures the review backlog.
 
 from __future__ import annotations
 
-import hashlib
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from aws_cdk import AssetHashType, Aws, BundlingOptions, Duration, RemovalPolicy, Stack, Token
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
@@ -36,88 +31,21 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from stacks import constants
-from stacks.config import ConfigError, config_section
+from stacks.config import ConfigError
 from stacks.encrypted_logs import encrypted_log_group
-from stacks.lambda_bundling import PipLocalBundling
 from stacks.lambda_role import lambda_role
 from stacks.nag import acknowledge, nag_resource
+from stacks.review_parts import REVIEW_SERVICE_NAME, RUNTIME, plain_sub, review_function_code, review_web_acl
 
-REVIEW_API_DIR = constants.PROJECT_ROOT / "review_api"
 REVIEW_WEB_DIR = constants.PROJECT_ROOT / "review_web"
 REVIEW_HANDLER = "review_api.handler.lambda_handler"
-REVIEW_SERVICE_NAME = "photo-review"  # the EMF dimension `service` of the review API's metrics
-RUNTIME = lambda_.Runtime.PYTHON_3_12
-assert RUNTIME.name == f"python{constants.LAMBDA_PYTHON_VERSION}", "runtime and bundled wheels disagree"
 API_TIMEOUT_SECONDS = 15  # well under HTTP API's 30-s integration limit; a page of 25 items takes < 1 s
 API_MEMORY_MB = 512
 API_THROTTLE_RATE = 50  # requests/s across all reviewers: a person decides a photo every few seconds
 API_THROTTLE_BURST = 100
-WAF_RATE_LIMIT_PER_5_MIN = 2000  # per client IP; a reviewer's page makes a few requests per photo
 PAGE_DEPLOYMENT_MEMORY_MB = 256  # copies a few small files
 TOKEN_VALIDITY = Duration.hours(1)
 REFRESH_TOKEN_VALIDITY = Duration.hours(12)  # a working day; the page signs in again after it
-
-
-@config_section("review")
-@dataclass(frozen=True)
-class ReviewPageConfig:
-    """`photo_labeler.review`: the review page for the content team."""
-
-    enabled: bool = True
-    # A CLOUDFRONT-scope web ACL (AWS managed common/bad-input/IP-reputation rules + a per-IP rate limit). AWS only
-    # accepts those in us-east-1: set `waf` for a stack deployed there, or `web_acl_arn` to attach one from there.
-    waf: bool = False
-    web_acl_arn: str | None = None
-    presigned_url_seconds: int = 300  # how long a photo link works
-    backlog_probe_minutes: int = 15  # how often the NEEDS_REVIEW backlog is counted for the dashboard
-
-    def __post_init__(self) -> None:
-        if self.waf and self.web_acl_arn:
-            raise ConfigError(
-                "review.waf", "set either waf (create a web ACL) or web_acl_arn (attach one), not both"
-            )
-        if self.web_acl_arn is not None and not self.web_acl_arn.startswith("arn:aws:wafv2:us-east-1:"):
-            raise ConfigError(
-                "review.web_acl_arn",
-                "must be a CLOUDFRONT-scope WAFv2 web ACL ARN (arn:aws:wafv2:us-east-1:...), "
-                f"got {self.web_acl_arn!r}",
-            )
-        if not 60 <= self.presigned_url_seconds <= 3600:
-            raise ConfigError(
-                "review.presigned_url_seconds", f"must be 60..3600, got {self.presigned_url_seconds}"
-            )
-        if not 1 <= self.backlog_probe_minutes <= 1440:
-            raise ConfigError("review.backlog_probe_minutes", f"must be 1..1440, got {self.backlog_probe_minutes}")
-
-
-def review_source_files(taxonomy_file: Path) -> list[tuple[Path, str]]:
-    """(file, path in the bundle): review_api/ as a package, classification/, and the configured taxonomy."""
-    sources = [(path, f"review_api/{path.name}") for path in sorted(REVIEW_API_DIR.glob("*.py"))]
-    sources += [
-        (path, path.relative_to(constants.PROJECT_ROOT).as_posix())
-        for path in sorted(constants.CLASSIFICATION_DIR.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
-    ]
-    taxonomy_target = taxonomy_file.resolve().relative_to(constants.PROJECT_ROOT).as_posix()
-    if taxonomy_target not in {target for _, target in sources}:
-        sources.append((taxonomy_file, taxonomy_target))
-    return sources
-
-
-def review_function_code(taxonomy_file: Path) -> lambda_.Code:
-    """The review API's code asset with review_api/requirements.txt, bundled locally like the labeller's."""
-    sources = review_source_files(taxonomy_file)
-    bundler = PipLocalBundling(requirements_file=REVIEW_API_DIR / "requirements.txt", source_files=sources)
-    # The asset hash is the inputs' (pinned requirements + sources + pip flags), as for the labeller.
-    digest = hashlib.sha256(" ".join(bundler.pip_command("<out>")[1:]).encode())
-    for source, target in [(bundler.requirements_file, "requirements.txt"), *sources]:
-        digest.update(target.encode() + b"\0" + source.read_bytes() + b"\0")
-    return lambda_.Code.from_asset(
-        str(REVIEW_API_DIR),
-        asset_hash_type=AssetHashType.CUSTOM,
-        asset_hash=digest.hexdigest(),
-        bundling=BundlingOptions(image=RUNTIME.bundling_image, local=bundler),
-    )
 
 
 def review_log_group_name(name_prefix: str, what: str) -> str:
@@ -163,7 +91,7 @@ class ReviewPage(Construct):
             # Globally unique per region: the account id keeps two accounts' stacks of the same name apart.
             cognito_domain=cognito.CognitoDomainOptions(domain_prefix=f"{name_prefix}-review-{Aws.ACCOUNT_ID}"),
         )
-        self.web_acl: wafv2.CfnWebACL | None = self._web_acl(name_prefix) if waf else None
+        self.web_acl: wafv2.CfnWebACL | None = review_web_acl(self, name_prefix) if waf else None
         self.distribution: cloudfront.Distribution = self._distribution(
             photo_bucket, self.web_acl.attr_arn if self.web_acl else web_acl_arn
         )
@@ -310,46 +238,6 @@ class ReviewPage(Construct):
             web_acl_id=web_acl_arn,
         )
 
-    def _web_acl(self, name_prefix: str) -> wafv2.CfnWebACL:
-        def managed(name: str, priority: int) -> wafv2.CfnWebACL.RuleProperty:
-            return wafv2.CfnWebACL.RuleProperty(
-                name=name,
-                priority=priority,
-                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
-                statement=wafv2.CfnWebACL.StatementProperty(
-                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
-                        vendor_name="AWS", name=name
-                    )
-                ),
-                visibility_config=_visibility(name),
-            )
-
-        rate_limit = wafv2.CfnWebACL.RuleProperty(
-            name="RateLimitPerIp",
-            priority=10,
-            action=wafv2.CfnWebACL.RuleActionProperty(block={}),
-            statement=wafv2.CfnWebACL.StatementProperty(
-                rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
-                    limit=WAF_RATE_LIMIT_PER_5_MIN, aggregate_key_type="IP"
-                )
-            ),
-            visibility_config=_visibility("RateLimitPerIp"),
-        )
-        return wafv2.CfnWebACL(
-            self,
-            "WebAcl",
-            name=f"{name_prefix}-review",
-            scope="CLOUDFRONT",
-            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
-            rules=[
-                managed("AWSManagedRulesAmazonIpReputationList", 1),
-                managed("AWSManagedRulesCommonRuleSet", 2),
-                managed("AWSManagedRulesKnownBadInputsRuleSet", 3),
-                rate_limit,
-            ],
-            visibility_config=_visibility(f"{name_prefix}-review"),
-        )
-
     def _deploy_page(self) -> s3deploy.BucketDeployment:
         config = {
             "mode": "cloud",
@@ -410,7 +298,7 @@ class ReviewPage(Construct):
                 statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             )
             for resource in resources:
-                rendered = nag_resource(self, _plain_sub(resource))
+                rendered = nag_resource(self, plain_sub(resource))
                 if rendered.endswith("/*") and rendered != site:
                     acknowledge(role, f"AwsSolutions-IAM5[Resource::{rendered}]", reason)
         acknowledge(
@@ -620,72 +508,4 @@ class ReviewPage(Construct):
         )
 
 
-def _plain_sub(node: Any) -> Any:
-    """`{"Fn::Sub": "a-${AWS::Region}"}` as cdk-nag spells it in a finding id (`a-<AWS::Region>`)."""
-    if isinstance(node, dict) and set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
-        return re.sub(r"\$\{([^}]+)\}", r"<\1>", node["Fn::Sub"])
-    if isinstance(node, dict):
-        return {key: _plain_sub(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_plain_sub(value) for value in node]
-    return node
-
-
-def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
-    return wafv2.CfnWebACL.VisibilityConfigProperty(
-        cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
-    )
-
-
-def review_dashboard_widgets(
-    metrics_namespace: str, *, service: str = REVIEW_SERVICE_NAME
-) -> list[cloudwatch.IWidget]:
-    """Widgets for the operations dashboard (stacks/monitoring.py): the review backlog and decisions per hour.
-
-    Metrics (EMF from the review API's Lambda, namespace `metrics_namespace`, dimension service=photo-review):
-    ReviewBacklog (Count, every backlog_probe_minutes), ReviewDecisionsByKind (Count, dimension `decision`),
-    ReviewConflicts (Count).
-    """
-    dimensions = {"service": service}
-    backlog = cloudwatch.Metric(
-        namespace=metrics_namespace,
-        metric_name="ReviewBacklog",
-        dimensions_map=dimensions,
-        statistic=cloudwatch.Stats.MAXIMUM,
-        period=Duration.minutes(15),
-        label="photos waiting (NEEDS_REVIEW)",
-    )
-    decisions = [
-        cloudwatch.Metric(
-            namespace=metrics_namespace,
-            metric_name="ReviewDecisionsByKind",
-            dimensions_map={**dimensions, "decision": decision},
-            statistic=cloudwatch.Stats.SUM,
-            period=Duration.hours(1),
-            label=decision,
-        )
-        for decision in ("confirm", "correct", "reject")
-    ]
-    conflicts = cloudwatch.Metric(
-        namespace=metrics_namespace,
-        metric_name="ReviewConflicts",
-        dimensions_map=dimensions,
-        statistic=cloudwatch.Stats.SUM,
-        period=Duration.hours(1),
-        label="conflicts (stale decisions refused)",
-    )
-    return [
-        cloudwatch.GraphWidget(title="Review backlog", left=[backlog], width=12),
-        cloudwatch.GraphWidget(
-            title="Review decisions per hour", left=decisions, right=[conflicts], stacked=True, width=12
-        ),
-    ]
-
-
-__all__ = [
-    "ReviewPage",
-    "ReviewPageConfig",
-    "review_dashboard_widgets",
-    "review_function_code",
-    "review_source_files",
-]
+__all__ = ["ReviewPage"]
