@@ -144,7 +144,7 @@ class ReviewPage(Construct):
             schedule=events.Schedule.rate(Duration.minutes(backlog_probe_minutes)),
             targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
         )
-        self.deployment: s3deploy.BucketDeployment = self._deploy_page()
+        self.deployment: s3deploy.BucketDeployment = self._deploy_page(name_prefix, data_key)
         self._acknowledge()
 
     # -- the page ---------------------------------------------------------------------------------------------
@@ -232,13 +232,12 @@ class ReviewPage(Construct):
                     response_headers_policy=headers,
                 )
             },
-            minimum_protocol_version=cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021,
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
             price_class=cloudfront.PriceClass.PRICE_CLASS_100,
             web_acl_id=web_acl_arn,
         )
 
-    def _deploy_page(self) -> s3deploy.BucketDeployment:
+    def _deploy_page(self, name_prefix: str, data_key: kms.IKey) -> s3deploy.BucketDeployment:
         config = {
             "mode": "cloud",
             "apiBase": self.api.api_endpoint,
@@ -249,9 +248,11 @@ class ReviewPage(Construct):
             },
         }
         # Our own role and log group instead of the CDK default (AWSLambdaBasicExecutionRole: every log group).
-        log_group = logs.LogGroup(
+        log_group = encrypted_log_group(
             self,
             "PageDeploymentLogs",
+            log_group_name=review_log_group_name(name_prefix, "page-deployment"),
+            key=data_key,
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
         )
@@ -485,8 +486,8 @@ class ReviewPage(Construct):
         acknowledge(
             self.distribution,
             "AwsSolutions-CFR4",
-            "Served on the default *.cloudfront.net certificate, for which CloudFront fixes the TLS policy; a "
-            "custom domain with its own certificate applies the TLSv1.2_2021 minimum set here.",
+            "Served on the default *.cloudfront.net certificate, whose TLS policy CloudFront fixes (a minimum "
+            "protocol version has no effect on it); a custom domain with its own certificate can raise it.",
         )
         acknowledge(
             self.user_pool,

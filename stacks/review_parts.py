@@ -60,7 +60,12 @@ class ReviewPageConfig:
 
 def review_source_files(taxonomy_file: Path) -> list[tuple[Path, str]]:
     """(file, path in the bundle): review_api/ as a package, classification/, and the configured taxonomy."""
-    sources = [(path, f"review_api/{path.name}") for path in sorted(REVIEW_API_DIR.glob("*.py"))]
+    # local.py is the development server (review_api/local.py), never used in Lambda.
+    sources = [
+        (path, f"review_api/{path.name}")
+        for path in sorted(REVIEW_API_DIR.glob("*.py"))
+        if path.name != "local.py"
+    ]
     sources += [
         (path, path.relative_to(constants.PROJECT_ROOT).as_posix())
         for path in sorted(constants.CLASSIFICATION_DIR.rglob("*"))
