@@ -80,7 +80,6 @@ def _service_from_env() -> ReviewService:
     # SigV4 and the regional virtual-hosted name: the page's Content-Security-Policy admits exactly that host.
     s3 = session.client(
         "s3",
-        endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
         config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}),
     )
     return ReviewService(

@@ -37,6 +37,7 @@ WEB_ROOT = Path(__file__).resolve().parent.parent / "review_web"
 STATIC_FILES = ("index.html", "app.js", "auth.js", "style.css")
 LOCAL_REVIEWER = "local-reviewer"
 mimetypes.add_type("text/javascript", ".js")  # ES modules need a JavaScript MIME type
+_RESOLVER_LOCK = threading.Lock()
 
 
 @dataclass
@@ -108,8 +109,11 @@ def _make_handler(claims: dict[str, str], note: str) -> type[BaseHTTPRequestHand
             if parts.path.startswith("/api/"):
                 length = int(self.headers.get("Content-Length") or 0)
                 event = _event(method, parts.path, parts.query, self.rfile.read(length), claims)
-                response = handler.app.resolve(event, _LambdaContext())
-                handler.metrics.clear_metrics()  # no CloudWatch here: drop the EMF the handler recorded
+                # The resolver keeps the current event on itself (one request per Lambda environment): one at a
+                # time here too, though the page sends some requests in parallel.
+                with _RESOLVER_LOCK:
+                    response = handler.app.resolve(event, _LambdaContext())
+                    handler.metrics.clear_metrics()  # no CloudWatch here: drop the EMF the handler recorded
                 body = (response.get("body") or "").encode()
                 self._send(response["statusCode"], "application/json", body)
             elif method == "GET" and parts.path == "/config.json":

@@ -30,7 +30,6 @@ def api_env(monkeypatch: pytest.MonkeyPatch) -> None:
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("TAXONOMY_FILE", raising=False)
-    monkeypatch.delenv("S3_ENDPOINT_URL", raising=False)
 
 
 @pytest.fixture
