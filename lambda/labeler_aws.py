@@ -16,7 +16,14 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from labeler_core import ObjectMissing, ObjectSuperseded, StoredObject, TransientFault, clean_etag
+from labeler_core import (
+    HUMAN_DECISION_ATTRIBUTE,
+    ObjectMissing,
+    ObjectSuperseded,
+    StoredObject,
+    TransientFault,
+    clean_etag,
+)
 
 # SageMaker real-time invocations end at 60 s server-side; waiting longer only holds the Lambda. Two attempts
 # absorb a brief throttle in-process (cheaper than an SQS redelivery after the visibility timeout), and bound one
@@ -104,11 +111,13 @@ class SageMakerEndpoint:
 
 # The newest version wins; the same version is rewritten only while it lacks a final result or when another
 # model produced it (reclassify). See labeler_core's docstring for the reasoning.
+# Never over a reviewer's decision (labeler_core.HUMAN_DECISION_ATTRIBUTE), whatever the version or model.
 RESULT_CONDITION = (
+    f"attribute_not_exists({HUMAN_DECISION_ATTRIBUTE}) AND ("
     "attribute_not_exists(image_uri) OR attribute_not_exists(source_last_modified)"
     " OR source_last_modified < :lm"
     " OR (source_last_modified = :lm AND etag <> :etag)"
-    " OR (source_last_modified = :lm AND etag = :etag AND (NOT #status IN ({finals}) OR model <> :model))"
+    " OR (source_last_modified = :lm AND etag = :etag AND (NOT #status IN ({finals}) OR model <> :model)))"
 )
 
 

@@ -11,7 +11,8 @@ Statuses written to the table (one item per `s3://bucket/key`):
 - MISSING       the notification named an object that no longer exists; only written when the table has
                 nothing for that URI yet (a deletion never erases an earlier label).
 Outcomes that write nothing: SKIPPED (outside the upload prefix, same version already final, replaced by a newer
-version before it was read, or a concurrent duplicate won the conditional write).
+version before it was read, a concurrent duplicate won the conditional write, or a reviewer has decided the photo:
+an item with `review_decision` is never overwritten, checked before any work and again in the conditional write).
 
 Ordering and idempotency: an item remembers the version it describes (`etag`, `version_id`,
 `source_last_modified`). The object is read with `If-Match: <etag of the notification>`, so a late or
@@ -51,6 +52,9 @@ MAX_OBJECT_BYTES = 50 * 1024 * 1024
 DEFAULT_CONFIDENCE_THRESHOLD = 0.8  # the CDK app's upload.confidence_threshold default
 DEFAULT_HOTEL_ID_PATTERN = r"^[^/]+/(?P<hotel_id>[^/]+)/"  # uploads/<hotel_id>/<file>
 DEFAULT_UPLOAD_PREFIX = "uploads/"
+# Set on an item by the review API (review_api/core.py) when a person confirms, corrects or rejects the photo:
+# the automatic path (uploads, backfill, reclassify) never writes over such an item.
+HUMAN_DECISION_ATTRIBUTE = "review_decision"
 
 
 class Status(StrEnum):
@@ -288,6 +292,9 @@ class Labeler:
         # Read once per photo, so the reclassify comparison and the write name the same model.
         model = self._model_id()
         existing = self._labels.get(uri)
+        if existing and existing.get(HUMAN_DECISION_ATTRIBUTE):
+            # A reviewer's decision outranks any model output, new model or not (the write is conditional too).
+            return Outcome(uri, Status.SKIPPED, reason="a reviewer has decided this photo", model=model)
         # Cheap resume: a duplicate delivery or a re-run backfill costs one read, no download, no endpoint call.
         if ref.etag and self._already_done(existing, ref.etag, reclassify, model):
             return Outcome(uri, Status.SKIPPED, reason="this version already has a final result", model=model)

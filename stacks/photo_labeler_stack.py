@@ -17,6 +17,8 @@ from stacks.inference_endpoint import InferenceEndpoint
 from stacks.lambda_bundling import function_code
 from stacks.monitoring import EndpointRef, Monitoring, MonitoringConfig
 from stacks.nag import acknowledge
+from stacks.review import ReviewPage
+from stacks.review_parts import ReviewPageConfig
 from stacks.storage import Storage
 from stacks.training_pipeline import ModelStore, TrainingPipeline, TrainingPipelineConfig
 from stacks.upload_path import UploadPath
@@ -131,6 +133,7 @@ class PhotoLabelerStack(Stack):
         )
         self.backfill: Backfill | None = self._backfill()
         self.training: TrainingPipeline = self._training_pipeline()
+        self.review: ReviewPage | None = self._review()
         self.monitoring: Monitoring = self._monitoring()
         self._acknowledge_cdk_internals()
         self._outputs()
@@ -213,6 +216,30 @@ class PhotoLabelerStack(Stack):
         CfnOutput(self, "TrainingBucketName", value=self.model_store.bucket.bucket_name, description="datasets/")
         CfnOutput(self, "ModelRegistryParameter", value=self.model_store.parameter_name, description="Approved")
         return training
+
+    def _review(self) -> ReviewPage | None:
+        settings = self.config.section(ReviewPageConfig)
+        if not settings.enabled:
+            return None
+        review = ReviewPage(
+            self,
+            "Review",
+            name_prefix=self.config.name_prefix,
+            photo_bucket=self.storage.bucket,
+            table=self.storage.table,
+            data_key=self.storage.key,
+            access_log_bucket=self.storage.access_log_bucket,
+            upload_prefix=self.config.storage.upload_prefix,
+            taxonomy_file=self.config.taxonomy_path,
+            metrics_namespace=self.config.metrics_namespace,
+            waf=settings.waf,
+            web_acl_arn=settings.web_acl_arn,
+            presigned_url_seconds=settings.presigned_url_seconds,
+            backlog_probe_minutes=settings.backlog_probe_minutes,
+        )
+        CfnOutput(self, "ReviewPageUrl", value=review.url, description="the review page for the content team")
+        CfnOutput(self, "ReviewUserPoolId", value=review.user_pool.user_pool_id, description="admin-create-user")
+        return review
 
     def _monitoring(self) -> Monitoring:
         monitoring = Monitoring(

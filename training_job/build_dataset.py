@@ -1,7 +1,7 @@
 """Build the fine-tuning dataset: labelled photos -> a `datasets.DatasetDict` with `train` and `validation`.
 
     python -m training_job.build_dataset SOURCE OUTPUT_DIR [--taxonomy FILE] [--validation-fraction 0.1]
-                                         [--seed 42] [--max-pixels N]
+                                         [--seed 42] [--max-pixels N] [--reviewed MANIFEST]
 
 SOURCE is one of
 - a folder with one sub-folder per label (`photos/Pool/a.jpg`, `photos/Staircase_Elevator/b.png`). Folder names
@@ -19,6 +19,10 @@ taxonomy labels without any photo are listed too; the taxonomy itself is saved a
 The split is stratified per label and seeded: a label with n usable photos puts round(n * fraction) of them (at
 least 1 once n >= 2, never all) into validation. The build fails (exit 1) only if no usable photo remains.
 
+--reviewed adds reviewers' decisions (a JSON-lines manifest from `python -m tools.review_export`): their photos
+join the dataset, read at the exact `version_id` the reviewer saw, and where SOURCE holds the same photo (same
+content) under another label the reviewer's label wins; those SOURCE rows are listed as `superseded_by_review`.
+
 Limits: memory stays flat (normalised JPEGs are spooled to a temporary folder, then streamed into Arrow); the
 output needs about 150-250 kB per photo of disk, twice during the build.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -60,6 +65,8 @@ class SourceRow:
     ref: str  # where a person finds the row: "manifest.csv:12" or "photos/Pool/a.jpg"
     image: str  # local path or s3:// URI
     label: str  # as written in the source; matched against the taxonomy later
+    version_id: str | None = None  # an S3 object version to read (reviewed decisions name the version seen)
+    reviewed: bool = False  # a reviewer's decision: wins over SOURCE's label for the same photo
 
 
 @dataclass
@@ -84,6 +91,9 @@ class BuildReport:
     conflicting_labels: list[Problem] = field(default_factory=list)
     empty_classes: list[str] = field(default_factory=list)
     validation_sources: list[str] = field(default_factory=list)
+    reviewed_source: str | None = None
+    reviewed_rows: int = 0
+    superseded_by_review: list[Problem] = field(default_factory=list)
 
     def problem_counts(self) -> dict[str, int]:
         return {
@@ -182,7 +192,9 @@ def _parse_manifest(
         label = record.get("label")
         # An empty label is reported like any other label the taxonomy does not know.
         label = label.strip() if isinstance(label, str) else ""
-        rows.append(SourceRow(ref=ref, image=resolve(image.strip()), label=label))
+        version = record.get("version_id") if isinstance(record, dict) else None
+        version = version if isinstance(version, str) and version else None
+        rows.append(SourceRow(ref=ref, image=resolve(image.strip()), label=label, version_id=version))
     return rows, malformed
 
 
@@ -197,8 +209,8 @@ def _resolve_s3(base: str, image: str) -> str:
 _s3_client: Any = None
 
 
-def read_bytes(location: str) -> bytes:
-    """The bytes of a local file or an s3:// object."""
+def read_bytes(location: str, version_id: str | None = None) -> bytes:
+    """The bytes of a local file or an s3:// object (at `version_id` when given)."""
     if not location.startswith("s3://"):
         return Path(location).read_bytes()
     global _s3_client
@@ -209,7 +221,8 @@ def read_bytes(location: str) -> bytes:
     bucket, _, key = location[len("s3://") :].partition("/")
     if not bucket or not key:
         raise ValueError(f"malformed S3 URI {location!r} (expected s3://bucket/key)")
-    return _s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    params = {"Bucket": bucket, "Key": key} | ({"VersionId": version_id} if version_id else {})
+    return _s3_client.get_object(**params)["Body"].read()
 
 
 # -- building ---------------------------------------------------------------------------------------------------
@@ -256,8 +269,10 @@ def build_dataset(
     seed: int = DEFAULT_SEED,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = True,
+    reviewed: str | None = None,
 ) -> BuildReport:
-    """Read, check, normalise and split `source`; save the DatasetDict and report.json into output_dir."""
+    """Read, check, normalise and split `source` (plus `reviewed` decisions); save the DatasetDict and
+    report.json into output_dir."""
     from datasets import Dataset, DatasetDict, Features, Image, List, Value
     from tqdm.auto import tqdm
 
@@ -267,6 +282,8 @@ def build_dataset(
     rows, malformed = read_source(source)
     from_folder = not source.startswith("s3://") and Path(source).is_dir()
     report = BuildReport(source=source, rows_read=len(rows) + len(malformed), malformed_rows=malformed)
+    if reviewed is not None:
+        rows = _reviewed_rows(reviewed, report) + rows  # first, so a reviewer's label claims its photo
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
 
@@ -275,20 +292,23 @@ def build_dataset(
         first_by_hash: dict[str, tuple[SourceRow, str]] = {}
         conflicted: set[str] = set()
         for row in tqdm(rows, desc="reading photos", unit="photo", disable=not progress):
-            label = match_label(row.label, taxonomy, from_folder=from_folder)
+            label = match_label(row.label, taxonomy, from_folder=from_folder and not row.reviewed)
             if label is None:
                 reason = f"label {row.label!r} is not in the taxonomy"
                 report.unknown_labels.append(Problem(row.ref, row.image, reason))
                 continue
             try:
-                data = read_bytes(row.image)
+                data = read_bytes(row.image, row.version_id)
             except Exception as error:  # any I/O or S3 error: this row is unusable, the build goes on
                 report.unreadable_images.append(Problem(row.ref, row.image, f"cannot read: {error}"))
                 continue
             digest = hashlib.sha256(data).hexdigest()
             if digest in first_by_hash:
                 first, first_label = first_by_hash[digest]
-                if first_label == label:
+                if first.reviewed and not row.reviewed and first_label != label:
+                    reason = f"labelled {label!r} here; a reviewer chose {first_label!r} ({first.ref})"
+                    report.superseded_by_review.append(Problem(row.ref, row.image, reason))
+                elif first_label == label:
                     report.duplicates.append(Problem(row.ref, row.image, f"same content as {first.ref}"))
                 else:
                     conflicted.add(digest)
@@ -364,6 +384,18 @@ def build_dataset(
     return report
 
 
+def _reviewed_rows(manifest: str, report: BuildReport) -> list[SourceRow]:
+    """The rows of a review_export manifest, marked as reviewers' decisions."""
+    if not manifest.endswith(".jsonl"):
+        raise DatasetBuildError(f"--reviewed takes the JSON-lines manifest of tools.review_export, got {manifest}")
+    rows, malformed = read_source(manifest)
+    report.reviewed_source = manifest
+    report.reviewed_rows = len(rows)
+    report.rows_read += len(rows) + len(malformed)
+    report.malformed_rows += malformed
+    return [dataclasses.replace(row, reviewed=True) for row in rows]
+
+
 def _nothing_usable(report: BuildReport) -> str:
     counts = ", ".join(f"{name} {count}" for name, count in report.problem_counts().items() if count)
     return f"no usable photo among {report.rows_read} rows of {report.source} ({counts})"
@@ -373,7 +405,16 @@ def format_summary(report: BuildReport) -> str:
     lines = [
         f"{report.usable} usable of {report.rows_read} rows: {report.train} train, {report.validation} validation",
     ]
-    for name in ("malformed_rows", "unknown_labels", "unreadable_images", "duplicates", "conflicting_labels"):
+    if report.reviewed_source:
+        lines.append(f"{report.reviewed_rows} rows of reviewers' decisions from {report.reviewed_source}")
+    for name in (
+        "malformed_rows",
+        "unknown_labels",
+        "unreadable_images",
+        "duplicates",
+        "conflicting_labels",
+        "superseded_by_review",
+    ):
         problems: list[Problem] = getattr(report, name)
         if problems:
             lines.append(f"{name.replace('_', ' ')}: {len(problems)}")
@@ -416,6 +457,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f"reject photos that would decode more pixels than this (default {DEFAULT_MAX_PIXELS:,})",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in CI logs)")
+    parser.add_argument(
+        "--reviewed",
+        default=None,
+        help="reviewers' decisions (python -m tools.review_export manifest, local or s3://): added, and their "
+        "label wins over SOURCE's for the same photo",
+    )
     args = parser.parse_args(argv)
     taxonomy = Taxonomy.load(args.taxonomy) if args.taxonomy else Taxonomy.load()
     try:
@@ -427,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             max_pixels=args.max_pixels,
             progress=not args.no_progress and os.environ.get("TQDM_DISABLE") != "1",
+            reviewed=args.reviewed,
         )
     except (DatasetBuildError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

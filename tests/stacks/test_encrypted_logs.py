@@ -13,6 +13,8 @@ from aws_cdk import aws_logs as logs
 from stacks.encrypted_logs import encrypted_log_group
 from tests.stacks.conftest import Synthesized
 
+# The review page's (stacks/review.py): its API function, the API's access log, the page deployment.
+REVIEW = {f"/photo-labeler/review/{name}" for name in ("api-function", "api-access", "page-deployment")}
 LOG_GROUP_ARN_PREFIX = ["arn:", {"Ref": "AWS::Partition"}, ":logs:", {"Ref": "AWS::Region"}, ":"]
 
 
@@ -42,7 +44,7 @@ def admitted_log_group_names(s: Synthesized) -> list[str]:
 @pytest.mark.parametrize(
     ("variant", "expected"),
     [
-        ("no_model", {"/photo-labeler/lambda/labeller", "/aws/vendedlogs/states/photo-labeler-training"}),
+        ("no_model", {"/photo-labeler/lambda/labeller", "/aws/vendedlogs/states/photo-labeler-training", *REVIEW}),
         (
             "with_model",
             {
@@ -50,6 +52,7 @@ def admitted_log_group_names(s: Synthesized) -> list[str]:
                 "/photo-labeler/lambda/backfill",
                 "/aws/vendedlogs/states/photo-labeler-backfill",
                 "/aws/vendedlogs/states/photo-labeler-training",
+                *REVIEW,
             },
         ),
     ],

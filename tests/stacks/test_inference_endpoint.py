@@ -28,10 +28,11 @@ def test_no_model_means_no_endpoint_but_the_rest_deploys(no_model: Synthesized) 
     for type_name in ("AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Endpoint"):
         assert no_model.resources(type_name) == {}
     assert no_model.resources("AWS::ApplicationAutoScaling::ScalableTarget") == {}
-    # The image bucket, its access-log bucket and the training bucket; the backfill's results bucket comes with
-    # the endpoint.
+    # The image bucket, its access-log bucket, the training bucket and the review page's; the backfill's results
+    # bucket comes with the endpoint.
     assert _logical_ids(no_model, "AWS::S3::Bucket") == [
         "ModelStoreBucket",
+        "ReviewSiteBucket",
         "StorageAccessLogBucket",
         "StorageImageBucket",
     ]

@@ -1,0 +1,512 @@
+"""Human review of uncertain labels: the page (private bucket + CloudFront), Cognito sign-in, the HTTP API and its
+Lambda, and a schedule that measures the review backlog.
+
+    reviewer ─HTTPS─▶ CloudFront (OAC, security headers, WAF?) ─▶ private bucket: review_web/ + config.json
+       │  Cognito hosted UI (code flow + PKCE, admin-created users, TOTP MFA)
+       └─Bearer JWT─▶ HTTP API (JWT authorizer) ─▶ review Lambda ─▶ labels table (Query by-status, Get, Update)
+                                                                 └─▶ presigned GET of the labelled photo version
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack, Token
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_cloudfront as cloudfront
+from aws_cdk import aws_cloudfront_origins as origins
+from aws_cdk import aws_cognito as cognito
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_deployment as s3deploy
+from aws_cdk import aws_wafv2 as wafv2
+from constructs import Construct
+
+from stacks import constants
+from stacks.config import ConfigError
+from stacks.encrypted_logs import encrypted_log_group
+from stacks.lambda_role import lambda_role
+from stacks.nag import acknowledge, nag_resource
+from stacks.review_parts import REVIEW_SERVICE_NAME, RUNTIME, plain_sub, review_function_code, review_web_acl
+
+REVIEW_WEB_DIR = constants.PROJECT_ROOT / "review_web"
+REVIEW_HANDLER = "review_api.handler.lambda_handler"
+API_TIMEOUT_SECONDS = 15  # well under HTTP API's 30-s integration limit; a page of 25 items takes < 1 s
+API_MEMORY_MB = 512
+API_THROTTLE_RATE = 50  # requests/s across all reviewers: a person decides a photo every few seconds
+API_THROTTLE_BURST = 100
+PAGE_DEPLOYMENT_MEMORY_MB = 256  # copies a few small files
+TOKEN_VALIDITY = Duration.hours(1)
+REFRESH_TOKEN_VALIDITY = Duration.hours(12)  # a working day; the page signs in again after it
+
+
+def review_log_group_name(name_prefix: str, what: str) -> str:
+    """A literal name: the data key's policy names the log group it may encrypt (stacks/encrypted_logs.py)."""
+    return f"/{name_prefix}/review/{what}"
+
+
+class ReviewPage(Construct):
+    """The review page, its sign-in, API and Lambda. Public attributes: `url`, `user_pool`, `user_pool_client`,
+    `api`, `function`, `role`, `site_bucket`, `distribution`, `web_acl` (None unless `waf`)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name_prefix: str,
+        photo_bucket: s3.IBucket,
+        table: dynamodb.ITable,
+        data_key: kms.IKey,
+        access_log_bucket: s3.IBucket,
+        upload_prefix: str,
+        taxonomy_file: Path,
+        metrics_namespace: str,
+        code: lambda_.Code | None = None,
+        waf: bool = False,
+        web_acl_arn: str | None = None,
+        presigned_url_seconds: int = 300,
+        backlog_probe_minutes: int = 15,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        region = Stack.of(self).region
+        if waf and not Token.is_unresolved(region) and region != "us-east-1":
+            raise ConfigError(
+                "review.waf",
+                f"a CloudFront web ACL can only be created in us-east-1, this stack is in {region}: create one "
+                "there and set review.web_acl_arn",
+            )
+        self.site_bucket: s3.Bucket = self._site_bucket(access_log_bucket)
+        self.user_pool: cognito.UserPool = self._user_pool()
+        self.user_pool_domain: cognito.UserPoolDomain = self.user_pool.add_domain(
+            "Domain",
+            # Globally unique per region: the account id keeps two accounts' stacks of the same name apart.
+            cognito_domain=cognito.CognitoDomainOptions(domain_prefix=f"{name_prefix}-review-{Aws.ACCOUNT_ID}"),
+        )
+        self.web_acl: wafv2.CfnWebACL | None = review_web_acl(self, name_prefix) if waf else None
+        self.distribution: cloudfront.Distribution = self._distribution(
+            photo_bucket, self.web_acl.attr_arn if self.web_acl else web_acl_arn
+        )
+        self.distribution_web_acl: str | None = self.web_acl.attr_arn if self.web_acl else web_acl_arn
+        self.url: str = f"https://{self.distribution.distribution_domain_name}/"
+        self.user_pool_client: cognito.UserPoolClient = self._client()
+        self.log_group: logs.LogGroup = encrypted_log_group(
+            self,
+            "FunctionLogs",
+            log_group_name=review_log_group_name(name_prefix, "api-function"),
+            key=data_key,
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.role: iam.Role = lambda_role(
+            self,
+            "FunctionRole",
+            description="Review API: query/update the labels table, read uploaded photos, write its own logs",
+            log_group=self.log_group,
+        )
+        self.function: lambda_.Function = lambda_.Function(
+            self,
+            "ApiFunction",
+            description="Review API: the queue of uncertain labels and reviewers' decisions",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            handler=REVIEW_HANDLER,
+            code=code or review_function_code(taxonomy_file),
+            role=self.role,
+            timeout=Duration.seconds(API_TIMEOUT_SECONDS),
+            memory_size=API_MEMORY_MB,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment={
+                "TABLE_NAME": table.table_name,
+                "BUCKET_NAME": photo_bucket.bucket_name,
+                "UPLOAD_PREFIX": upload_prefix,
+                "TAXONOMY_FILE": taxonomy_file.resolve().relative_to(constants.PROJECT_ROOT).as_posix(),
+                "PRESIGNED_URL_SECONDS": str(presigned_url_seconds),
+                "POWERTOOLS_SERVICE_NAME": REVIEW_SERVICE_NAME,
+                "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
+            },
+        )
+        self._grant(photo_bucket, table, data_key, upload_prefix)
+        self.api: apigw.HttpApi = self._api(name_prefix, data_key)
+        self.backlog_rule: events.Rule = events.Rule(
+            self,
+            "BacklogProbe",
+            description="Counts the NEEDS_REVIEW backlog for the dashboard (metric ReviewBacklog)",
+            schedule=events.Schedule.rate(Duration.minutes(backlog_probe_minutes)),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
+        )
+        self.deployment: s3deploy.BucketDeployment = self._deploy_page(name_prefix, data_key)
+        self._acknowledge()
+
+    # -- the page ---------------------------------------------------------------------------------------------
+
+    def _site_bucket(self, access_log_bucket: s3.IBucket) -> s3.Bucket:
+        return s3.Bucket(
+            self,
+            "SiteBucket",
+            # SSE-S3: CloudFront's origin access control reads it without a key policy; the page is public code.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=access_log_bucket,
+            server_access_logs_prefix="review-site/",
+            lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(30))],
+            # Holds only the page, rebuilt by every deploy: nothing to keep when the stack goes.
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    def _headers(self, photo_bucket: s3.IBucket) -> cloudfront.ResponseHeadersPolicy:
+        region = Aws.REGION
+        bucket = photo_bucket.bucket_name
+        # Exactly what the page loads: its own files, photos by presigned URL from the photo bucket, the API
+        # (any HTTP API of the region: naming this API's id would make the API's CORS origin and the
+        # distribution depend on each other) and the Cognito domain's token endpoint.
+        policy = "; ".join(
+            [
+                "default-src 'none'",
+                "script-src 'self'",
+                "style-src 'self'",
+                f"img-src 'self' data: https://{bucket}.s3.{region}.amazonaws.com https://{bucket}.s3.amazonaws.com",
+                f"connect-src 'self' https://*.execute-api.{region}.amazonaws.com "
+                f"https://{self.user_pool_domain.domain_name}.auth.{region}.amazoncognito.com",
+                "form-action 'self'",
+                "frame-ancestors 'none'",
+                "base-uri 'none'",
+            ]
+        )
+        return cloudfront.ResponseHeadersPolicy(
+            self,
+            "SecurityHeaders",
+            comment="Review page: CSP, HSTS, no framing, no sniffing, no referrer",
+            security_headers_behavior=cloudfront.ResponseSecurityHeadersBehavior(
+                content_security_policy=cloudfront.ResponseHeadersContentSecurityPolicy(
+                    content_security_policy=policy, override=True
+                ),
+                strict_transport_security=cloudfront.ResponseHeadersStrictTransportSecurity(
+                    access_control_max_age=Duration.days(730), include_subdomains=True, preload=True, override=True
+                ),
+                content_type_options=cloudfront.ResponseHeadersContentTypeOptions(override=True),
+                frame_options=cloudfront.ResponseHeadersFrameOptions(
+                    frame_option=cloudfront.HeadersFrameOption.DENY, override=True
+                ),
+                referrer_policy=cloudfront.ResponseHeadersReferrerPolicy(
+                    referrer_policy=cloudfront.HeadersReferrerPolicy.NO_REFERRER, override=True
+                ),
+                xss_protection=cloudfront.ResponseHeadersXSSProtection(
+                    protection=True, mode_block=True, override=True
+                ),
+            ),
+        )
+
+    def _distribution(self, photo_bucket: s3.IBucket, web_acl_arn: str | None) -> cloudfront.Distribution:
+        origin = origins.S3BucketOrigin.with_origin_access_control(self.site_bucket)
+        headers = self._headers(photo_bucket)
+        return cloudfront.Distribution(
+            self,
+            "Distribution",
+            comment="Photo review page",
+            default_root_object="index.html",
+            default_behavior=cloudfront.BehaviorOptions(
+                origin=origin,
+                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+                cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED,
+                response_headers_policy=headers,
+            ),
+            additional_behaviors={
+                # Written by each deploy (API URL, client id): never served stale.
+                "/config.json": cloudfront.BehaviorOptions(
+                    origin=origin,
+                    viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+                    cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
+                    response_headers_policy=headers,
+                )
+            },
+            http_version=cloudfront.HttpVersion.HTTP2_AND_3,
+            price_class=cloudfront.PriceClass.PRICE_CLASS_100,
+            web_acl_id=web_acl_arn,
+        )
+
+    def _deploy_page(self, name_prefix: str, data_key: kms.IKey) -> s3deploy.BucketDeployment:
+        config = {
+            "mode": "cloud",
+            "apiBase": self.api.api_endpoint,
+            "cognito": {
+                "domain": f"https://{self.user_pool_domain.domain_name}.auth.{Aws.REGION}.amazoncognito.com",
+                "clientId": self.user_pool_client.user_pool_client_id,
+                "scopes": "openid email profile",
+            },
+        }
+        # Our own role and log group instead of the CDK default (AWSLambdaBasicExecutionRole: every log group).
+        log_group = encrypted_log_group(
+            self,
+            "PageDeploymentLogs",
+            log_group_name=review_log_group_name(name_prefix, "page-deployment"),
+            key=data_key,
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        role = lambda_role(
+            self,
+            "PageDeploymentRole",
+            description="Copies the review page into its bucket and invalidates CloudFront (cdk deploy only)",
+            log_group=log_group,
+        )
+        deployment = s3deploy.BucketDeployment(
+            self,
+            "Page",
+            sources=[
+                s3deploy.Source.asset(str(REVIEW_WEB_DIR)),
+                s3deploy.Source.json_data("config.json", config),
+            ],
+            destination_bucket=self.site_bucket,
+            distribution=self.distribution,
+            distribution_paths=["/*"],
+            memory_limit=PAGE_DEPLOYMENT_MEMORY_MB,
+            role=role,
+            log_group=log_group,
+        )
+        self._acknowledge_page_deployment(role)
+        return deployment
+
+    def _acknowledge_page_deployment(self, role: iam.Role) -> None:
+        reason = (
+            "aws-cdk-lib's BucketDeployment grants these to copy the page from the CDK asset bucket (read) into "
+            "the review page's own bucket (write/delete, for pruning old files); scoped to those two buckets."
+        )
+        for action in ("s3:GetBucket*", "s3:GetObject*", "s3:List*", "s3:DeleteObject*", "s3:Abort*"):
+            acknowledge(role, f"AwsSolutions-IAM5[Action::{action}]", reason)
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{nag_resource(self, self.site_bucket.arn_for_objects('*'))}]",
+            reason,
+        )
+        # The asset bucket's name comes from the stack synthesizer (bootstrap qualifier, account, region).
+        document = Stack.of(self).resolve(role.node.find_child("DefaultPolicy").document)  # type: ignore[attr-defined]
+        site = nag_resource(self, self.site_bucket.arn_for_objects("*"))
+        for statement in document["Statement"]:
+            resources = (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+            for resource in resources:
+                rendered = nag_resource(self, plain_sub(resource))
+                if rendered.endswith("/*") and rendered != site:
+                    acknowledge(role, f"AwsSolutions-IAM5[Resource::{rendered}]", reason)
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudfront:CreateInvalidation/GetInvalidation (BucketDeployment invalidates the page after each "
+            "deploy) support no narrower resource in this grant; no other action is granted on '*'.",
+        )
+        singleton = next(
+            child
+            for child in Stack.of(self).node.children
+            if child.node.id.startswith("Custom::CDKBucketDeployment")
+        )
+        acknowledge(
+            singleton,
+            "AwsSolutions-L1",
+            "The page-deployment function is aws-cdk-lib's own (BucketDeployment); its runtime moves with the "
+            "aws-cdk-lib version, which is pinned in requirements.txt.",
+        )
+
+    # -- sign-in ----------------------------------------------------------------------------------------------
+
+    def _user_pool(self) -> cognito.UserPool:
+        return cognito.UserPool(
+            self,
+            "Reviewers",
+            # Administrators create reviewers (aws cognito-idp admin-create-user); nobody signs themselves up.
+            self_sign_up_enabled=False,
+            sign_in_aliases=cognito.SignInAliases(email=True),
+            sign_in_case_sensitive=False,
+            auto_verify=cognito.AutoVerifiedAttrs(email=True),
+            account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
+            password_policy=cognito.PasswordPolicy(
+                min_length=12,
+                require_lowercase=True,
+                require_uppercase=True,
+                require_digits=True,
+                require_symbols=True,
+                temp_password_validity=Duration.days(3),
+            ),
+            mfa=cognito.Mfa.REQUIRED,
+            mfa_second_factor=cognito.MfaSecondFactor(otp=True, sms=False),
+            feature_plan=cognito.FeaturePlan.ESSENTIALS,
+            deletion_protection=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    def _client(self) -> cognito.UserPoolClient:
+        return self.user_pool.add_client(
+            "PageClient",
+            # A browser cannot keep a secret: a public client with the code flow and PKCE (the page's auth.js).
+            generate_secret=False,
+            auth_flows=cognito.AuthFlow(
+                user_srp=False, user_password=False, admin_user_password=False, custom=False
+            ),
+            o_auth=cognito.OAuthSettings(
+                flows=cognito.OAuthFlows(authorization_code_grant=True, implicit_code_grant=False),
+                scopes=[cognito.OAuthScope.OPENID, cognito.OAuthScope.EMAIL, cognito.OAuthScope.PROFILE],
+                callback_urls=[self.url],
+                logout_urls=[self.url],
+            ),
+            supported_identity_providers=[cognito.UserPoolClientIdentityProvider.COGNITO],
+            prevent_user_existence_errors=True,
+            access_token_validity=TOKEN_VALIDITY,
+            id_token_validity=TOKEN_VALIDITY,
+            refresh_token_validity=REFRESH_TOKEN_VALIDITY,
+            enable_token_revocation=True,
+        )
+
+    # -- the API ----------------------------------------------------------------------------------------------
+
+    def _api(self, name_prefix: str, data_key: kms.IKey) -> apigw.HttpApi:
+        api = apigw.HttpApi(
+            self,
+            "Api",
+            api_name=f"{name_prefix}-review",
+            description="Review API (JWT authorizer: the review user pool)",
+            cors_preflight=apigw.CorsPreflightOptions(
+                allow_origins=[f"https://{self.distribution.distribution_domain_name}"],
+                allow_methods=[apigw.CorsHttpMethod.GET, apigw.CorsHttpMethod.POST],
+                allow_headers=["Authorization", "Content-Type"],
+                max_age=Duration.hours(1),
+            ),
+            create_default_stage=False,
+        )
+        authorizer = authorizers.HttpUserPoolAuthorizer(
+            "Reviewers", self.user_pool, user_pool_clients=[self.user_pool_client]
+        )
+        api.add_routes(
+            path="/api/{proxy+}",
+            methods=[apigw.HttpMethod.GET, apigw.HttpMethod.POST],
+            integration=integrations.HttpLambdaIntegration("Function", self.function),
+            authorizer=authorizer,
+        )
+        access_logs = encrypted_log_group(
+            self,
+            "ApiAccessLogs",
+            log_group_name=review_log_group_name(name_prefix, "api-access"),
+            key=data_key,
+            retention=logs.RetentionDays.ONE_YEAR,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        stage = apigw.HttpStage(
+            self,
+            "Stage",
+            http_api=api,
+            stage_name="$default",
+            auto_deploy=True,
+            throttle=apigw.ThrottleSettings(rate_limit=API_THROTTLE_RATE, burst_limit=API_THROTTLE_BURST),
+        )
+        # Who called what, when, with which result; `sub` names the reviewer (escape hatch: no L2 property).
+        cfn_stage = stage.node.default_child
+        assert isinstance(cfn_stage, apigw.CfnStage)
+        cfn_stage.access_log_settings = apigw.CfnStage.AccessLogSettingsProperty(
+            destination_arn=access_logs.log_group_arn,
+            format=(
+                '{"requestId":"$context.requestId","time":"$context.requestTime","method":"$context.httpMethod",'
+                '"path":"$context.path","status":"$context.status","latencyMs":"$context.responseLatency",'
+                '"sub":"$context.authorizer.claims.sub","ip":"$context.identity.sourceIp",'
+                '"error":"$context.authorizer.error"}'
+            ),
+        )
+        return api
+
+    def _grant(
+        self, photo_bucket: s3.IBucket, table: dynamodb.ITable, data_key: kms.IKey, upload_prefix: str
+    ) -> None:
+        # The queue: Query on the by-status index only; decisions: GetItem + conditional UpdateItem on the table.
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:Query"], resources=[f"{table.table_arn}/index/{constants.GSI_BY_STATUS}"]
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[table.table_arn])
+        )
+        # Presigned URLs carry the role's permission: only photos under the upload prefix, any version of them.
+        uploads_arn = photo_bucket.arn_for_objects(f"{upload_prefix}*")
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[uploads_arn])
+        )
+        # So a deleted photo answers 404 (shown as "photo gone") instead of 403; listing stays inside the prefix.
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[photo_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{upload_prefix}*"]}},
+            )
+        )
+        # The data key encrypts the photos (read: Decrypt) and the table (DynamoDB acts for the caller).
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                resources=[data_key.key_arn],
+            )
+        )
+        acknowledge(
+            self.role,
+            f"AwsSolutions-IAM5[Resource::{nag_resource(self, uploads_arn)}]",
+            "Reviewers look at any photo uploaded under the upload prefix (one presigned GET per photo shown); "
+            "objects outside the prefix stay unreadable.",
+        )
+
+    def _acknowledge(self) -> None:
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR1",
+            "No geo restriction: the content team works from several countries; every request past the static "
+            "page needs a Cognito sign-in with MFA.",
+        )
+        if self.distribution_web_acl is None:
+            acknowledge(
+                self.distribution,
+                "AwsSolutions-CFR2",
+                "WAF is optional (review.waf / review.web_acl_arn): the distribution serves a static page and "
+                "the API answers only signed-in reviewers; CloudFront web ACLs must live in us-east-1.",
+            )
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR3",
+            "CloudFront standard logs need an ACL-enabled bucket (the access-log bucket enforces bucket-owner "
+            "ownership); the page is static, and every API call is logged in the API's access log.",
+        )
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR4",
+            "Served on the default *.cloudfront.net certificate, whose TLS policy CloudFront fixes (a minimum "
+            "protocol version has no effect on it); a custom domain with its own certificate can raise it.",
+        )
+        acknowledge(
+            self.user_pool,
+            "AwsSolutions-COG8",
+            "The Plus feature plan (threat protection) is billed per active user; a few admin-created reviewers "
+            "signing in with a 12-character password and required TOTP MFA are covered by the Essentials plan.",
+        )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Lambda active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which support no "
+            "resource-level permissions (added by aws-cdk-lib for Tracing.ACTIVE).",
+        )
+        acknowledge(
+            self.function,
+            "AwsSolutions-L1",
+            "Pinned to Python 3.12 on purpose: the bundle's wheels are fetched for cp312 and the runtime must "
+            "match them; move both together (constants.LAMBDA_PYTHON_VERSION).",
+        )
+
+
+__all__ = ["ReviewPage"]

@@ -1,0 +1,162 @@
+"""Export reviewers' decisions as a manifest the dataset builder reads: the loop from review back to training.
+
+    python -m tools.review_export --table photo-labeler-labels --output reviewed.jsonl [--since 2026-11-01]
+        [--corrections-only] [--region eu-west-1] [--endpoint-url http://127.0.0.1:5000]
+    python -m training_job.build_dataset photos/ data/next-run --reviewed reviewed.jsonl
+
+Reads the labels table's `by-status` index (status REVIEWED: a person confirmed or corrected the label) and writes
+one JSON line per photo: {"image": "s3://bucket/key", "version_id", "label": <the reviewer's label>, "decision",
+"model_label", "confidence", "reviewed_by", "reviewed_at"}. `image` + `label` is the builder's manifest format;
+`version_id` makes it read the exact photo version the reviewer saw. Photos a reviewer rejected (REVIEW_REJECTED:
+not a usable hotel photo) are not training data and are only counted. Credentials, region: boto3's usual ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+STATUS_INDEX = "by-status"
+REVIEWED = "REVIEWED"
+REVIEW_REJECTED = "REVIEW_REJECTED"
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def reviewed_items(
+    client: Any,
+    table: str,
+    *,
+    statuses: tuple[str, ...] = (REVIEWED, REVIEW_REJECTED),
+    progress: TextIO | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every item of the given statuses, from the by-status index (paginated); plain Python values."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    read = 0
+    for status in statuses:
+        params: dict[str, Any] = {
+            "TableName": table,
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": "#status = :status",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":status": {"S": status}},
+        }
+        while True:
+            response = client.query(**params)
+            for raw in response.get("Items", []):
+                item = {name: deserializer.deserialize(value) for name, value in raw.items()}
+                yield {k: float(v) if isinstance(v, Decimal) else v for k, v in item.items()}
+            read += len(response.get("Items", []))
+            if progress is not None:
+                print(f"\rread {read:,} reviewed items", end="", file=progress, flush=True)
+            if "LastEvaluatedKey" not in response:
+                break
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    if progress is not None:
+        print(file=progress)
+
+
+@dataclass
+class ExportSummary:
+    written: int = 0
+    confirmed: int = 0
+    corrected: int = 0
+    rejected: int = 0
+    skipped_before_since: int = 0
+    per_label: Counter[str] = field(default_factory=Counter)
+
+
+def export_manifest(
+    items: Iterator[dict[str, Any]], out: TextIO, *, since: str | None = None, corrections_only: bool = False
+) -> ExportSummary:
+    summary = ExportSummary()
+    for item in items:
+        if since and str(item.get("reviewed_at", "")) < since:
+            summary.skipped_before_since += 1
+            continue
+        decision = item.get("review_decision")
+        if item.get("status") == REVIEW_REJECTED or decision == "reject":
+            summary.rejected += 1
+            continue
+        if decision == "confirm":
+            summary.confirmed += 1
+            if corrections_only:
+                continue
+        elif decision == "correct":
+            summary.corrected += 1
+        else:
+            continue  # not a human decision (cannot happen for REVIEWED; guards a hand-edited item)
+        row = {
+            "image": item["image_uri"],
+            "version_id": item.get("version_id"),
+            "label": item["human_label"],
+            "decision": decision,
+            "model_label": item.get("label"),
+            "confidence": item.get("confidence"),
+            "reviewed_by": item.get("reviewed_by"),
+            "reviewed_at": item.get("reviewed_at"),
+        }
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        summary.written += 1
+        summary.per_label[row["label"]] += 1
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.review_export",
+        description="Write reviewers' confirmed and corrected labels as a JSON-lines manifest for build_dataset.",
+    )
+    parser.add_argument("--table", required=True, help="the labels table (stack output LabelsTableName)")
+    parser.add_argument("--output", required=True, type=Path, help="manifest to write (.jsonl)")
+    parser.add_argument("--since", help="only decisions made on or after this date (YYYY-MM-DD)")
+    parser.add_argument("--corrections-only", action="store_true", help="leave out confirmed labels")
+    parser.add_argument("--region", default=None)
+    parser.add_argument("--endpoint-url", default=None, help="an emulator (moto) instead of AWS")
+    args = parser.parse_args(argv)
+    if args.since and not _DATE_RE.match(args.since):
+        parser.error(f"--since must be a date YYYY-MM-DD, got {args.since!r}")
+    if args.output.suffix != ".jsonl":
+        parser.error(f"--output must end in .jsonl (the dataset builder's JSON-lines manifest), got {args.output}")
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = boto3.client("dynamodb", region_name=args.region, endpoint_url=args.endpoint_url)
+    partial = args.output.with_suffix(".jsonl.partial")
+    try:
+        with partial.open("w", encoding="utf-8") as out:
+            summary = export_manifest(
+                reviewed_items(client, args.table, progress=sys.stderr),
+                out,
+                since=args.since,
+                corrections_only=args.corrections_only,
+            )
+    except (BotoCoreError, ClientError) as error:
+        partial.unlink(missing_ok=True)
+        print(f"error: cannot read table {args.table}: {error}", file=sys.stderr)
+        return 1
+    partial.replace(args.output)  # a half-written manifest never looks like a finished one
+    print(
+        f"wrote {summary.written} photos to {args.output} ({summary.corrected} corrected, "
+        f"{summary.confirmed} confirmed{' (left out)' if args.corrections_only else ''}); "
+        f"{summary.rejected} rejected photos left out"
+        + (f"; {summary.skipped_before_since} decided before {args.since}" if args.since else "")
+    )
+    for label, count in summary.per_label.most_common():
+        print(f"  {label}: {count}")
+    if summary.written == 0:
+        print("nothing to export: no confirmed or corrected photo yet", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
