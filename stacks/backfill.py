@@ -401,23 +401,23 @@ class Backfill(Construct):
         check_prefix.when(sfn.Condition.not_(sfn.Condition.is_string("$.prefix")), invalid)
         check_prefix.when(sfn.Condition.string_matches("$.prefix", f"{cfg.source_prefix}*"), list_map)
         check_prefix.otherwise(invalid)
-        check_manifest = sfn.Choice(self, "CheckManifest")
         if cfg.inventory_bucket is None:
-            check_manifest.otherwise(
-                self._fail(
-                    "ManifestInputDisabled",
-                    "Set backfill.inventory_bucket (and inventory_prefix) in the CDK config and deploy to start a "
-                    "backfill from an S3 Inventory manifest.",
-                )
+            # Straight to the Fail state: a Choice needs at least one rule (ASL), and there is nothing to test.
+            manifest_branch: sfn.IChainable = self._fail(
+                "ManifestInputDisabled",
+                "Set backfill.inventory_bucket (and inventory_prefix) in the CDK config and deploy to start a "
+                "backfill from an S3 Inventory manifest.",
             )
         else:
+            check_manifest = sfn.Choice(self, "CheckManifest")
             check_manifest.when(sfn.Condition.not_(sfn.Condition.is_string("$.manifest_key")), invalid)
             check_manifest.when(
                 sfn.Condition.string_matches("$.manifest_key", f"{cfg.inventory_prefix}*manifest.json"),
                 self._manifest_map().next(summary),
             )
             check_manifest.otherwise(invalid)
-        check.when(sfn.Condition.is_present("$.manifest_key"), check_manifest)
+            manifest_branch = check_manifest
+        check.when(sfn.Condition.is_present("$.manifest_key"), manifest_branch)
         check.otherwise(check_prefix)
 
         # Defaults for the optional fields (JSONPath has no "value or default"): a Choice and a Pass each.
