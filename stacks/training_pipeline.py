@@ -1043,10 +1043,15 @@ class TrainingPipeline(Construct):
         job_arn = self._arn("training-job", f"{self.name_prefix}-*")
         role.add_to_principal_policy(
             iam.PolicyStatement(
+                # .sync tags the job it starts (MANAGED_BY_AWS) and reads the tags back: without AddTags every
+                # run fails (aws-cdk issue 32294, fixed in the L2 task by PR 32536). AWS's documented policy grants
+                # ListTags on "*"; this app's jobs are the only ones it needs.
                 actions=[
                     "sagemaker:CreateTrainingJob",
                     "sagemaker:DescribeTrainingJob",
                     "sagemaker:StopTrainingJob",
+                    "sagemaker:AddTags",
+                    "sagemaker:ListTags",
                 ],
                 resources=[job_arn],
             )

@@ -22,19 +22,28 @@ PSEUDO_PARAMETERS = {
 }
 
 
-def placeholder(logical_id: str, attribute: str | None = None) -> str:
-    """An ARN-shaped stand-in: valid wherever the ASL schema wants an ARN, a name or any string."""
+def placeholder(logical_id: str, attribute: str | None = None, type_name: str | None = None) -> str:
+    """An ARN-shaped stand-in: valid wherever the ASL schema wants an ARN, a name or any string.
+
+    A Lambda function's ARN keeps its real shape: a Task whose Resource is one is a Lambda invoke.
+    """
+    if type_name == "AWS::Lambda::Function":
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical_id}"
     suffix = f"-{attribute.replace('.', '-')}" if attribute else ""
     return f"arn:aws:states:{REGION}:{ACCOUNT}:resource:{logical_id}{suffix}"
 
 
-def resolve(value: Any, mappings: dict[str, Any] | None = None) -> Any:
+def resolve(value: Any, template: dict[str, Any]) -> Any:
     """`value` with every Ref / Fn::GetAtt / Fn::Join / Fn::FindInMap / Fn::Select / Fn::Split / Fn::Sub replaced
-    by a string; `mappings` is the template's `Mappings` (looked up with the placeholder region)."""
-    mappings = mappings or {}
+    by a string; `template` gives the Mappings (looked up with the placeholder region) and resource types."""
+    mappings = template.get("Mappings", {})
+    resources = template.get("Resources", {})
 
     def again(inner: Any) -> Any:
-        return resolve(inner, mappings)
+        return resolve(inner, template)
+
+    def type_of(logical_id: str) -> str | None:
+        return resources.get(logical_id, {}).get("Type")
 
     if isinstance(value, list):
         return [again(item) for item in value]
@@ -43,10 +52,10 @@ def resolve(value: Any, mappings: dict[str, Any] | None = None) -> Any:
     if len(value) == 1:
         ((name, argument),) = value.items()
         if name == "Ref":
-            return PSEUDO_PARAMETERS.get(argument) or placeholder(argument)
+            return PSEUDO_PARAMETERS.get(argument) or placeholder(argument, type_name=type_of(argument))
         if name == "Fn::GetAtt":
             logical_id, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
-            return placeholder(logical_id, attribute)
+            return placeholder(logical_id, attribute, type_of(logical_id))
         if name == "Fn::Join":
             separator, parts = argument
             return separator.join(str(again(part)) for part in again(parts))

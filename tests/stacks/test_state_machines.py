@@ -25,9 +25,9 @@ PINNED = json.loads((PROJECT_ROOT / "package.json").read_text())["devDependencie
 
 def definitions(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
     """Each state machine's definition as Step Functions will receive it (intrinsics resolved)."""
-    mappings = synthesized.json.get("Mappings", {})
+    template = synthesized.json
     return {
-        logical_id: json.loads(resolve(resource["Properties"]["DefinitionString"], mappings))
+        logical_id: json.loads(resolve(resource["Properties"]["DefinitionString"], template))
         for logical_id, resource in synthesized.resources("AWS::StepFunctions::StateMachine").items()
     }
 
