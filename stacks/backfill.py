@@ -57,9 +57,9 @@ BACKFILL_HANDLER = "handler.backfill_handler"  # docs/interfaces.md
 # dashboard shows both paths side by side.
 BACKFILL_SERVICE_NAME = "photo-labeler-backfill"
 TRANSIENT_BATCH_ERROR = "TransientBatchError"  # the class name lambda/handler.py raises: the Lambda error type
-# lambda/labeler_core.BACKFILL_TIME_MARGIN_MS: the handler stops taking items when less than this is left, so a
-# shorter timeout could not finish even one worst-case item.
-HANDLER_TIME_MARGIN_SECONDS = 140
+# The handler stops taking items when less than this is left, so a shorter timeout could not finish even one
+# worst-case item.
+HANDLER_TIME_MARGIN_SECONDS = constants.LABELLER_RECORD_WORST_CASE_SECONDS
 DISTRIBUTED_MAP_MAX_CONCURRENCY = 10_000  # Step Functions' limit on a Distributed Map's MaxConcurrency
 MAX_ITEMS_PER_BATCH = 1_000  # our bound: one batch's Lambda must finish in 15 min even when every item is skipped
 RESULTS_PREFIX = "backfill-results"
