@@ -471,7 +471,7 @@ class TrainingPipeline(Construct):
                 ],
             )
         )
-        repository_arn = grant_ecr_pull(role, default_training_images().repository)
+        grant_ecr_pull(role, self.image_uri, default_training_images().repository)
         log_group_arn = stack.format_arn(
             service="logs",
             resource="log-group",
@@ -516,12 +516,6 @@ class TrainingPipeline(Construct):
             "AwsSolutions-IAM5[Resource::*]",
             "ecr:GetAuthorizationToken and cloudwatch:PutMetricData support no resource-level permissions; "
             "PutMetricData is limited to SageMaker's training namespace by a condition.",
-        )
-        acknowledge(
-            role,
-            f"AwsSolutions-IAM5[Resource::{nag_resource(self, repository_arn)}]",
-            "The Hugging Face training image is published by AWS from a different ECR account per region (see "
-            "stacks/data/hf_training_images.json); the grant is limited to that one repository name.",
         )
         acknowledge(
             role,

@@ -17,7 +17,8 @@ from constructs import IConstruct
 
 from app import build_app
 from stacks import nag
-from tests.stacks.conftest import MODEL_URI, PROJECT_ROOT, Synthesized, cdk_json_context
+from tests.stacks.conftest import MODEL_URI, PROJECT_ROOT, VARIANTS, Synthesized, cdk_json_context
+from tests.stacks.intrinsics import resolve
 
 
 @pytest.mark.parametrize("variant", ["no_model", "with_model", "registry", "regional"])
@@ -182,3 +183,25 @@ def test_synth_makes_no_aws_call_and_needs_no_credentials(tmp_path: Path) -> Non
     assert "missing" not in manifest
     template = json.loads((tmp_path / "cdk.out" / "photo-labeler.template.json").read_text())
     assert any(r["Type"] == "AWS::SageMaker::Endpoint" for r in template["Resources"].values())
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_ecr_pull_grants_name_the_image_account_never_any_account(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    # The pulling roles get the repository in the one account that publishes the image in the stack's region.
+    synthesized: Synthesized = request.getfixturevalue(variant)
+    template = synthesized.json
+    region = "ap-east-1" if variant == "regional" else "us-east-1"
+    found = []
+    for policy in synthesized.resources("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if "ecr:BatchGetImage" in statement["Action"]:
+                arn = resolve(statement["Resource"], template)
+                account = arn.split(":")[4]
+                repository = arn.rsplit("/", 1)[1]
+                table = "djl_lmi_images.json" if repository == "djl-inference" else "hf_training_images.json"
+                registries = json.dumps(json.loads((PROJECT_ROOT / "stacks" / "data" / table).read_text()))
+                found.append((repository, account))
+                assert account != "*" and f'"{region}": "{account}"' in registries, arn
+    assert {repository for repository, _ in found} >= {"huggingface-pytorch-training"}
