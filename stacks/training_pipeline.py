@@ -455,7 +455,14 @@ class TrainingPipeline(Construct):
                 actions=["s3:DeleteObject"], resources=[bucket.arn_for_objects(f"{CHECKPOINTS_PREFIX}*")]
             )
         )
-        self.store.data_key.grant_encrypt_decrypt(role)
+        # Reading SSE-KMS inputs and writing SSE-KMS outputs; no kms:ReEncrypt* (grant_encrypt_decrypt's), which
+        # would let the role move ciphertext under another key.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=[self.store.data_key.key_arn],
+            )
+        )
         # The one code archive, by its exact key (Asset.grant_read would grant s3:GetObject* on the whole bucket).
         role.add_to_policy(
             iam.PolicyStatement(
@@ -532,13 +539,8 @@ class TrainingPipeline(Construct):
         acknowledge(
             role,
             "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
-            "Writing SSE-KMS objects needs GenerateDataKey and its variants on the one app key (CDK "
-            "grant_encrypt).",
-        )
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
-            "CDK's grant_encrypt_decrypt on the one app key; re-encryption stays within that key.",
+            "Writing SSE-KMS objects needs GenerateDataKey and its variants (WithoutPlaintext for multipart "
+            "checkpoint uploads) on the one app key.",
         )
         return role
 

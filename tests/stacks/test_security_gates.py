@@ -205,3 +205,58 @@ def test_ecr_pull_grants_name_the_image_account_never_any_account(
                 found.append((repository, account))
                 assert account != "*" and f'"{region}": "{account}"' in registries, arn
     assert {repository for repository, _ in found} >= {"huggingface-pytorch-training"}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_service_principal_in_a_key_policy_is_held_to_this_account(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    # A service-principal statement without aws:SourceAccount/SourceArn (or, for CloudWatch Logs, the log group's
+    # encryption context) lets that service use the key on behalf of any account (confused deputy).
+    synthesized: Synthesized = request.getfixturevalue(variant)
+    unconditioned = []
+    for key_id, key in synthesized.resources("AWS::KMS::Key").items():
+        for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+            if "Service" not in statement["Principal"]:
+                continue
+            keys = {k for operands in statement.get("Condition", {}).values() for k in operands}
+            scoped = "aws:SourceAccount" in keys or "kms:EncryptionContext:aws:logs:arn" in keys
+            if not scoped:
+                unconditioned.append((key_id, json.dumps(statement["Principal"]), statement["Action"]))
+    assert unconditioned == []
+
+
+def test_cdk_added_log_delivery_and_s3_statements_name_this_account_and_the_source(
+    scoped_backfill: Synthesized,
+) -> None:
+    statements = [
+        s
+        for key in scoped_backfill.resources("AWS::KMS::Key").values()
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s["Principal"].get("Service") in ("delivery.logs.amazonaws.com", "s3.amazonaws.com")
+    ]
+    assert len(statements) == 3
+    template = scoped_backfill.json
+    for statement in statements:
+        assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+        source = resolve(statement["Condition"]["ArnLike"]["aws:SourceArn"], template)
+        if statement["Principal"]["Service"] == "s3.amazonaws.com":
+            assert source.endswith("StorageImageBucket99BA9550-Arn")  # the image bucket's ARN placeholder
+        else:
+            assert source == "arn:aws:logs:us-east-1:123456789012:*"
+
+
+def test_the_training_role_gets_no_key_reencryption(with_model: Synthesized) -> None:
+    actions = [
+        action
+        for policy in with_model.resources("AWS::IAM::Policy").values()
+        if any("TrainingPipelineTrainingRole" in json.dumps(r) for r in policy["Properties"]["Roles"])
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    ]
+    assert "sagemaker:CreateTrainingJob" not in actions and "s3:PutObject" in actions  # the right role
+    assert sorted(a for a in actions if a.startswith("kms:")) == [
+        "kms:Decrypt",
+        "kms:Encrypt",
+        "kms:GenerateDataKey*",
+    ]
