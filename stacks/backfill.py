@@ -334,7 +334,8 @@ class Backfill(Construct):
         role = self.function_role
         objects_arn = self._source_objects_arn()
         role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[objects_arn])
+            # The current version only (labeler_aws.S3ObjectStore reads with IfMatch, never a VersionId).
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects_arn])
         )
         # With ListBucket a photo deleted since the listing reads as 404 (recorded MISSING) instead of 403.
         role.add_to_policy(self._list_statement())

@@ -204,11 +204,10 @@ class UploadPath(Construct):
         endpoint: InferenceEndpoint | None,
         upload_prefix: str,
     ) -> None:
-        # Read only the upload prefix. GetObjectVersion: notifications carry the version id of the upload.
+        # Read only the upload prefix, current versions only: labeler_aws.S3ObjectStore reads with IfMatch (the
+        # notification's ETag) and never passes a VersionId, so s3:GetObjectVersion is not needed.
         uploads_arn = bucket.arn_for_objects(f"{upload_prefix}*")
-        self.role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[uploads_arn])
-        )
+        self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[uploads_arn]))
         # With ListBucket a deleted object reads as 404 NoSuchKey instead of 403, which the handler records as
         # MISSING; the condition keeps listings inside the upload prefix.
         self.role.add_to_policy(

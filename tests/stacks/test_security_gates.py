@@ -260,3 +260,18 @@ def test_the_training_role_gets_no_key_reencryption(with_model: Synthesized) -> 
         "kms:Encrypt",
         "kms:GenerateDataKey*",
     ]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_no_role_may_read_old_object_versions(variant: str, request: pytest.FixtureRequest) -> None:
+    # The labeller reads the current version with IfMatch (labeler_aws.S3ObjectStore.get) and nothing else reads
+    # photos: s3:GetObjectVersion would only widen what a leaked credential could read.
+    synthesized: Synthesized = request.getfixturevalue(variant)
+    granted = [
+        statement["Action"]
+        for policy in synthesized.resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "s3:GetObjectVersion" in json.dumps(statement["Action"])
+        or "s3:GetObject*" in json.dumps(statement["Action"])
+    ]
+    assert granted == []
