@@ -552,7 +552,9 @@ class TrainingPipeline(Construct):
             log_group_name=f"/aws/vendedlogs/states/{self.name_prefix}-training",
             key=self.store.data_key,
             retention=PIPELINE_LOG_RETENTION,
-            removal_policy=RemovalPolicy.RETAIN,
+            # Deleted with the stack: a retained log group keeps its fixed name (the key policy names it), so the
+            # next deploy after `cdk destroy` would fail with "already exists".
+            removal_policy=RemovalPolicy.DESTROY,
         )
 
     # --- the definition -------------------------------------------------------------------------------------

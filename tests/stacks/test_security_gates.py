@@ -275,3 +275,15 @@ def test_no_role_may_read_old_object_versions(variant: str, request: pytest.Fixt
         or "s3:GetObject*" in json.dumps(statement["Action"])
     ]
     assert granted == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_no_named_log_group_outlives_the_stack(variant: str, request: pytest.FixtureRequest) -> None:
+    # A retained log group with a fixed name makes the next deploy after `cdk destroy` fail ("already exists").
+    synthesized: Synthesized = request.getfixturevalue(variant)
+    retained = [
+        resource["Properties"]["LogGroupName"]
+        for resource in synthesized.resources("AWS::Logs::LogGroup").values()
+        if "LogGroupName" in resource["Properties"] and resource.get("DeletionPolicy") != "Delete"
+    ]
+    assert retained == []
