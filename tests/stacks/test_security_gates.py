@@ -17,11 +17,19 @@ from constructs import IConstruct
 
 from app import build_app
 from stacks import nag
-from tests.stacks.conftest import MODEL_URI, PROJECT_ROOT, VARIANTS, Synthesized, cdk_json_context
+from tests.stacks.conftest import (
+    CANARY,
+    MODEL_URI,
+    PROJECT_ROOT,
+    SCOPED_BACKFILL,
+    VARIANTS,
+    Synthesized,
+    cdk_json_context,
+)
 from tests.stacks.intrinsics import resolve
 
 
-@pytest.mark.parametrize("variant", ["no_model", "with_model", "registry", "regional"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_cdk_nag_finds_nothing_unacknowledged(variant: str, request: pytest.FixtureRequest) -> None:
     synthesized: Synthesized = request.getfixturevalue(variant)
     violations = AwsSolutionsChecks().validate_scope(synthesized.stack).violations
@@ -44,13 +52,6 @@ class _RecordedAcknowledgements:
         self.made.append((self._path, acknowledgment.id))
 
 
-SCOPED_BACKFILL = {
-    "photo_labeler.endpoint.model_data_uri": MODEL_URI,
-    "photo_labeler.backfill.source_prefix": "archive/",
-    "photo_labeler.backfill.inventory_bucket": "photo-labeler-inventory",
-}
-
-
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -63,8 +64,9 @@ SCOPED_BACKFILL = {
             "photo_labeler.account": "123456789012",
         },
         SCOPED_BACKFILL,
+        CANARY,
     ],
-    ids=["no_model", "with_model", "registry", "regional", "scoped_backfill"],
+    ids=["no_model", "with_model", "registry", "regional", "scoped_backfill", "canary"],
 )
 def test_every_acknowledgement_suppresses_a_finding_cdk_nag_really_reports(
     overrides: dict[str, str], monkeypatch: pytest.MonkeyPatch
@@ -120,7 +122,7 @@ def _cfn_lint(template: dict, tmp_path: Path) -> subprocess.CompletedProcess[str
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["no_model", "with_model", "registry", "regional"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_cfn_lint_reports_no_errors(variant: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     synthesized: Synthesized = request.getfixturevalue(variant)
     result = _cfn_lint(synthesized.json, tmp_path)
