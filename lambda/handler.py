@@ -51,6 +51,15 @@ _STATUS_METRICS = {
 }
 
 
+# One record's worst case (two endpoint attempts of 65 s plus S3/DynamoDB): a record is started only while it
+# still fits in the invocation. stacks/constants.LABELLER_RECORD_WORST_CASE_SECONDS is the same figure at synth.
+RECORD_WORST_CASE_MS = BACKFILL_TIME_MARGIN_MS
+
+
+class RecordDeferred(Exception):
+    """Too little time left for a worst-case record: reported as a batch item failure, SQS delivers it again."""
+
+
 class TransientBatchError(Exception):
     """Some backfill items hit a transient fault (or were not reached): the map's Retry re-runs the batch."""
 
@@ -129,8 +138,15 @@ def _emit(outcome: Outcome) -> None:
     )
 
 
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
     """One SQS message = one S3 notification (usually one object); raising fails only this message."""
+    # A timed-out invocation fails every message of the batch, labelled or not; a deferred one spends one receive.
+    remaining_ms = lambda_context.get_remaining_time_in_millis()
+    if remaining_ms < RECORD_WORST_CASE_MS:
+        logger.info(
+            "deferred to a later delivery", extra={"message_id": record.message_id, "remaining_ms": remaining_ms}
+        )
+        raise RecordDeferred(f"{remaining_ms} ms left, a record may need {RECORD_WORST_CASE_MS} ms")
     refs = parse_s3_notification(record.body)
     if not refs:
         logger.info("no ObjectCreated record (s3:TestEvent or another event type): consumed")

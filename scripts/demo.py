@@ -409,7 +409,7 @@ class FakeContext:
     memory_limit_in_mb: int = 1024
     invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:photo-labeler-local"
     aws_request_id: str = "local"
-    timeout_ms: int = 120_000
+    timeout_ms: int = 300_000  # set from upload.function_timeout_seconds by drain_queue
     _started: float = field(default_factory=time.monotonic)
 
     def get_remaining_time_in_millis(self) -> int:
@@ -505,6 +505,7 @@ def drain_queue(
     handler: Any,
     *,
     batch_size: int,
+    function_timeout_seconds: int,
     log: TextIO,
     timeout: float = DRAIN_TIMEOUT,
     progress: bool = True,
@@ -524,7 +525,9 @@ def drain_queue(
                 break
             continue  # in flight: a failed message reappears after the visibility timeout
         with contextlib.redirect_stdout(log):  # Powertools prints EMF metrics to stdout
-            response = handler.lambda_handler(sqs_event(received, aws.queue_arn), FakeContext())
+            # The handler defers records a worst case no longer fits: give it the deployed function's time budget.
+            context = FakeContext(timeout_ms=function_timeout_seconds * 1000)
+            response = handler.lambda_handler(sqs_event(received, aws.queue_arn), context)
         failed = {failure["itemIdentifier"] for failure in response.get("batchItemFailures", [])}
         done = [m for m in received if m["MessageId"] not in failed]
         if done:
@@ -722,7 +725,12 @@ def run_demo(
         )
         with patched_environ(environment), lambda_handler_module(lambda_log) as handler:
             drain = drain_queue(
-                aws, handler, batch_size=config.upload.batch_size, log=lambda_log, progress=progress
+                aws,
+                handler,
+                batch_size=config.upload.batch_size,
+                function_timeout_seconds=config.upload.function_timeout_seconds,
+                log=lambda_log,
+                progress=progress,
             )
         seconds["label"] = drain.seconds
 

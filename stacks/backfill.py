@@ -57,9 +57,9 @@ BACKFILL_HANDLER = "handler.backfill_handler"  # docs/interfaces.md
 # dashboard shows both paths side by side.
 BACKFILL_SERVICE_NAME = "photo-labeler-backfill"
 TRANSIENT_BATCH_ERROR = "TransientBatchError"  # the class name lambda/handler.py raises: the Lambda error type
-# lambda/labeler_core.BACKFILL_TIME_MARGIN_MS: the handler stops taking items when less than this is left, so a
-# shorter timeout could not finish even one worst-case item.
-HANDLER_TIME_MARGIN_SECONDS = 140
+# The handler stops taking items when less than this is left, so a shorter timeout could not finish even one
+# worst-case item.
+HANDLER_TIME_MARGIN_SECONDS = constants.LABELLER_RECORD_WORST_CASE_SECONDS
 DISTRIBUTED_MAP_MAX_CONCURRENCY = 10_000  # Step Functions' limit on a Distributed Map's MaxConcurrency
 MAX_ITEMS_PER_BATCH = 1_000  # our bound: one batch's Lambda must finish in 15 min even when every item is skipped
 RESULTS_PREFIX = "backfill-results"
@@ -334,7 +334,8 @@ class Backfill(Construct):
         role = self.function_role
         objects_arn = self._source_objects_arn()
         role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[objects_arn])
+            # The current version only (labeler_aws.S3ObjectStore reads with IfMatch, never a VersionId).
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects_arn])
         )
         # With ListBucket a photo deleted since the listing reads as 404 (recorded MISSING) instead of 403.
         role.add_to_policy(self._list_statement())
@@ -401,23 +402,23 @@ class Backfill(Construct):
         check_prefix.when(sfn.Condition.not_(sfn.Condition.is_string("$.prefix")), invalid)
         check_prefix.when(sfn.Condition.string_matches("$.prefix", f"{cfg.source_prefix}*"), list_map)
         check_prefix.otherwise(invalid)
-        check_manifest = sfn.Choice(self, "CheckManifest")
         if cfg.inventory_bucket is None:
-            check_manifest.otherwise(
-                self._fail(
-                    "ManifestInputDisabled",
-                    "Set backfill.inventory_bucket (and inventory_prefix) in the CDK config and deploy to start a "
-                    "backfill from an S3 Inventory manifest.",
-                )
+            # Straight to the Fail state: a Choice needs at least one rule (ASL), and there is nothing to test.
+            manifest_branch: sfn.IChainable = self._fail(
+                "ManifestInputDisabled",
+                "Set backfill.inventory_bucket (and inventory_prefix) in the CDK config and deploy to start a "
+                "backfill from an S3 Inventory manifest.",
             )
         else:
+            check_manifest = sfn.Choice(self, "CheckManifest")
             check_manifest.when(sfn.Condition.not_(sfn.Condition.is_string("$.manifest_key")), invalid)
             check_manifest.when(
                 sfn.Condition.string_matches("$.manifest_key", f"{cfg.inventory_prefix}*manifest.json"),
                 self._manifest_map().next(summary),
             )
             check_manifest.otherwise(invalid)
-        check.when(sfn.Condition.is_present("$.manifest_key"), check_manifest)
+            manifest_branch = check_manifest
+        check.when(sfn.Condition.is_present("$.manifest_key"), manifest_branch)
         check.otherwise(check_prefix)
 
         # Defaults for the optional fields (JSONPath has no "value or default"): a Choice and a Pass each.

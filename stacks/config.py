@@ -153,7 +153,9 @@ class UploadPathConfig:
     # (stacks/endpoint_load.py).
     max_concurrency: int = 12
     max_receive_count: int = 5  # deliveries before a message moves to the DLQ
-    function_timeout_seconds: int = 120
+    # Holds 2 worst-case records (constants.LABELLER_RECORD_WORST_CASE_SECONDS); the handler defers the rest of a
+    # batch to SQS when the next one no longer fits, which spends a receive (checked against max_receive_count).
+    function_timeout_seconds: int = 300
     function_memory_mb: int = 1024  # also buys CPU for JPEG decode/resize
 
     def __post_init__(self) -> None:
@@ -193,6 +195,25 @@ class UploadPathConfig:
             constants.LAMBDA_MIN_MEMORY_MB <= self.function_memory_mb <= constants.LAMBDA_MAX_MEMORY_MB,
             "function_memory_mb",
             f"must be {constants.LAMBDA_MIN_MEMORY_MB}..{constants.LAMBDA_MAX_MEMORY_MB}",
+        )
+        worst = constants.LABELLER_RECORD_WORST_CASE_SECONDS
+        _check(
+            self.function_timeout_seconds >= worst,
+            "function_timeout_seconds",
+            f"{self.function_timeout_seconds} s cannot finish one worst-case record ({worst} s: two endpoint "
+            f"attempts of 65 s plus S3/DynamoDB); must be >= {worst}",
+        )
+        # With the endpoint at its worst every invocation finishes `per_invocation` records and defers the rest of
+        # the batch, each deferral spending a receive: the last record of a batch must still get its own attempt.
+        per_invocation = self.function_timeout_seconds // worst
+        receives_needed = -(-self.batch_size // per_invocation)
+        _check(
+            self.max_receive_count >= receives_needed,
+            "max_receive_count",
+            f"{self.max_receive_count} lets a healthy record reach the DLQ: with batch_size {self.batch_size} and "
+            f"function_timeout_seconds {self.function_timeout_seconds} ({per_invocation} worst-case record(s) of "
+            f"{worst} s per invocation) a record may be deferred {receives_needed - 1} time(s); must be >= "
+            f"{receives_needed} (or raise function_timeout_seconds / lower batch_size)",
         )
 
 

@@ -64,15 +64,23 @@ def regional_image_uri(
     )
 
 
-def grant_ecr_pull(role: iam.Role, repository: str) -> str:
-    """Let `role` pull images from `repository` in any account of its stack's region; returns the repository ARN
-    (for the cdk-nag acknowledgement of its `*` account).
+def image_account(image_uri: str) -> str:
+    """The ECR account of `<account>.dkr.ecr.<region>...`: a literal, or, for a URI resolved at deploy time (a
+    region mapping lookup), a `Fn::Select` over it that CloudFormation evaluates to that same account."""
+    if Token.is_unresolved(image_uri):
+        return Fn.select(0, Fn.split(".", image_uri))
+    return image_uri.split(".", 1)[0]
 
-    The publishing account differs by region, so only the repository name can be pinned. GetAuthorizationToken
-    supports no resource-level permissions and is granted on `*`.
+
+def grant_ecr_pull(role: iam.Role, image_uri: str, repository: str) -> str:
+    """Let `role` pull `image_uri` (in the repository `repository`); returns the repository ARN.
+
+    The grant names the exact account that publishes the image in the stack's region (read from the URI, so a
+    table and its grant cannot disagree). GetAuthorizationToken supports no resource-level permissions and is
+    granted on `*`.
     """
     repository_arn = Stack.of(role).format_arn(
-        service="ecr", account="*", resource="repository", resource_name=repository
+        service="ecr", account=image_account(image_uri), resource="repository", resource_name=repository
     )
     role.add_to_policy(iam.PolicyStatement(actions=list(ECR_PULL_ACTIONS), resources=[repository_arn]))
     role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))

@@ -142,8 +142,8 @@ class InferenceEndpoint(Construct):
                 conditions={"StringLike": {"s3:prefix": [f"{key_prefix}*"]}},
             )
         )
-        # The image lives in an AWS-owned account that differs by region; the repository name is fixed.
-        repository_arn = grant_ecr_pull(role, table.repository)
+        # The image lives in an AWS-owned account that differs by region: the grant names this region's one.
+        grant_ecr_pull(role, self.image_uri, table.repository)
         log_group_arn = stack.format_arn(
             service="logs",
             resource="log-group",
@@ -178,12 +178,6 @@ class InferenceEndpoint(Construct):
             role,
             f"AwsSolutions-IAM5[Resource::{nag_resource(self, objects_arn)}]",
             "The model is a directory of files (S3Prefix model data); reading is limited to that one prefix.",
-        )
-        acknowledge(
-            role,
-            f"AwsSolutions-IAM5[Resource::{nag_resource(self, repository_arn)}]",
-            "The DJL LMI image is published by AWS from a different ECR account per region (see "
-            "stacks/data/djl_lmi_images.json); the grant is limited to that one repository name in this region.",
         )
         acknowledge(
             role,

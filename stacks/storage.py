@@ -9,6 +9,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks import constants
+from stacks.key_policy import log_delivery_source_arn, scope_service_statements
 
 
 class Storage(Construct):
@@ -32,7 +33,7 @@ class Storage(Construct):
     def _build_key(self, name_prefix: str) -> kms.Key:
         # One customer-managed key for the bucket, table, queues and topic: its policy is where S3 (for the
         # queue notifications) and CloudWatch (for the alarm topic) are admitted, so it must be ours, not AWS's.
-        return kms.Key(
+        key = kms.Key(
             self,
             "Key",
             alias=f"alias/{name_prefix}",
@@ -40,6 +41,12 @@ class Storage(Construct):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
+        # State machines logging to log groups encrypted with this key make the CDK admit log delivery to
+        # kms:Decrypt* without conditions: only this account's log deliveries may use it.
+        scope_service_statements(
+            key, service="delivery.logs.amazonaws.com", source_arn=log_delivery_source_arn(key)
+        )
+        return key
 
     def _build_access_log_bucket(self, retention_days: int) -> s3.Bucket:
         bucket = s3.Bucket(

@@ -455,7 +455,14 @@ class TrainingPipeline(Construct):
                 actions=["s3:DeleteObject"], resources=[bucket.arn_for_objects(f"{CHECKPOINTS_PREFIX}*")]
             )
         )
-        self.store.data_key.grant_encrypt_decrypt(role)
+        # Reading SSE-KMS inputs and writing SSE-KMS outputs; no kms:ReEncrypt* (grant_encrypt_decrypt's), which
+        # would let the role move ciphertext under another key.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=[self.store.data_key.key_arn],
+            )
+        )
         # The one code archive, by its exact key (Asset.grant_read would grant s3:GetObject* on the whole bucket).
         role.add_to_policy(
             iam.PolicyStatement(
@@ -471,7 +478,7 @@ class TrainingPipeline(Construct):
                 ],
             )
         )
-        repository_arn = grant_ecr_pull(role, default_training_images().repository)
+        grant_ecr_pull(role, self.image_uri, default_training_images().repository)
         log_group_arn = stack.format_arn(
             service="logs",
             resource="log-group",
@@ -519,12 +526,6 @@ class TrainingPipeline(Construct):
         )
         acknowledge(
             role,
-            f"AwsSolutions-IAM5[Resource::{nag_resource(self, repository_arn)}]",
-            "The Hugging Face training image is published by AWS from a different ECR account per region (see "
-            "stacks/data/hf_training_images.json); the grant is limited to that one repository name.",
-        )
-        acknowledge(
-            role,
             f"AwsSolutions-IAM5[Resource::{nag_resource(self, log_group_arn)}]",
             "SageMaker names one log stream per training job, host and algorithm at run time; the grant is "
             "limited to streams of this app's jobs (the job name prefix) in SageMaker's training log group.",
@@ -538,13 +539,8 @@ class TrainingPipeline(Construct):
         acknowledge(
             role,
             "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
-            "Writing SSE-KMS objects needs GenerateDataKey and its variants on the one app key (CDK "
-            "grant_encrypt).",
-        )
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
-            "CDK's grant_encrypt_decrypt on the one app key; re-encryption stays within that key.",
+            "Writing SSE-KMS objects needs GenerateDataKey and its variants (WithoutPlaintext for multipart "
+            "checkpoint uploads) on the one app key.",
         )
         return role
 
@@ -556,7 +552,9 @@ class TrainingPipeline(Construct):
             log_group_name=f"/aws/vendedlogs/states/{self.name_prefix}-training",
             key=self.store.data_key,
             retention=PIPELINE_LOG_RETENTION,
-            removal_policy=RemovalPolicy.RETAIN,
+            # Deleted with the stack: a retained log group keeps its fixed name (the key policy names it), so the
+            # next deploy after `cdk destroy` would fail with "already exists".
+            removal_policy=RemovalPolicy.DESTROY,
         )
 
     # --- the definition -------------------------------------------------------------------------------------
@@ -1043,10 +1041,15 @@ class TrainingPipeline(Construct):
         job_arn = self._arn("training-job", f"{self.name_prefix}-*")
         role.add_to_principal_policy(
             iam.PolicyStatement(
+                # .sync tags the job it starts (MANAGED_BY_AWS) and reads the tags back: without AddTags every
+                # run fails (aws-cdk issue 32294, fixed in the L2 task by PR 32536). AWS's documented policy grants
+                # ListTags on "*"; this app's jobs are the only ones it needs.
                 actions=[
                     "sagemaker:CreateTrainingJob",
                     "sagemaker:DescribeTrainingJob",
                     "sagemaker:StopTrainingJob",
+                    "sagemaker:AddTags",
+                    "sagemaker:ListTags",
                 ],
                 resources=[job_arn],
             )

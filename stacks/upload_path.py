@@ -20,6 +20,7 @@ from constructs import Construct
 from stacks import constants
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.inference_endpoint import InferenceEndpoint
+from stacks.key_policy import scope_service_statements
 from stacks.lambda_role import lambda_role
 from stacks.nag import acknowledge, nag_resource
 from stacks.training_pipeline import ModelStore
@@ -90,6 +91,8 @@ class UploadPath(Construct):
             description="Upload notifications queue and its dead-letter queue",
             enable_key_rotation=True,
         )
+        # SqsDestination admits S3 to this key (one statement without any condition): only for this bucket.
+        scope_service_statements(self.queue_key, service="s3.amazonaws.com", source_arn=bucket.bucket_arn)
         self.dead_letter_queue: sqs.Queue = self._build_dead_letter_queue(self.queue_key)
         self.queue: sqs.Queue = self._build_queue(self.queue_key, function_timeout_seconds, max_receive_count)
         bucket.add_event_notification(
@@ -201,11 +204,10 @@ class UploadPath(Construct):
         endpoint: InferenceEndpoint | None,
         upload_prefix: str,
     ) -> None:
-        # Read only the upload prefix. GetObjectVersion: notifications carry the version id of the upload.
+        # Read only the upload prefix, current versions only: labeler_aws.S3ObjectStore reads with IfMatch (the
+        # notification's ETag) and never passes a VersionId, so s3:GetObjectVersion is not needed.
         uploads_arn = bucket.arn_for_objects(f"{upload_prefix}*")
-        self.role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[uploads_arn])
-        )
+        self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[uploads_arn]))
         # With ListBucket a deleted object reads as 404 NoSuchKey instead of 403, which the handler records as
         # MISSING; the condition keeps listings inside the upload prefix.
         self.role.add_to_policy(

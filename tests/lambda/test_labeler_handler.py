@@ -699,3 +699,34 @@ def test_a_registry_fault_fails_only_that_record_and_its_redelivery_labels_the_p
     # Then the photo is labelled under the registered model
     assert run_batch(messages) == set()
     assert aws.item("uploads/h3/a.jpg")["model"] == RUN_1  # type: ignore[index]
+
+
+def test_records_that_no_longer_fit_the_invocation_are_reported_failed_without_being_started(aws: Aws) -> None:
+    # Given three uploads and an invocation whose clock runs out after the first record
+    queue, _dlq = make_queue(aws)
+    for name in ("a", "b", "c"):
+        aws.s3.put_object(Bucket=BUCKET, Key=f"uploads/h1/{name}.jpg", Body=photo(PALETTE[len(name)]))
+    queue_endpoint_reply(vllm_answer(LABELS[0]))
+    messages = [m for m in receive(aws, queue) if "ObjectCreated" in m["Body"]]
+    assert len(messages) == 3
+
+    class Clock(FakeContext):
+        calls = 0
+
+        def get_remaining_time_in_millis(self) -> int:
+            # first check: a full invocation; afterwards: less than one worst-case record
+            self.calls += 1
+            return 300_000 if self.calls == 1 else handler.RECORD_WORST_CASE_MS - 1
+
+    # When the handler runs the batch
+    response = handler.lambda_handler(lambda_event(messages), Clock())
+    # Then the first is labelled and the other two are reported failed, never started (SQS delivers them again)
+    failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
+    assert failed == {m["MessageId"] for m in messages[1:]}
+    assert len(aws.items()) == 1
+
+
+def test_the_record_budget_matches_the_one_synth_checks_the_timeout_against() -> None:
+    from stacks import constants
+
+    assert handler.RECORD_WORST_CASE_MS == constants.LABELLER_RECORD_WORST_CASE_SECONDS * 1000

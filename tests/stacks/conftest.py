@@ -23,6 +23,21 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 
+SCOPED_BACKFILL = {
+    "photo_labeler.endpoint.model_data_uri": MODEL_URI,
+    "photo_labeler.backfill.source_prefix": "archive/",
+    "photo_labeler.backfill.inventory_bucket": "photo-labeler-inventory",
+}
+CANARY = {
+    "photo_labeler.training.serve_registered_model": "true",
+    "photo_labeler.endpoint.min_capacity": "2",
+    "photo_labeler.training.rollout_canary_percent": "25",
+    "photo_labeler.training.rollout_canary_wait_seconds": "300",
+}
+# Every config variant whose template differs in kind: the deploy-time gates run on each (session fixtures).
+VARIANTS = ("no_model", "with_model", "registry", "regional", "scoped_backfill", "canary")
+
+
 @dataclass(frozen=True)
 class Synthesized:
     app: cdk.App
@@ -86,6 +101,18 @@ def regional() -> Synthesized:
             "photo_labeler.account": "123456789012",
         }
     )
+
+
+@pytest.fixture(scope="session")
+def scoped_backfill() -> Synthesized:
+    """A model, and backfills restricted to a source prefix or started from an S3 Inventory manifest."""
+    return synth(SCOPED_BACKFILL)
+
+
+@pytest.fixture(scope="session")
+def canary() -> Synthesized:
+    """The registry-served endpoint on two instances, rolled out by a canary (the rollout's other branch)."""
+    return synth(CANARY)
 
 
 @pytest.fixture

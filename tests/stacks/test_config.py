@@ -120,6 +120,18 @@ def test_command_line_overrides_are_typed_like_the_field() -> None:
         ({"upload": {"max_concurrency": 1}}, "photo_labeler.upload.max_concurrency", "2..1000"),
         ({"upload": {"max_receive_count": 0}}, "photo_labeler.upload.max_receive_count", "1..1000"),
         ({"upload": {"function_timeout_seconds": 901}}, "photo_labeler.upload.function_timeout_seconds", "900"),
+        # The former default: one record's worst case (~130-140 s) did not fit, so a slow endpoint timed out
+        # whole batches, labelled messages included.
+        (
+            {"upload": {"function_timeout_seconds": 120}},
+            "photo_labeler.upload.function_timeout_seconds",
+            "one worst-case record (140 s",
+        ),
+        (
+            {"upload": {"function_timeout_seconds": 150, "batch_size": 10, "max_receive_count": 9}},
+            "photo_labeler.upload.max_receive_count",
+            "batch_size 10 and function_timeout_seconds 150 (1 worst-case record(s)",
+        ),
         ({"region": "us-east-9x"}, "photo_labeler.region", "region"),
         ({"region": "us-isob-west-9"}, "photo_labeler.region", "not published"),
         ({"account": "12345"}, "photo_labeler.account", "12 digits"),

@@ -7,6 +7,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Template
 
 from stacks.container_images import ECR_PULL_ACTIONS, ecr_image_uri, grant_ecr_pull, regional_image_uri
+from tests.stacks.intrinsics import resolve
 
 REGISTRIES = {"us-east-1": "111111111111", "cn-north-1": "222222222222"}
 SUFFIXES = {"us-east-1": "amazonaws.com", "cn-north-1": "amazonaws.com.cn"}
@@ -41,12 +42,26 @@ def test_agnostic_stack_gets_a_region_mapping() -> None:
     }
 
 
-def test_grant_ecr_pull_pins_the_repository_name_in_any_account() -> None:
-    stack = cdk.Stack(cdk.App(), "S")
+def test_grant_ecr_pull_names_the_account_of_a_literal_image_uri() -> None:
+    stack = cdk.Stack(cdk.App(), "S", env=cdk.Environment(account="123456789012", region="us-east-1"))
     role = iam.Role(stack, "R", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
-    arn = grant_ecr_pull(role, "repo")
+    arn = grant_ecr_pull(role, "111111111111.dkr.ecr.us-east-1.amazonaws.com/repo:1.0", "repo")
     statements = stack.resolve(role.node.find_child("DefaultPolicy").document)["Statement"]
     assert [s["Action"] for s in statements] == [list(ECR_PULL_ACTIONS), "ecr:GetAuthorizationToken"]
     assert statements[0]["Resource"] == stack.resolve(arn)
-    assert ":*:repository/repo" in str(stack.resolve(arn))
+    assert stack.resolve(arn) == {
+        "Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":ecr:us-east-1:111111111111:repository/repo"]]
+    }
     assert statements[1]["Resource"] == "*"
+
+
+def test_grant_ecr_pull_in_an_agnostic_stack_names_the_account_the_region_mapping_resolves_to() -> None:
+    # Given an environment-agnostic stack, whose image account is a deploy-time mapping lookup
+    stack = cdk.Stack(cdk.App(), "S")
+    role = iam.Role(stack, "R", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+    uri = _uri(stack)
+    arn = grant_ecr_pull(role, uri, "repo")
+    template = Template.from_stack(stack).to_json()
+    # Then the grant's account is the account of the image URI CloudFormation builds (no `*` account)
+    resolved = resolve(stack.resolve(arn), template)
+    assert resolved == "arn:aws:ecr:us-east-1:111111111111:repository/repo"

@@ -14,6 +14,7 @@ from stacks.inference_endpoint import InferenceEndpoint
 from stacks.lmi_image import default_table
 from stacks.training_pipeline import TrainingPipelineConfig
 from tests.stacks.conftest import MODEL_URI, Synthesized
+from tests.stacks.intrinsics import resolve
 
 
 def _logical_ids(s: Synthesized, type_name: str) -> list[str]:
@@ -177,7 +178,9 @@ def test_model_role_reads_only_the_model_prefix_and_pulls_only_the_lmi_repositor
     assert json.dumps(get_object["Resource"]).endswith('":s3:::example-models/llava-run-7/model/*"]]}')
     assert by_action['"s3:ListBucket"']["Condition"] == {"StringLike": {"s3:prefix": ["llava-run-7/model/*"]}}
     ecr = next(s for s in statements if "ecr:BatchGetImage" in s["Action"])
-    assert json.dumps(ecr["Resource"]).endswith(':*:repository/djl-inference"]]}')
+    # The image's own account in the deploy region (us-east-1: AWS's 763104351884), never `*`
+    expected = "arn:aws:ecr:us-east-1:763104351884:repository/djl-inference"
+    assert resolve(ecr["Resource"], with_model.json) == expected
     # Nothing else is granted on every resource except the two actions that have no resource level.
     wildcard = sorted(
         action

@@ -17,10 +17,19 @@ from constructs import IConstruct
 
 from app import build_app
 from stacks import nag
-from tests.stacks.conftest import MODEL_URI, PROJECT_ROOT, Synthesized, cdk_json_context
+from tests.stacks.conftest import (
+    CANARY,
+    MODEL_URI,
+    PROJECT_ROOT,
+    SCOPED_BACKFILL,
+    VARIANTS,
+    Synthesized,
+    cdk_json_context,
+)
+from tests.stacks.intrinsics import resolve
 
 
-@pytest.mark.parametrize("variant", ["no_model", "with_model", "registry", "regional"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_cdk_nag_finds_nothing_unacknowledged(variant: str, request: pytest.FixtureRequest) -> None:
     synthesized: Synthesized = request.getfixturevalue(variant)
     violations = AwsSolutionsChecks().validate_scope(synthesized.stack).violations
@@ -43,13 +52,6 @@ class _RecordedAcknowledgements:
         self.made.append((self._path, acknowledgment.id))
 
 
-SCOPED_BACKFILL = {
-    "photo_labeler.endpoint.model_data_uri": MODEL_URI,
-    "photo_labeler.backfill.source_prefix": "archive/",
-    "photo_labeler.backfill.inventory_bucket": "photo-labeler-inventory",
-}
-
-
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -62,8 +64,9 @@ SCOPED_BACKFILL = {
             "photo_labeler.account": "123456789012",
         },
         SCOPED_BACKFILL,
+        CANARY,
     ],
-    ids=["no_model", "with_model", "registry", "regional", "scoped_backfill"],
+    ids=["no_model", "with_model", "registry", "regional", "scoped_backfill", "canary"],
 )
 def test_every_acknowledgement_suppresses_a_finding_cdk_nag_really_reports(
     overrides: dict[str, str], monkeypatch: pytest.MonkeyPatch
@@ -119,7 +122,7 @@ def _cfn_lint(template: dict, tmp_path: Path) -> subprocess.CompletedProcess[str
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["no_model", "with_model", "registry", "regional"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_cfn_lint_reports_no_errors(variant: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     synthesized: Synthesized = request.getfixturevalue(variant)
     result = _cfn_lint(synthesized.json, tmp_path)
@@ -182,3 +185,107 @@ def test_synth_makes_no_aws_call_and_needs_no_credentials(tmp_path: Path) -> Non
     assert "missing" not in manifest
     template = json.loads((tmp_path / "cdk.out" / "photo-labeler.template.json").read_text())
     assert any(r["Type"] == "AWS::SageMaker::Endpoint" for r in template["Resources"].values())
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_ecr_pull_grants_name_the_image_account_never_any_account(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    # The pulling roles get the repository in the one account that publishes the image in the stack's region.
+    synthesized: Synthesized = request.getfixturevalue(variant)
+    template = synthesized.json
+    region = "ap-east-1" if variant == "regional" else "us-east-1"
+    found = []
+    for policy in synthesized.resources("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if "ecr:BatchGetImage" in statement["Action"]:
+                arn = resolve(statement["Resource"], template)
+                account = arn.split(":")[4]
+                repository = arn.rsplit("/", 1)[1]
+                table = "djl_lmi_images.json" if repository == "djl-inference" else "hf_training_images.json"
+                registries = json.dumps(json.loads((PROJECT_ROOT / "stacks" / "data" / table).read_text()))
+                found.append((repository, account))
+                assert account != "*" and f'"{region}": "{account}"' in registries, arn
+    assert {repository for repository, _ in found} >= {"huggingface-pytorch-training"}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_service_principal_in_a_key_policy_is_held_to_this_account(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    # A service-principal statement without aws:SourceAccount/SourceArn (or, for CloudWatch Logs, the log group's
+    # encryption context) lets that service use the key on behalf of any account (confused deputy).
+    synthesized: Synthesized = request.getfixturevalue(variant)
+    unconditioned = []
+    for key_id, key in synthesized.resources("AWS::KMS::Key").items():
+        for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+            if "Service" not in statement["Principal"]:
+                continue
+            keys = {k for operands in statement.get("Condition", {}).values() for k in operands}
+            scoped = "aws:SourceAccount" in keys or "kms:EncryptionContext:aws:logs:arn" in keys
+            if not scoped:
+                unconditioned.append((key_id, json.dumps(statement["Principal"]), statement["Action"]))
+    assert unconditioned == []
+
+
+def test_cdk_added_log_delivery_and_s3_statements_name_this_account_and_the_source(
+    scoped_backfill: Synthesized,
+) -> None:
+    statements = [
+        s
+        for key in scoped_backfill.resources("AWS::KMS::Key").values()
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s["Principal"].get("Service") in ("delivery.logs.amazonaws.com", "s3.amazonaws.com")
+    ]
+    assert len(statements) == 3
+    template = scoped_backfill.json
+    for statement in statements:
+        assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+        source = resolve(statement["Condition"]["ArnLike"]["aws:SourceArn"], template)
+        if statement["Principal"]["Service"] == "s3.amazonaws.com":
+            assert source.endswith("StorageImageBucket99BA9550-Arn")  # the image bucket's ARN placeholder
+        else:
+            assert source == "arn:aws:logs:us-east-1:123456789012:*"
+
+
+def test_the_training_role_gets_no_key_reencryption(with_model: Synthesized) -> None:
+    actions = [
+        action
+        for policy in with_model.resources("AWS::IAM::Policy").values()
+        if any("TrainingPipelineTrainingRole" in json.dumps(r) for r in policy["Properties"]["Roles"])
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    ]
+    assert "sagemaker:CreateTrainingJob" not in actions and "s3:PutObject" in actions  # the right role
+    assert sorted(a for a in actions if a.startswith("kms:")) == [
+        "kms:Decrypt",
+        "kms:Encrypt",
+        "kms:GenerateDataKey*",
+    ]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_no_role_may_read_old_object_versions(variant: str, request: pytest.FixtureRequest) -> None:
+    # The labeller reads the current version with IfMatch (labeler_aws.S3ObjectStore.get) and nothing else reads
+    # photos: s3:GetObjectVersion would only widen what a leaked credential could read.
+    synthesized: Synthesized = request.getfixturevalue(variant)
+    granted = [
+        statement["Action"]
+        for policy in synthesized.resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "s3:GetObjectVersion" in json.dumps(statement["Action"])
+        or "s3:GetObject*" in json.dumps(statement["Action"])
+    ]
+    assert granted == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_no_named_log_group_outlives_the_stack(variant: str, request: pytest.FixtureRequest) -> None:
+    # A retained log group with a fixed name makes the next deploy after `cdk destroy` fail ("already exists").
+    synthesized: Synthesized = request.getfixturevalue(variant)
+    retained = [
+        resource["Properties"]["LogGroupName"]
+        for resource in synthesized.resources("AWS::Logs::LogGroup").values()
+        if "LogGroupName" in resource["Properties"] and resource.get("DeletionPolicy") != "Delete"
+    ]
+    assert retained == []

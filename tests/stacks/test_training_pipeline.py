@@ -51,6 +51,9 @@ def _render(node: Any) -> str:
         return "763104351884" if argument[2] == "account" else "amazonaws.com"
     if function == "Fn::Join":
         return argument[0].join(_render(part) for part in argument[1])
+    if function == "Fn::Select":  # the ECR grant's account: Fn::Select 0 of Fn::Split "." of the image URI
+        index, (split,) = argument[0], argument[1].values()
+        return _render(split[1]).split(split[0])[index]
     raise AssertionError(f"unexpected token {node!r}")
 
 

@@ -57,7 +57,7 @@ def test_function_runtime_handler_and_environment_follow_the_interface(with_mode
     function = _function(with_model)
     assert function["Runtime"] == "python3.12"
     assert function["Architectures"] == ["x86_64"]
-    assert function["Timeout"] == 120
+    assert function["Timeout"] == 300  # two worst-case records (stacks/config.py checks the arithmetic)
     assert function["MemorySize"] == 1024
     env = function["Environment"]["Variables"]
     assert set(env) == {
@@ -127,7 +127,7 @@ def test_function_invokes_only_this_endpoint_reads_only_uploads_writes_only_this
     (endpoint_id,) = with_model.resources("AWS::SageMaker::Endpoint")
     invoke = next(s for s in statements if s["Action"] == "sagemaker:InvokeEndpoint")
     assert invoke["Resource"] == {"Ref": endpoint_id}
-    read = next(s for s in statements if s["Action"] == ["s3:GetObject", "s3:GetObjectVersion"])
+    read = next(s for s in statements if s["Action"] == "s3:GetObject")
     assert json.dumps(read["Resource"]).endswith('"/uploads/*"]]}')
     listing = next(s for s in statements if s["Action"] == "s3:ListBucket")
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["uploads/*"]}}
