@@ -266,17 +266,25 @@ def test_the_training_role_gets_no_key_reencryption(with_model: Synthesized) -> 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_no_role_may_read_old_object_versions(variant: str, request: pytest.FixtureRequest) -> None:
-    # The labeller reads the current version with IfMatch (labeler_aws.S3ObjectStore.get) and nothing else reads
-    # photos: s3:GetObjectVersion would only widen what a leaked credential could read.
+    # The labeller reads the current version with IfMatch (labeler_aws.S3ObjectStore.get): s3:GetObjectVersion
+    # on the photo bucket would only widen what a leaked credential could read. The one exception is the review
+    # API, which presigns the exact version that was labelled (issue 12), under the upload prefix only.
     synthesized: Synthesized = request.getfixturevalue(variant)
     granted = [
-        statement["Action"]
-        for policy in synthesized.resources("AWS::IAM::Policy").values()
+        (name, statement["Action"], statement["Resource"])
+        for name, policy in synthesized.resources("AWS::IAM::Policy").items()
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-        if "s3:GetObjectVersion" in json.dumps(statement["Action"])
-        or "s3:GetObject*" in json.dumps(statement["Action"])
+        if "StorageImageBucket" in json.dumps(statement["Resource"])
+        and (
+            "s3:GetObjectVersion" in json.dumps(statement["Action"])
+            or "s3:GetObject*" in json.dumps(statement["Action"])
+        )
     ]
-    assert granted == []
+    review = [grant for grant in granted if grant[0].startswith("ReviewFunctionRole")]
+    assert [grant for grant in granted if grant not in review] == []
+    for _, actions, resource in review:
+        assert actions == ["s3:GetObject", "s3:GetObjectVersion"]
+        assert resource["Fn::Join"][1][1] == "/uploads/*"  # the image bucket's upload prefix, nothing wider
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
