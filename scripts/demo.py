@@ -1,7 +1,7 @@
 """The whole pipeline on one machine, offline, without an AWS account or a GPU.
 
     python -m scripts.demo [--labels N] [--train-per-label 8] [--upload-per-label 2] [--epochs 3]
-                           [--output-dir DIR] [--seed 0]
+                           [--output-dir DIR] [--seed 0] [--review]
 
 1. builds a tiny LLaVA-NeXT (training_job/tiny_model.py) and fine-tunes it with the project's own training
    entry point (`python -m training_job.train`, the real config file plus CPU overrides) on generated photos
@@ -16,6 +16,8 @@
    the emulation and the backend through `AWS_ENDPOINT_URL*` variables) from the queue the way Lambda's SQS
    event source does (batches of cdk.json's `batch_size`, partial batch failures left for redelivery) until the
    queue is empty, and prints the labels table and the accuracy against the known labels.
+6. with `--review`, serves the review page (review_api/local.py, LOCAL MODE without sign-in) on the emulated
+   table and bucket and prints its URL: click through the photos the model was unsure about; Ctrl-C ends it.
 
 Everything lives in a temporary folder and is removed at the end (servers stopped, threads joined), unless
 `--output-dir` keeps the model, dataset, labels.csv and the handler's log. Takes ~2-3 minutes on 2 cores.
@@ -40,7 +42,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -628,6 +630,41 @@ class DemoResult:
     seconds: dict[str, float]
 
 
+# -- the review page (--review) -----------------------------------------------------------------------------------
+
+
+def _until_interrupted(url: str) -> None:
+    while True:  # sleep is interrupted by Ctrl-C (KeyboardInterrupt), which stops the page
+        time.sleep(3600)
+
+
+def serve_review_page(
+    aws: LocalAws, *, taxonomy_file: Path, wait: Callable[[str], None] = _until_interrupted
+) -> None:
+    """After the pipeline ran: the review page and API (review_api/local.py, LOCAL MODE, no sign-in) on the demo's
+    emulated table and bucket, until `wait(url)` returns or Ctrl-C; the page's server is stopped either way.
+
+    The page lists the photos the demo's model was unsure about (NEEDS_REVIEW); decisions are written to the
+    emulated table, so they are lost with it when the demo ends.
+    """
+    from review_api.local import start_local_review
+
+    waiting = aws.query_count("by-status", "status", "NEEDS_REVIEW")
+    with start_local_review(
+        table=aws.table,
+        bucket=aws.bucket,
+        endpoint_url=aws.endpoint_url,
+        region=REGION,
+        upload_prefix=aws.upload_prefix,
+        taxonomy_file=taxonomy_file,
+    ) as server:
+        _say(f"[review] {waiting} photo(s) wait for a reviewer: open {server.url} (LOCAL MODE); Ctrl-C stops it")
+        try:
+            wait(server.url)
+        except KeyboardInterrupt:
+            _say("[review] stopped")
+
+
 def _say(message: str) -> None:
     print(message, flush=True)
 
@@ -670,6 +707,7 @@ def run_demo(
     epochs: int,
     seed: int = 0,
     progress: bool = True,
+    review: bool = False,
 ) -> DemoResult:
     """Steps 1-5 of the module docstring inside `workdir`; servers are stopped before it returns."""
     from model_code.local_server import LocalServer
@@ -746,6 +784,8 @@ def run_demo(
             f"{aws.query_count('by-status', 'status', 'NEEDS_REVIEW')} NEEDS_REVIEW; GSI by-hotel: "
             f"{aws.query_count('by-hotel', 'hotel_id', HOTELS[0])} photos of {HOTELS[0]}"
         )
+        if review:
+            serve_review_page(aws, taxonomy_file=taxonomy_file)
     correct, total = accuracy(rows)
     per_photo = drain.seconds / max(1, drain.messages)
     _say(
@@ -782,6 +822,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="keep model, dataset, labels.csv and logs here (default: none)",
     )
+    parser.add_argument(
+        "--review",
+        action="store_true",
+        help="then serve the review page on the emulated table and bucket until Ctrl-C (local mode, no sign-in)",
+    )
     args = parser.parse_args(argv)
     if args.train_per_label < 1 or args.upload_per_label < 1 or args.epochs < 1:
         parser.error("--train-per-label, --upload-per-label and --epochs must be >= 1")
@@ -811,6 +856,7 @@ def main(argv: list[str] | None = None) -> int:
             upload_per_label=args.upload_per_label,
             epochs=args.epochs,
             seed=args.seed,
+            review=args.review,
         )
     except Exception as error:
         print(f"demo failed: {type(error).__name__}: {error}", file=sys.stderr)

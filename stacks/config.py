@@ -147,16 +147,21 @@ class UploadPathConfig:
     confidence_threshold: float = 0.8  # below it a label is stored as NEEDS_REVIEW
     batch_size: int = 4  # records per invocation; each may wait up to ~60 s on the endpoint
     # Concurrent invocations = endpoint requests in flight (records of a batch are labelled one after another).
-    # 12 uploads + backfill.max_concurrency 8 = 20 in flight: on one ml.g5.xlarge (~0.67 s of prefill per photo)
-    # the last waits ~13 s, well under the 30-s p90 rollback alarm and the 60-s invoke timeout (24 + 16 = 40 gave
-    # ~27 s). Synth checks upload + backfill <= endpoint.max_capacity x option.max_rolling_batch_size
-    # (stacks/endpoint_load.py).
-    max_concurrency: int = 12
+    # endpoint.max_capacity 4 x target_concurrent_requests_per_model 6 = 24: the fewest in flight that let target
+    # tracking drive the whole fleet (12 reach ceil(12 / 6) = 2 instances, ~192,000 photos a day); beyond it each
+    # request only waits (Little's law). With backfill.max_concurrency 8, 32 in flight: on the one ml.g5.xlarge a
+    # deployment starts with (~0.67 s of prefill per photo) the last waits ~22 s, under the 30-s p90 rollback
+    # alarm and the 60-s invoke timeout. Synth checks upload + backfill <= endpoint.max_capacity x
+    # option.max_rolling_batch_size (stacks/endpoint_load.py). Reasoning: README, `tools.cost_estimate sizing`.
+    max_concurrency: int = 24
     max_receive_count: int = 5  # deliveries before a message moves to the DLQ
     # Holds 2 worst-case records (constants.LABELLER_RECORD_WORST_CASE_SECONDS); the handler defers the rest of a
     # batch to SQS when the next one no longer fits, which spends a receive (checked against max_receive_count).
     function_timeout_seconds: int = 300
-    function_memory_mb: int = 1024  # also buys CPU for JPEG decode/resize
+    # Worst-case peak 495 MB (runtime 30 + imports 58 + a 50-MB object + a 40-MP decode, scaled from
+    # benchmarks/bench_normalize.py's 107 MB at 12 MP) x 1.25, in 64-MB steps. Less CPU than 1,024 MB (0.36 vCPU),
+    # but the time spent waiting on the endpoint dominates the billed GB-s.
+    function_memory_mb: int = 640
 
     def __post_init__(self) -> None:
         try:

@@ -6,7 +6,9 @@ side and a running backfill can never hide a stalled upload path from the stall 
 
 Without an endpoint (no model yet) uploads wait in the queue on purpose, so the endpoint widgets, the queue-age
 alarm, the stall alarm and the endpoint-error alarm exist only when an endpoint is deployed. The DLQ alarm is the
-upload path's own (stacks/upload_path.py); the dashboard shows it instead of defining a second one.
+upload path's own (stacks/upload_path.py); the dashboard shows it instead of defining a second one. With the
+review page deployed (`review.enabled`), a last row graphs the review API's metrics: the backlog of unsure labels,
+decisions per hour and the reviewers' agreement with the model per day (stacks/review_parts.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from constructs import Construct
 
 from stacks import constants
 from stacks.config import ConfigError, config_section
+from stacks.review_parts import review_dashboard_widgets
 
 SAGEMAKER_NAMESPACE = "AWS/SageMaker"  # invocation metrics (the instance metrics live in constants')
 RATE_PERIOD = Duration.minutes(1)  # "per minute" graphs
@@ -94,9 +97,13 @@ class Monitoring(Construct):
         backfill_service_name: str | None = None,
         training_failed_alarm: cloudwatch.IAlarm | None = None,
         rollout_alarms: Sequence[cloudwatch.IAlarm] = (),
+        review_backlog_probe_minutes: int | None = None,
     ) -> None:
         # Alarms defined elsewhere (DLQ, training failures, the endpoint's rollback alarms) are shown, not copied.
+        # review_backlog_probe_minutes: the review page's backlog probe interval; None when no page is deployed
+        # (its widgets are left out).
         super().__init__(scope, construct_id)
+        self._review_backlog_probe_minutes = review_backlog_probe_minutes
         self.config = config
         self._namespace = metrics_namespace
         self._labels = tuple(labels)
@@ -331,6 +338,14 @@ class Monitoring(Construct):
         dashboard.add_widgets(*self._queue_widgets(upload_function))
         if state_machine is not None and backfill_function is not None:
             dashboard.add_widgets(*self._backfill_widgets(state_machine, backfill_function))
+        if self._review_backlog_probe_minutes is not None:
+            dashboard.add_widgets(
+                *review_dashboard_widgets(
+                    self._namespace,
+                    backlog_probe_minutes=self._review_backlog_probe_minutes,
+                    width=DASHBOARD_WIDTH,
+                )
+            )
         return dashboard
 
     def _photo_widgets(self) -> list[cloudwatch.IWidget]:

@@ -260,6 +260,9 @@ class PhotoLabelerStack(Stack):
             backfill_service_name=BACKFILL_SERVICE_NAME if self.backfill else None,
             training_failed_alarm=self.training.failure_alarm,
             rollout_alarms=self.inference.rollout_alarms.alarms if self.inference else (),
+            review_backlog_probe_minutes=(
+                self.config.section(ReviewPageConfig).backlog_probe_minutes if self.review else None
+            ),
         )
         CfnOutput(self, "DashboardName", value=monitoring.dashboard.dashboard_name)
         return monitoring

@@ -153,52 +153,98 @@ def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
     )
 
 
-def review_dashboard_widgets(
-    metrics_namespace: str, *, service: str = REVIEW_SERVICE_NAME
-) -> list[cloudwatch.IWidget]:
-    """Widgets for the operations dashboard (stacks/monitoring.py): the review backlog and decisions per hour.
+REVIEW_DECISIONS = ("confirm", "correct", "reject")  # the `decision` dimension of ReviewDecisionsByKind
 
-    Metrics (EMF from the review API's Lambda, namespace `metrics_namespace`, dimension service=photo-review):
-    ReviewBacklog (Count, every backlog_probe_minutes), ReviewDecisionsByKind (Count, dimension `decision`),
-    ReviewConflicts (Count).
+
+def review_dashboard_widgets(
+    metrics_namespace: str,
+    *,
+    service: str = REVIEW_SERVICE_NAME,
+    backlog_probe_minutes: int = 15,
+    width: int = 24,
+) -> list[cloudwatch.IWidget]:
+    """Widgets the monitoring construct adds to the operations dashboard when the review page is deployed.
+
+    They graph the EMF metrics of the review API's Lambda (review_api/handler.py), namespace `metrics_namespace`,
+    dimension service=photo-review: ReviewBacklog (Count, emitted every `backlog_probe_minutes` by the scheduled
+    probe), ReviewDecisionsByKind (Count, extra dimension `decision`), ReviewDecisions (Count, all kinds),
+    ReviewConflicts and ReviewUndos (Count). Agreement follows tools/review_report.py: a correction and a rejection
+    both disagree with the model. An undone decision stays counted (undos are graphed beside the decisions);
+    `python -m tools.review_report` reads the table itself and is the exact figure.
     """
     dimensions = {"service": service}
+    column = width // 3
+
+    def count(name: str, period: Duration, label: str, **extra: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=metrics_namespace,
+            metric_name=name,
+            dimensions_map={**dimensions, **extra},
+            statistic=cloudwatch.Stats.SUM,
+            period=period,
+            label=label,
+        )
+
+    # The probe's own period: a shorter one would graph gaps between its data points.
     backlog = cloudwatch.Metric(
         namespace=metrics_namespace,
         metric_name="ReviewBacklog",
         dimensions_map=dimensions,
         statistic=cloudwatch.Stats.MAXIMUM,
-        period=Duration.minutes(15),
+        period=Duration.minutes(backlog_probe_minutes),
         label="photos waiting (NEEDS_REVIEW)",
     )
-    decisions = [
-        cloudwatch.Metric(
-            namespace=metrics_namespace,
-            metric_name="ReviewDecisionsByKind",
-            dimensions_map={**dimensions, "decision": decision},
-            statistic=cloudwatch.Stats.SUM,
-            period=Duration.hours(1),
-            label=decision,
+    hour, day = Duration.hours(1), Duration.days(1)
+    per_hour = [count("ReviewDecisionsByKind", hour, kind, decision=kind) for kind in REVIEW_DECISIONS]
+    by_kind = {kind: count("ReviewDecisionsByKind", day, kind, decision=kind) for kind in REVIEW_DECISIONS}
+    total = " + ".join(f"FILL({kind}, 0)" for kind in by_kind)
+
+    def share(kind: str, label: str) -> cloudwatch.MathExpression:
+        # IF without an else: a day without decisions has no point rather than a division by zero.
+        return cloudwatch.MathExpression(
+            expression=f"IF(({total}) > 0, 100 * FILL({kind}, 0) / ({total}))",
+            using_metrics=dict(by_kind),
+            period=day,
+            label=label,
         )
-        for decision in ("confirm", "correct", "reject")
-    ]
-    conflicts = cloudwatch.Metric(
-        namespace=metrics_namespace,
-        metric_name="ReviewConflicts",
-        dimensions_map=dimensions,
-        statistic=cloudwatch.Stats.SUM,
-        period=Duration.hours(1),
-        label="conflicts (stale decisions refused)",
-    )
+
     return [
-        cloudwatch.GraphWidget(title="Review backlog", left=[backlog], width=12),
         cloudwatch.GraphWidget(
-            title="Review decisions per hour", left=decisions, right=[conflicts], stacked=True, width=12
+            title="Review backlog (photos waiting for a reviewer)",
+            left=[backlog],
+            left_y_axis=cloudwatch.YAxisProps(min=0, label="photos", show_units=False),
+            width=column,
+            height=6,
+        ),
+        cloudwatch.GraphWidget(
+            title="Review decisions per hour",
+            left=per_hour,
+            right=[
+                count("ReviewConflicts", hour, "conflicts (stale decisions refused)"),
+                count("ReviewUndos", hour, "undone"),
+            ],
+            stacked=True,
+            width=column,
+            height=6,
+        ),
+        cloudwatch.GraphWidget(
+            title="Reviewer agreement with the model per day (%)",
+            left=[
+                share("confirm", "agreement (confirmed)"),
+                share("correct", "corrected"),
+                share("reject", "rejected"),
+            ],
+            right=[count("ReviewDecisions", day, "decisions per day")],
+            left_y_axis=cloudwatch.YAxisProps(min=0, max=100, label="% of decisions", show_units=False),
+            right_y_axis=cloudwatch.YAxisProps(min=0, label="decisions", show_units=False),
+            width=width - 2 * column,
+            height=6,
         ),
     ]
 
 
 __all__ = [
+    "REVIEW_DECISIONS",
     "REVIEW_SERVICE_NAME",
     "ReviewPageConfig",
     "plain_sub",

@@ -13,22 +13,29 @@ from stacks.backfill import BackfillConfig
 from stacks.config import AppConfig, ConfigError
 from stacks.endpoint_load import check_endpoint_load, queueing_seconds
 from stacks.serving_properties import InvalidServingProperties
+from stacks.training_pipeline import TrainingPipelineConfig
 from tests.stacks.conftest import MODEL_URI, cdk_json_context
 
 BOTH_KEYS = "photo_labeler.upload.max_concurrency + photo_labeler.backfill.max_concurrency"
 
 
-def test_the_defaults_leave_the_rollback_latency_alarm_far_away_even_on_one_instance() -> None:
+def test_the_defaults_reach_the_whole_fleet_and_stay_under_the_rollback_latency_alarm_on_one_instance() -> None:
     # Given the default concurrencies, endpoint size and the committed engine batch
     config = AppConfig()
     upload, backfill = config.upload.max_concurrency, BackfillConfig().max_concurrency
     batch = serving_properties.engine_batch_size(serving_properties.load())
-    # Then they fit the fleet's batches at full scale
-    assert (upload, backfill) == (12, 8)
-    assert upload + backfill <= config.endpoint.max_capacity * batch
-    # And even on the one instance a deployment may start with, the last request waits well under the p90 bar
-    # the rollout alarm rolls back at (30 s), unlike the old 24 + 16 (~27 s)
-    assert queueing_seconds(upload + backfill, 1) < 15
+    endpoint = config.endpoint
+    # Then uploads alone can drive every instance: target tracking adds one per `target` requests in flight
+    # (issue 13's sizing: 12 reached only 2 of the 4 instances)
+    assert (upload, backfill) == (24, 8)
+    assert upload >= endpoint.max_capacity * endpoint.target_concurrent_requests_per_model
+    # And they fit the fleet's batches at full scale
+    assert upload + backfill <= endpoint.max_capacity * batch
+    # And even on the one instance a deployment may start with, the last request waits under the p90 bar the
+    # rollout alarm rolls back at (30 s): 32 x 0.674 s = ~22 s, unlike the old 24 + 16 (~27 s)
+    # with a quarter of the bar to spare
+    bar = TrainingPipelineConfig().rollback_p90_model_latency_seconds
+    assert queueing_seconds(upload + backfill, 1) < 0.75 * bar
     assert queueing_seconds(24 + 16, 1) > 25
 
 

@@ -260,6 +260,44 @@ def test_dashboard_is_named_after_the_stack(with_model: Synthesized) -> None:
     }
 
 
+def test_review_widgets_graph_the_review_apis_metrics_in_the_apps_namespace(no_model: Synthesized) -> None:
+    # Given the app as committed (the review page is on by default; the widgets need no endpoint)
+    namespace, service = "HotelPhotoLabeler", "photo-review"
+    # Then the backlog of unsure labels is graphed at the probe's own period (review.backlog_probe_minutes 15)
+    backlog = widget(no_model, "Review backlog")
+    assert metric_names(backlog) == ["ReviewBacklog"]
+    assert backlog["metrics"][0][:4] == [namespace, "ReviewBacklog", "service", service]
+    assert backlog["metrics"][0][-1]["stat"] == "Maximum" and backlog["metrics"][0][-1]["period"] == 900
+    # And decisions per hour by kind, with conflicts and undos beside them
+    hourly = widget(no_model, "Review decisions per hour")
+    assert metric_names(hourly) == ["ReviewDecisionsByKind"] * 3 + ["ReviewConflicts", "ReviewUndos"]
+    kinds = [row[row.index("decision") + 1] for row in hourly["metrics"] if "decision" in row]
+    assert kinds == ["confirm", "correct", "reject"]
+    assert all(row[0] == namespace and service in row and row[-1]["period"] == 3600 for row in hourly["metrics"])
+    # And the reviewers' agreement with the model: shares of a day's decisions, and decisions per day
+    agreement = widget(no_model, "Reviewer agreement")
+    expressions = [row[0]["expression"] for row in agreement["metrics"] if "expression" in row[0]]
+    assert [e.split("100 * ")[1].split(" /")[0] for e in expressions] == [
+        "FILL(confirm, 0)",
+        "FILL(correct, 0)",
+        "FILL(reject, 0)",
+    ]
+    assert "ReviewDecisions" in metric_names(agreement)
+    assert all(row[-1]["period"] == 86400 for row in agreement["metrics"] if isinstance(row[0], str))
+    assert agreement["yAxis"]["left"]["max"] == 100
+
+
+def test_the_backlog_widget_follows_the_probe_interval_and_leaves_with_the_review_page(synth_app) -> None:
+    # Given the review page probing its backlog hourly, and the app without the review page
+    hourly_probe = synth_app({"photo_labeler.review.backlog_probe_minutes": "60"})
+    without = synth_app({"photo_labeler.review.enabled": "false"})
+    # Then the backlog is graphed hourly in the first, and no review widget exists in the second
+    assert widget(hourly_probe, "Review backlog")["metrics"][0][-1]["period"] == 3600
+    titles = [w["properties"].get("title", "") for w in dashboard_widgets(without)]
+    assert titles and not [title for title in titles if "Review" in title]
+    assert "ReviewBacklog" not in json.dumps(dashboard_widgets(without))
+
+
 # -- config --------------------------------------------------------------------------------------------------
 
 
