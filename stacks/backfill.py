@@ -47,9 +47,8 @@ from stacks.config import ConfigError, config_section
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.lambda_role import lambda_role
+from stacks.model_store import ModelStore, model_parameter_environment
 from stacks.nag import acknowledge, nag_resource
-from stacks.training_pipeline import ModelStore
-from stacks.upload_path import model_parameter_environment
 
 # --- literals with units --------------------------------------------------------------------------------------
 BACKFILL_HANDLER = "handler.backfill_handler"  # docs/interfaces.md

@@ -55,5 +55,11 @@ TABLE_PARTITION_KEY = "image_uri"  # docs/interfaces.md
 GSI_BY_HOTEL = "by-hotel"
 GSI_BY_STATUS = "by-status"
 
+# --- Training bucket layout (stacks/model_store.py) ----------------------------------------------------------
+DATASETS_PREFIX = "datasets/"  # DatasetDicts written by training_job.build_dataset
+BASE_MODELS_PREFIX = "base-models/"  # hub-layout base weights (training.base_model_prefix)
+MODELS_PREFIX = "models/"  # one directory per training job: the servable model + evaluation/metrics.json
+CHECKPOINTS_PREFIX = "checkpoints/"  # spot/resume checkpoints, expired after training.checkpoint_retention_days
+
 # --- Alarms ----------------------------------------------------------------------------------------------------
 ALARM_PERIOD_SECONDS = 60

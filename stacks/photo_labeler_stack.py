@@ -15,12 +15,13 @@ from stacks.config import AppConfig
 from stacks.endpoint_load import check_endpoint_load
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.lambda_bundling import function_code
+from stacks.model_store import ModelStore
 from stacks.monitoring import EndpointRef, Monitoring, MonitoringConfig
 from stacks.nag import acknowledge
 from stacks.review import ReviewPage
 from stacks.review_parts import ReviewPageConfig
 from stacks.storage import Storage
-from stacks.training_pipeline import ModelStore, TrainingPipeline, TrainingPipelineConfig
+from stacks.training_pipeline import TrainingPipeline, TrainingPipelineConfig
 from stacks.upload_path import UploadPath
 
 NO_MODEL_ID = "none"  # MODEL_ID when no model is deployed yet (the Lambda is then never invoked)

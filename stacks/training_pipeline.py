@@ -31,13 +31,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_cdk import ArnFormat, Aws, CfnParameter, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
@@ -48,6 +46,7 @@ from stacks.config import ConfigError, config_section
 from stacks.container_images import grant_ecr_pull
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.inference_endpoint import InferenceEndpoint
+from stacks.model_store import ModelStore
 from stacks.nag import acknowledge, nag_resource
 from stacks.rollout import RolloutAlarms, RolloutPolicy
 from stacks.training_asset import ENTRY_POINT, training_code_asset
@@ -67,10 +66,6 @@ PIPELINE_LOG_RETENTION = logs.RetentionDays.ONE_YEAR  # runs are rare; keep a ye
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"  # SageMaker's default; launch.py's default --checkpoint_dir
 TRAIN_CHANNEL = "train"  # SM_CHANNEL_TRAIN in launch.py
 MODEL_CHANNEL = "model"  # SM_CHANNEL_MODEL in launch.py (optional base weights)
-DATASETS_PREFIX = "datasets/"
-BASE_MODELS_PREFIX = "base-models/"
-MODELS_PREFIX = "models/"
-CHECKPOINTS_PREFIX = "checkpoints/"
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TRAINING_METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 SYNC_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"  # the .sync integration's managed rule
@@ -113,11 +108,6 @@ _PASSABLE_VARIANT_FIELDS = {
     "model_data_download_timeout_in_seconds": "ModelDataDownloadTimeoutInSeconds",
     "volume_size_in_gb": "VolumeSizeInGB",
 }
-
-
-def registry_parameter_name(name_prefix: str) -> str:
-    """The SSM parameter the pipeline writes and a registry-serving deploy reads."""
-    return f"/{name_prefix}/model/current"
 
 
 # --- config --------------------------------------------------------------------------------------------------
@@ -202,12 +192,12 @@ class TrainingPipelineConfig:
             )
         if self.base_model_prefix is not None:
             _check(
-                self.base_model_prefix.startswith(BASE_MODELS_PREFIX)
+                self.base_model_prefix.startswith(constants.BASE_MODELS_PREFIX)
                 and self.base_model_prefix.endswith("/")
-                and len(self.base_model_prefix) > len(BASE_MODELS_PREFIX),
+                and len(self.base_model_prefix) > len(constants.BASE_MODELS_PREFIX),
                 "base_model_prefix",
-                f"must be a key prefix under {BASE_MODELS_PREFIX} ending in '/', like "
-                f"'{BASE_MODELS_PREFIX}llava-v1.6-mistral-7b-hf/', got {self.base_model_prefix!r}",
+                f"must be a key prefix under {constants.BASE_MODELS_PREFIX} ending in '/', like "
+                f"'{constants.BASE_MODELS_PREFIX}llava-v1.6-mistral-7b-hf/', got {self.base_model_prefix!r}",
             )
         _check(0.0 < self.min_accuracy <= 1.0, "min_accuracy", f"must be in (0, 1], got {self.min_accuracy}")
         _check(self.checkpoint_retention_days >= 1, "checkpoint_retention_days", "must be >= 1")
@@ -247,92 +237,6 @@ class TrainingPipelineConfig:
         if not self.use_spot:
             return None
         return self.max_wait_seconds or min(2 * self.max_runtime_seconds, SAGEMAKER_MAX_RUNTIME_SECONDS)
-
-
-# --- the model store (bucket + registry) -------------------------------------------------------------------------
-
-
-class ModelStore(Construct):
-    """The training bucket (datasets, base weights, trained models, checkpoints) and the model registry parameter.
-
-    A bucket of its own, not the photo bucket: checkpoint churn (~100 GB every save) needs its own lifecycle, the
-    training role never touches photos, and a backfill over the photo bucket never meets model files.
-    """
-
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        name_prefix: str,
-        data_key: kms.IKey,
-        access_log_bucket: s3.IBucket,
-        checkpoint_retention_days: int,
-    ) -> None:
-        super().__init__(scope, construct_id)
-        self.data_key = data_key
-        self.parameter_name = registry_parameter_name(name_prefix)
-        self.parameter_arn: str = Stack.of(self).format_arn(
-            service="ssm", resource="parameter", resource_name=self.parameter_name.lstrip("/")
-        )
-        self.bucket = s3.Bucket(
-            self,
-            "Bucket",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=data_key,
-            bucket_key_enabled=True,  # checkpoints are thousands of shards: one KMS call per bucket-key period
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,  # an approved model is never lost to an overwrite
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=access_log_bucket,
-            server_access_logs_prefix="training-bucket/",
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-checkpoints",
-                    prefix=CHECKPOINTS_PREFIX,
-                    expiration=Duration.days(checkpoint_retention_days),
-                    # save_total_limit deletes old checkpoints as training goes: do not keep them as versions.
-                    noncurrent_version_expiration=Duration.days(1),
-                ),
-                s3.LifecycleRule(
-                    id="purge-noncurrent-versions",
-                    noncurrent_version_expiration=Duration.days(30),
-                    abort_incomplete_multipart_upload_after=Duration.days(constants.ABORT_INCOMPLETE_UPLOAD_DAYS),
-                ),
-            ],
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        self.models_uri = f"s3://{self.bucket.bucket_name}/{MODELS_PREFIX}"
-
-    def grant_read_registry(self, grantee: iam.IGrantable) -> iam.Grant:
-        """ssm:GetParameter on the registry parameter only (a String parameter: no kms:Decrypt needed).
-
-        The labellers read it (env MODEL_PARAMETER_NAME) so that labels name the model a pipeline rollout put on
-        the endpoint, not the one the last deploy saw.
-        """
-        return iam.Grant.add_to_principal(
-            grantee=grantee, actions=["ssm:GetParameter"], resource_arns=[self.parameter_arn]
-        )
-
-    def registered_model_uri(self) -> str:
-        """The registry's value, read by CloudFormation at deploy time (never a literal in the template).
-
-        A parameter of type AWS::SSM::Parameter::Value<String> is resolved on every create/update, and the CDK CLI
-        always deploys a stack that has one (its description lacks `[cdk:skip]`). A `{{resolve:ssm:...}}` dynamic
-        reference would not do: an unchanged template is skipped by the CLI and not re-resolved.
-        """
-        parameter = CfnParameter(
-            Stack.of(self),
-            "RegisteredModelDataUri",
-            type="AWS::SSM::Parameter::Value<String>",
-            default=self.parameter_name,
-            description=(
-                "SSM parameter holding the S3 prefix of the model the training pipeline last approved and rolled "
-                "out; the endpoint serves it (re-read on every deploy)"
-            ),
-        )
-        return parameter.value_as_string
 
 
 # --- the pipeline ---------------------------------------------------------------------------------------------
@@ -426,7 +330,7 @@ class TrainingPipeline(Construct):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"{self.name_prefix} training jobs: read datasets and code, write models and checkpoints",
         )
-        read_prefixes = [DATASETS_PREFIX, BASE_MODELS_PREFIX, CHECKPOINTS_PREFIX]
+        read_prefixes = [constants.DATASETS_PREFIX, constants.BASE_MODELS_PREFIX, constants.CHECKPOINTS_PREFIX]
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject"],
@@ -444,15 +348,15 @@ class TrainingPipeline(Construct):
             iam.PolicyStatement(
                 actions=["s3:PutObject", "s3:AbortMultipartUpload"],
                 resources=[
-                    bucket.arn_for_objects(f"{MODELS_PREFIX}*"),
-                    bucket.arn_for_objects(f"{CHECKPOINTS_PREFIX}*"),
+                    bucket.arn_for_objects(f"{constants.MODELS_PREFIX}*"),
+                    bucket.arn_for_objects(f"{constants.CHECKPOINTS_PREFIX}*"),
                 ],
             )
         )
         # Checkpoint sync mirrors deletions (save_total_limit) to S3.
         role.add_to_policy(
             iam.PolicyStatement(
-                actions=["s3:DeleteObject"], resources=[bucket.arn_for_objects(f"{CHECKPOINTS_PREFIX}*")]
+                actions=["s3:DeleteObject"], resources=[bucket.arn_for_objects(f"{constants.CHECKPOINTS_PREFIX}*")]
             )
         )
         # Reading SSE-KMS inputs and writing SSE-KMS outputs; no kms:ReEncrypt* (grant_encrypt_decrypt's), which
@@ -508,7 +412,12 @@ class TrainingPipeline(Construct):
         )
         policy_statement_ids = [
             nag_resource(self, bucket.arn_for_objects(f"{prefix}*"))
-            for prefix in (DATASETS_PREFIX, BASE_MODELS_PREFIX, CHECKPOINTS_PREFIX, MODELS_PREFIX)
+            for prefix in (
+                constants.DATASETS_PREFIX,
+                constants.BASE_MODELS_PREFIX,
+                constants.CHECKPOINTS_PREFIX,
+                constants.MODELS_PREFIX,
+            )
         ]
         for resource in policy_statement_ids:
             acknowledge(
@@ -596,8 +505,8 @@ class TrainingPipeline(Construct):
         bucket = self._bucket_uri
         reserved = json.dumps(list(RESERVED_HYPERPARAMETERS))
         allowed = json.dumps(list(INPUT_KEYS))
-        datasets = f"{bucket}{DATASETS_PREFIX}"
-        base_models = f"{bucket}{BASE_MODELS_PREFIX}"
+        datasets = f"{bucket}{constants.DATASETS_PREFIX}"
+        base_models = f"{bucket}{constants.BASE_MODELS_PREFIX}"
         return (
             "{% ("
             "$in := $states.input; $r := $request; "
@@ -677,7 +586,7 @@ class TrainingPipeline(Construct):
             + channel % (MODEL_CHANNEL, "$request.base_model_s3_uri")
             + "] : []) %}",
             "OutputDataConfig": {
-                "S3OutputPath": f"{bucket}{MODELS_PREFIX}",
+                "S3OutputPath": f"{bucket}{constants.MODELS_PREFIX}",
                 "KmsKeyId": self.store.data_key.key_arn,
                 # An uncompressed model directory is servable as is (S3Prefix model data): no 15 GB tarball.
                 "CompressionType": "NONE",
@@ -693,7 +602,7 @@ class TrainingPipeline(Construct):
             # Multi-node ZeRO-3 exchanges parameter shards and gradients between hosts on every step.
             "EnableInterContainerTrafficEncryption": True,
             "CheckpointConfig": {
-                "S3Uri": "{% '" + bucket + CHECKPOINTS_PREFIX + "' & $request.job_name & '/' %}",
+                "S3Uri": "{% '" + bucket + constants.CHECKPOINTS_PREFIX + "' & $request.job_name & '/' %}",
                 "LocalPath": CHECKPOINT_LOCAL_PATH,
             },
         }
@@ -756,7 +665,7 @@ class TrainingPipeline(Construct):
                 + self._bucket_uri
                 + "') & 'evaluation/metrics.json' %}",
             },
-            iam_resources=[self.store.bucket.arn_for_objects(f"{MODELS_PREFIX}*")],
+            iam_resources=[self.store.bucket.arn_for_objects(f"{constants.MODELS_PREFIX}*")],
             assign={
                 "metrics": "{% ($m := $parse($states.result.Body); {"
                 '"accuracy": $m.accuracy, "macro_f1": $m.macro_f1, "invalid_answers": $m.invalid_answers}) %}'
@@ -1037,7 +946,7 @@ class TrainingPipeline(Construct):
     def _grant_state_machine(self) -> None:
         stack = Stack.of(self)
         role = self.state_machine.role
-        models_arn = self.store.bucket.arn_for_objects(f"{MODELS_PREFIX}*")
+        models_arn = self.store.bucket.arn_for_objects(f"{constants.MODELS_PREFIX}*")
         job_arn = self._arn("training-job", f"{self.name_prefix}-*")
         role.add_to_principal_policy(
             iam.PolicyStatement(
@@ -1121,10 +1030,4 @@ def _hp(value: Any) -> str:
     return str(value)
 
 
-__all__ = [
-    "ModelStore",
-    "RolloutAlarms",
-    "TrainingPipeline",
-    "TrainingPipelineConfig",
-    "registry_parameter_name",
-]
+__all__ = ["RolloutAlarms", "TrainingPipeline", "TrainingPipelineConfig"]

@@ -19,9 +19,9 @@ import pytest
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.config import ConfigError
+from stacks.model_store import registry_parameter_name
 from stacks.training_asset import ENTRY_POINT, archive_members, build_archive, training_code_asset
 from stacks.training_image import TrainingImageTable, UnsupportedTrainingImage
-from stacks.training_pipeline import registry_parameter_name
 from tests.stacks.conftest import MODEL_URI, Synthesized
 
 BUCKET = "training-bucket"  # what the training bucket's Ref renders to in these tests
