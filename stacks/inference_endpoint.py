@@ -29,8 +29,8 @@ from stacks.lmi_image import LmiImageTable, default_table
 from stacks.nag import acknowledge, nag_resource
 from stacks.rollout import RolloutAlarms, RolloutPolicy
 
-# Where a canary that the endpoint's capacity cannot hold is reported (the rollout_* keys live in that section).
-CANARY_CONFIG_KEY = "photo_labeler.training.rollout_canary_percent"
+# Where a canary that the endpoint's capacity cannot hold is reported.
+CANARY_CONFIG_KEY = "photo_labeler.endpoint.rollout_canary_percent"
 
 
 class InferenceEndpoint(Construct):

@@ -10,18 +10,17 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import constants, serving_properties
-from stacks.backfill import BACKFILL_SERVICE_NAME, Backfill, BackfillConfig
+from stacks.backfill import BACKFILL_SERVICE_NAME, Backfill
 from stacks.config import AppConfig
 from stacks.endpoint_load import check_endpoint_load
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.lambda_bundling import function_code
 from stacks.model_store import ModelStore
-from stacks.monitoring import EndpointRef, Monitoring, MonitoringConfig
+from stacks.monitoring import EndpointRef, Monitoring
 from stacks.nag import acknowledge
 from stacks.review import ReviewPage
-from stacks.review_parts import ReviewPageConfig
 from stacks.storage import Storage
-from stacks.training_pipeline import TrainingPipeline, TrainingPipelineConfig
+from stacks.training_pipeline import TrainingPipeline
 from stacks.upload_path import UploadPath
 
 NO_MODEL_ID = "none"  # MODEL_ID when no model is deployed yet (the Lambda is then never invoked)
@@ -50,7 +49,7 @@ class PhotoLabelerStack(Stack):
         # Checked with or without an endpoint: the deploy that adds the model must not be the one that fails.
         check_endpoint_load(
             upload_max_concurrency=config.upload.max_concurrency,
-            backfill_max_concurrency=config.section(BackfillConfig).max_concurrency,
+            backfill_max_concurrency=config.backfill.max_concurrency,
             max_capacity=config.endpoint.max_capacity,
             engine_batch=serving_properties.engine_batch_size(serving_properties.load()),
         )
@@ -63,7 +62,7 @@ class PhotoLabelerStack(Stack):
             access_log_retention_days=config.storage.access_log_retention_days,
         )
         self.alarm_topic: sns.ITopic = self._alarm_topic()
-        self.training_config = config.section(TrainingPipelineConfig)
+        self.training_config = config.training
         self.model_store = ModelStore(
             self,
             "ModelStore",
@@ -99,7 +98,7 @@ class PhotoLabelerStack(Stack):
                 container_startup_timeout_seconds=settings.container_startup_timeout_seconds,
                 model_data_download_timeout_seconds=settings.model_data_download_timeout_seconds,
                 # One rollout policy for `cdk deploy` and the pipeline (stacks/rollout.py).
-                rollout=self.training_config.rollout_policy(),
+                rollout=settings.rollout_policy(),
                 alarm_topic=self.alarm_topic,
             )
             # Pipeline-trained models are SSE-KMS objects of the training bucket.
@@ -169,7 +168,7 @@ class PhotoLabelerStack(Stack):
         backfill = Backfill(
             self,
             "Backfill",
-            config=self.config.section(BackfillConfig),
+            config=self.config.backfill,
             bucket=self.storage.bucket,
             table=self.storage.table,
             data_key=self.storage.key,
@@ -219,7 +218,7 @@ class PhotoLabelerStack(Stack):
         return training
 
     def _review(self) -> ReviewPage | None:
-        settings = self.config.section(ReviewPageConfig)
+        settings = self.config.review
         if not settings.enabled:
             return None
         review = ReviewPage(
@@ -246,7 +245,7 @@ class PhotoLabelerStack(Stack):
         monitoring = Monitoring(
             self,
             "Monitoring",
-            config=self.config.section(MonitoringConfig),
+            config=self.config.monitoring,
             name_prefix=self.config.name_prefix,
             metrics_namespace=self.config.metrics_namespace,
             labels=self.config.taxonomy.labels,

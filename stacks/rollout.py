@@ -22,7 +22,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import constants
-from stacks.config import ConfigError
+from stacks.config_parsing import ConfigError
 
 CANARY_MIN_INSTANCES = 2  # a canary of <= 50 % needs at least one instance besides it
 SAGEMAKER_NAMESPACE = "AWS/SageMaker"
@@ -31,8 +31,8 @@ MICROSECONDS_PER_SECOND = 1_000_000  # ModelLatency is reported in microseconds
 
 @dataclass(frozen=True)
 class RolloutPolicy:
-    """Traffic shifting, bake time and rollback thresholds of every endpoint update (config: `training.rollout_*`,
-    `training.rollback_*`; validated there)."""
+    """Traffic shifting, bake time and rollback thresholds of every endpoint update (config: `endpoint.rollout_*`,
+    `endpoint.rollback_*`; validated there)."""
 
     canary_percent: int  # 0: all at once; 1-50: canary share of the new fleet's instances
     canary_wait_seconds: int  # canary only: how long the canary takes traffic before the rest

@@ -26,9 +26,7 @@ startup timeouts and routing, or a DeploymentConfig, so those steps are AWS SDK 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
@@ -42,24 +40,21 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from stacks import constants
-from stacks.config import ConfigError, config_section
+from stacks.config import TrainingPipelineConfig
+from stacks.config_sections import RESERVED_HYPERPARAMETERS
 from stacks.container_images import grant_ecr_pull
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.model_store import ModelStore
 from stacks.nag import acknowledge, nag_resource
-from stacks.rollout import RolloutAlarms, RolloutPolicy
+from stacks.rollout import RolloutAlarms
 from stacks.training_asset import ENTRY_POINT, training_code_asset
-from stacks.training_image import TrainingImageTable, UnsupportedTrainingImage, default_training_images
+from stacks.training_image import TrainingImageTable, default_training_images
 
 # --- limits and fixed names ------------------------------------------------------------------------------------
 
-SAGEMAKER_MAX_RUNTIME_SECONDS = 28 * 24 * 3600  # CreateTrainingJob's hard ceiling (the default quota is 5 days)
 TRAINING_JOB_NAME_MAX = 63  # CreateTrainingJob / CreateModel / CreateEndpointConfig name limit
 _NAME_RE = r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"  # SageMaker's name pattern
-ROLLOUT_WAIT_MAX_SECONDS = 3600  # TrafficRoutingConfig.WaitIntervalInSeconds and TerminationWaitInSeconds
-ROLLOUT_TIMEOUT_RANGE = (600, 28800)  # BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds
-CANARY_MAX_PERCENT = 50  # CanarySize must be <= 50 % of the variant's instances
 ROLLOUT_POLL_SECONDS = 60  # DescribeEndpoint cadence while a blue/green deployment runs
 STATE_MACHINE_SLACK_SECONDS = 3600  # on top of training + rollout: queueing, model creation, API calls
 PIPELINE_LOG_RETENTION = logs.RetentionDays.ONE_YEAR  # runs are rare; keep a year of audit trail
@@ -69,21 +64,6 @@ MODEL_CHANNEL = "model"  # SM_CHANNEL_MODEL in launch.py (optional base weights)
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TRAINING_METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 SYNC_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"  # the .sync integration's managed rule
-# Hyper-parameters the pipeline sets itself: an execution may not override them.
-RESERVED_HYPERPARAMETERS = (
-    "sagemaker_program",
-    "sagemaker_submit_directory",
-    "evaluate",
-    "min_accuracy",
-    "confidence_threshold",
-    "checkpoint_dir",
-    "output_dir",
-    "final_model_dir",
-    "dataset_name",
-    "train_config",
-    "accelerate_config",
-    "deepspeed_config",
-)
 INPUT_KEYS = (
     "dataset_s3_uri",
     "run_name",
@@ -108,135 +88,6 @@ _PASSABLE_VARIANT_FIELDS = {
     "model_data_download_timeout_in_seconds": "ModelDataDownloadTimeoutInSeconds",
     "volume_size_in_gb": "VolumeSizeInGB",
 }
-
-
-# --- config --------------------------------------------------------------------------------------------------
-
-
-def _check(condition: bool, key: str, message: str) -> None:
-    if not condition:
-        raise ConfigError(key, message)
-
-
-@config_section("training")
-@dataclass(frozen=True)
-class TrainingPipelineConfig:
-    """`photo_labeler.training`: the Step Functions training pipeline and the model lifecycle."""
-
-    instance_type: str = "ml.p5.48xlarge"  # 8x H100; launch.py spreads over SM_NUM_GPUS and SM_HOSTS
-    instance_count: int = 1
-    max_instance_count: int = 4  # the most an execution may ask for with `instance_count`
-    volume_size_gb: int = 500  # base weights ~15 GB + two ZeRO-3 checkpoints of ~100 GB + the final model
-    max_runtime_seconds: int = 2 * 24 * 3600
-    # P5 spot capacity is scarce: on by choice only. Spot restarts resume from the S3 checkpoints.
-    use_spot: bool = False
-    max_wait_seconds: int | None = (
-        None  # spot only: runtime + waiting for capacity; default 2x max_runtime_seconds
-    )
-    image_version: str = "5.3.0-pytorch2.9.0"  # a key of stacks/data/hf_training_images.json
-    # Extra `--name value` arguments for training_job/launch.py (forwarded to train.py), e.g. num_train_epochs.
-    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
-    # Key prefix in the training bucket with hub-layout base weights (e.g. base-models/llava-v1.6-mistral-7b-hf/),
-    # mounted as the `model` channel; None: the Hub id of the training config (the job has internet: no VPC).
-    base_model_prefix: str | None = None
-    min_accuracy: float = 0.9  # the gate: validation accuracy below it stops the pipeline before registering
-    checkpoint_retention_days: int = 14  # checkpoints are ~100 GB each; spot resumes need them only while running
-    serve_registered_model: bool = False  # the endpoint serves the registry's model (run the pipeline once first)
-    rollout_canary_percent: int = 0  # 0: all at once; 1-50: canary share of instances (needs >= 2 instances)
-    rollout_canary_wait_seconds: int = 600  # canary only: how long the canary takes traffic before the rest
-    rollout_bake_seconds: int = 900  # alarms are watched this long on the new fleet before the old one goes
-    rollout_timeout_seconds: int = 10800  # the whole blue/green deployment, including loading 15 GB of weights
-    rollback_5xx_errors_per_minute: int = 5  # Invocation5XXErrors per minute that roll a deployment back
-    rollback_p90_model_latency_seconds: float = 30.0  # ModelLatency p90 that rolls a deployment back
-
-    def __post_init__(self) -> None:
-        _check(
-            bool(re.match(r"^ml\.[a-z0-9]+\.[a-z0-9]+$", self.instance_type)),
-            "instance_type",
-            f"must be a SageMaker training instance type like ml.p5.48xlarge, got {self.instance_type!r}",
-        )
-        _check(self.max_instance_count >= 1, "max_instance_count", f"must be >= 1, got {self.max_instance_count}")
-        _check(
-            1 <= self.instance_count <= self.max_instance_count,
-            "instance_count",
-            f"must be 1..max_instance_count ({self.max_instance_count}), got {self.instance_count}",
-        )
-        _check(1 <= self.volume_size_gb <= 16384, "volume_size_gb", f"must be 1..16384, got {self.volume_size_gb}")
-        _check(
-            1 <= self.max_runtime_seconds <= SAGEMAKER_MAX_RUNTIME_SECONDS,
-            "max_runtime_seconds",
-            f"must be 1..{SAGEMAKER_MAX_RUNTIME_SECONDS} (28 days), got {self.max_runtime_seconds}",
-        )
-        if self.max_wait_seconds is not None:
-            _check(self.use_spot, "max_wait_seconds", "only applies with use_spot: true")
-            _check(
-                self.max_runtime_seconds <= self.max_wait_seconds <= SAGEMAKER_MAX_RUNTIME_SECONDS,
-                "max_wait_seconds",
-                f"must be max_runtime_seconds ({self.max_runtime_seconds})..{SAGEMAKER_MAX_RUNTIME_SECONDS}, got "
-                f"{self.max_wait_seconds}",
-            )
-        try:
-            default_training_images().check_version(self.image_version)
-        except UnsupportedTrainingImage as error:
-            raise ConfigError("image_version", str(error)) from None
-        for name, value in self.hyperparameters.items():
-            _check(
-                name not in RESERVED_HYPERPARAMETERS and not name.startswith("sagemaker_"),
-                f"hyperparameters.{name}",
-                f"is set by the pipeline itself (reserved: {', '.join(RESERVED_HYPERPARAMETERS)}, sagemaker_*)",
-            )
-            _check(
-                isinstance(value, (str, int, float, bool)),
-                f"hyperparameters.{name}",
-                f"must be a string, number or boolean, got {value!r}",
-            )
-        if self.base_model_prefix is not None:
-            _check(
-                self.base_model_prefix.startswith(constants.BASE_MODELS_PREFIX)
-                and self.base_model_prefix.endswith("/")
-                and len(self.base_model_prefix) > len(constants.BASE_MODELS_PREFIX),
-                "base_model_prefix",
-                f"must be a key prefix under {constants.BASE_MODELS_PREFIX} ending in '/', like "
-                f"'{constants.BASE_MODELS_PREFIX}llava-v1.6-mistral-7b-hf/', got {self.base_model_prefix!r}",
-            )
-        _check(0.0 < self.min_accuracy <= 1.0, "min_accuracy", f"must be in (0, 1], got {self.min_accuracy}")
-        _check(self.checkpoint_retention_days >= 1, "checkpoint_retention_days", "must be >= 1")
-        _check(
-            0 <= self.rollout_canary_percent <= CANARY_MAX_PERCENT,
-            "rollout_canary_percent",
-            f"must be 0 (all at once) or 1..{CANARY_MAX_PERCENT}, got {self.rollout_canary_percent}",
-        )
-        for key in ("rollout_canary_wait_seconds", "rollout_bake_seconds"):
-            value = getattr(self, key)
-            _check(
-                0 <= value <= ROLLOUT_WAIT_MAX_SECONDS, key, f"must be 0..{ROLLOUT_WAIT_MAX_SECONDS}, got {value}"
-            )
-        low, high = ROLLOUT_TIMEOUT_RANGE
-        _check(
-            low <= self.rollout_timeout_seconds <= high,
-            "rollout_timeout_seconds",
-            f"must be {low}..{high} (SageMaker's MaximumExecutionTimeoutInSeconds), got "
-            f"{self.rollout_timeout_seconds}",
-        )
-        _check(self.rollback_5xx_errors_per_minute >= 1, "rollback_5xx_errors_per_minute", "must be >= 1")
-        _check(self.rollback_p90_model_latency_seconds > 0, "rollback_p90_model_latency_seconds", "must be > 0")
-
-    def rollout_policy(self) -> RolloutPolicy:
-        """How every endpoint update rolls out, whether a `cdk deploy` or this pipeline starts it."""
-        return RolloutPolicy(
-            canary_percent=self.rollout_canary_percent,
-            canary_wait_seconds=self.rollout_canary_wait_seconds,
-            bake_seconds=self.rollout_bake_seconds,
-            timeout_seconds=self.rollout_timeout_seconds,
-            errors_per_minute=self.rollback_5xx_errors_per_minute,
-            p90_latency_seconds=self.rollback_p90_model_latency_seconds,
-        )
-
-    @property
-    def effective_max_wait_seconds(self) -> int | None:
-        if not self.use_spot:
-            return None
-        return self.max_wait_seconds or min(2 * self.max_runtime_seconds, SAGEMAKER_MAX_RUNTIME_SECONDS)
 
 
 # --- the pipeline ---------------------------------------------------------------------------------------------
@@ -287,7 +138,7 @@ class TrainingPipeline(Construct):
         endpoint_name: str,
         rollout_target: InferenceEndpoint | None,
         model_pinned: bool = False,
-        confidence_threshold: float = 0.8,
+        confidence_threshold: float,
         alarm_topic: sns.ITopic | None = None,
         image_table: TrainingImageTable | None = None,
     ) -> None:
@@ -926,7 +777,7 @@ class TrainingPipeline(Construct):
     def _build_state_machine(self) -> sfn.StateMachine:
         s = self.settings
         training_seconds = s.effective_max_wait_seconds or s.max_runtime_seconds
-        rollout_seconds = s.rollout_timeout_seconds if self.rollout else 0
+        rollout_seconds = self.rollout.endpoint.rollout_policy.timeout_seconds if self.rollout else 0
         definition = self._build_definition()
         return sfn.StateMachine(
             self,

@@ -9,8 +9,7 @@ import pytest
 
 import app
 from stacks import constants, serving_properties
-from stacks.backfill import BackfillConfig
-from stacks.config import AppConfig, ConfigError
+from stacks.config import AppConfig, BackfillConfig, ConfigError
 from stacks.endpoint_load import check_endpoint_load, queueing_seconds
 from stacks.serving_properties import InvalidServingProperties
 from tests.stacks.conftest import MODEL_URI, cdk_json_context

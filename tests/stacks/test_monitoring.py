@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from classification.contract import Taxonomy
-from stacks.config import AppConfig, ConfigError
-from stacks.monitoring import MonitoringConfig
+from stacks.config import AppConfig, ConfigError, MonitoringConfig
 from tests.stacks.conftest import MODEL_URI, Synthesized
 
 TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:ops-pager"
@@ -264,7 +263,7 @@ def test_dashboard_is_named_after_the_stack(with_model: Synthesized) -> None:
 
 
 def test_defaults_apply_when_the_section_is_absent() -> None:
-    assert AppConfig.from_context({}).section(MonitoringConfig) == MonitoringConfig()
+    assert AppConfig.from_context({}).monitoring == MonitoringConfig()
 
 
 @pytest.mark.parametrize(
