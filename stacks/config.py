@@ -36,7 +36,6 @@ from stacks.config_sections import (
     TrainingPipelineConfig,
 )
 from stacks.lmi_image import UnsupportedImage, default_table
-from stacks.rollout import RolloutPolicy
 
 _NAME_PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{1,23}$")
 _S3_PREFIX_URI_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+/)$")
@@ -156,17 +155,6 @@ class EndpointSettings:
         )
         _check(self.rollback_5xx_errors_per_minute >= 1, "rollback_5xx_errors_per_minute", "must be >= 1")
         _check(self.rollback_p90_model_latency_seconds > 0, "rollback_p90_model_latency_seconds", "must be > 0")
-
-    def rollout_policy(self) -> RolloutPolicy:
-        """How every endpoint update rolls out, whether a `cdk deploy` or the training pipeline starts it."""
-        return RolloutPolicy(
-            canary_percent=self.rollout_canary_percent,
-            canary_wait_seconds=self.rollout_canary_wait_seconds,
-            bake_seconds=self.rollout_bake_seconds,
-            timeout_seconds=self.rollout_timeout_seconds,
-            errors_per_minute=self.rollback_5xx_errors_per_minute,
-            p90_latency_seconds=self.rollback_p90_model_latency_seconds,
-        )
 
 
 @dataclass(frozen=True)

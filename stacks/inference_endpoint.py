@@ -1,7 +1,7 @@
 """The SageMaker real-time endpoint: DJL LMI + vLLM serving the fine-tuned LLaVA-NeXT, with autoscaling.
 
 Model lifecycle: CloudFormation owns the endpoint. Its model URI is either pinned (`endpoint.model_data_uri`) or
-read at deploy time from the training pipeline's registry parameter (stacks/training_pipeline.py); a new value
+read at deploy time from the training pipeline's registry parameter (stacks/model_store.py); a new value
 replaces the model and endpoint config (generated names) and updates the endpoint in place with SageMaker's
 blue/green rollout. The pipeline's own UpdateEndpoint registers the model it rolled out, so a later deploy
 re-creates the same model instead of reverting it.

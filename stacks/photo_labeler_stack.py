@@ -19,6 +19,7 @@ from stacks.model_store import ModelStore
 from stacks.monitoring import EndpointRef, Monitoring
 from stacks.nag import acknowledge
 from stacks.review import ReviewPage
+from stacks.rollout import RolloutPolicy
 from stacks.storage import Storage
 from stacks.training_pipeline import TrainingPipeline
 from stacks.upload_path import UploadPath
@@ -98,7 +99,7 @@ class PhotoLabelerStack(Stack):
                 container_startup_timeout_seconds=settings.container_startup_timeout_seconds,
                 model_data_download_timeout_seconds=settings.model_data_download_timeout_seconds,
                 # One rollout policy for `cdk deploy` and the pipeline (stacks/rollout.py).
-                rollout=settings.rollout_policy(),
+                rollout=RolloutPolicy.from_settings(settings),
                 alarm_topic=self.alarm_topic,
             )
             # Pipeline-trained models are SSE-KMS objects of the training bucket.

@@ -223,6 +223,7 @@ def test_a_tool_reads_the_whole_config_without_importing_the_stack_or_any_constr
         "stacks.upload_path",
         "stacks.inference_endpoint",
         "stacks.model_store",
+        "stacks.rollout",
     }
     assert constructs.isdisjoint(read["modules"]), read["modules"]
 

@@ -12,6 +12,7 @@ from stacks import serving_properties
 from stacks.config import ConfigError, EndpointSettings
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.lmi_image import default_table
+from stacks.rollout import RolloutPolicy
 from tests.stacks.conftest import MODEL_URI, Synthesized
 from tests.stacks.intrinsics import resolve
 
@@ -124,7 +125,7 @@ def test_model_loading_timeout_longer_than_the_health_check_fails_synth() -> Non
             scale_out_cooldown_seconds=60,
             container_startup_timeout_seconds=1800,
             model_data_download_timeout_seconds=600,
-            rollout=EndpointSettings().rollout_policy(),
+            rollout=RolloutPolicy.from_settings(EndpointSettings()),
             serving_options={"option.model_loading_timeout": "2000"},
         )
 
