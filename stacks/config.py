@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from classification.contract import InvalidTaxonomy, Taxonomy
+from classification.contract import DEFAULT_CONFIDENCE_THRESHOLD, InvalidTaxonomy, Taxonomy
 from stacks import constants
 from stacks.config_parsing import ConfigError, apply_overrides, build
 from stacks.config_parsing import check as _check
@@ -163,7 +163,7 @@ class UploadPathConfig:
 
     # Matched against the object key; must define a named group `hotel_id` (docs/interfaces.md).
     hotel_id_pattern: str = r"^uploads/(?P<hotel_id>[^/]+)/"
-    confidence_threshold: float = 0.8  # below it a label is stored as NEEDS_REVIEW
+    confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD  # below it a label is stored as NEEDS_REVIEW
     batch_size: int = 4  # records per invocation; each may wait up to ~60 s on the endpoint
     # Concurrent invocations = endpoint requests in flight (records of a batch are labelled one after another).
     # 12 uploads + backfill.max_concurrency 8 = 20 in flight: on one ml.g5.xlarge (~0.67 s of prefill per photo)
