@@ -45,8 +45,9 @@ class TrainingPipeline(Construct):
         store: ModelStore,
         endpoint_name: str,
         rollout_target: InferenceEndpoint | None,
-        model_pinned: bool = False,
+        # The evaluation reports the share of photos production would store as NEEDS_REVIEW at this threshold.
         confidence_threshold: float,
+        model_pinned: bool = False,
         alarm_topic: sns.ITopic | None = None,
         image_table: TrainingImageTable | None = None,
     ) -> None:
