@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_TAXONOMY_PATH = Path(__file__).with_name("taxonomy.json")
+# Below it a label is stored NEEDS_REVIEW: the app's upload.confidence_threshold default (stacks/config.py) and the
+# labeller's fallback when CONFIDENCE_THRESHOLD is unset.
+DEFAULT_CONFIDENCE_THRESHOLD = 0.8
 
 # The seed's prompt: a fill-in-the-blank phrased like CLIP's "this is a photo of {}" (the seed measured ~5 %
 # better accuracy with this phrasing than with a free question).

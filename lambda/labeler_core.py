@@ -43,13 +43,12 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
-from classification.contract import DEFAULT_TAXONOMY_PATH, InvalidAnswer, Taxonomy
+from classification.contract import DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_TAXONOMY_PATH, InvalidAnswer, Taxonomy
 from classification.images import DEFAULT_MAX_PIXELS, MAX_SIDE, InvalidImage, normalize
 
 # Objects larger than this are rejected without being downloaded: the Lambda holds the whole file in memory and
 # no camera photo comes near it (a 50-MP JPEG is ~25 MB).
 MAX_OBJECT_BYTES = 50 * 1024 * 1024
-DEFAULT_CONFIDENCE_THRESHOLD = 0.8  # the CDK app's upload.confidence_threshold default
 DEFAULT_HOTEL_ID_PATTERN = r"^[^/]+/(?P<hotel_id>[^/]+)/"  # uploads/<hotel_id>/<file>
 DEFAULT_UPLOAD_PREFIX = "uploads/"
 # Set on an item by the review API (review_api/core.py) when a person confirms, corrects or rejects the photo:

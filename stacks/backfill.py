@@ -26,8 +26,6 @@ Why it is shaped like this:
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
 from typing import Any
 
 import jsii
@@ -43,13 +41,12 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from stacks import constants
-from stacks.config import ConfigError, config_section
+from stacks.config import BackfillConfig
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.lambda_role import lambda_role
+from stacks.model_store import ModelStore, model_parameter_environment
 from stacks.nag import acknowledge, nag_resource
-from stacks.training_pipeline import ModelStore
-from stacks.upload_path import model_parameter_environment
 
 # --- literals with units --------------------------------------------------------------------------------------
 BACKFILL_HANDLER = "handler.backfill_handler"  # docs/interfaces.md
@@ -57,107 +54,11 @@ BACKFILL_HANDLER = "handler.backfill_handler"  # docs/interfaces.md
 # dashboard shows both paths side by side.
 BACKFILL_SERVICE_NAME = "photo-labeler-backfill"
 TRANSIENT_BATCH_ERROR = "TransientBatchError"  # the class name lambda/handler.py raises: the Lambda error type
-# The handler stops taking items when less than this is left, so a shorter timeout could not finish even one
-# worst-case item.
-HANDLER_TIME_MARGIN_SECONDS = constants.LABELLER_RECORD_WORST_CASE_SECONDS
-DISTRIBUTED_MAP_MAX_CONCURRENCY = 10_000  # Step Functions' limit on a Distributed Map's MaxConcurrency
-MAX_ITEMS_PER_BATCH = 1_000  # our bound: one batch's Lambda must finish in 15 min even when every item is skipped
 RESULTS_PREFIX = "backfill-results"
 RESULTS_ACCESS_LOG_PREFIX = "backfill-results/"
 RETRY_BACKOFF_RATE = 2.0
 RETRY_MAX_DELAY_SECONDS = 600  # one wait never exceeds an endpoint scale-out
 RESULT_WRITER_V2_FLAG = "@aws-cdk/aws-stepfunctions:useDistributedMapResultWriterV2"
-
-_S3_BUCKET_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_KEY_PREFIX_RE = re.compile(r"^([A-Za-z0-9!_.'()/-]+/)?$")  # no '*' or '\': the prefix is used in a StringMatches
-
-
-@config_section("backfill")
-@dataclass(frozen=True)
-class BackfillConfig:
-    """`photo_labeler.backfill`: the Distributed Map over existing photos (deployed together with the endpoint)."""
-
-    # Keys the backfill may list and read ('' = the whole image bucket); a start outside it is refused.
-    source_prefix: str = ""
-    # Matched against each key (needs the group `hotel_id`); the default takes the folder after the first one,
-    # as in `<any-prefix>/<hotel_id>/<file>`.
-    hotel_id_pattern: str = r"^[^/]+/(?P<hotel_id>[^/]+)/"
-    items_per_batch: int = 25  # photos per Lambda invocation (~100 s of endpoint time at ~4 s a photo)
-    # Batches (= photos on the endpoint) at once; also the most a start may ask for. Shares the endpoint with
-    # upload.max_concurrency: 12 + 8 = 20 in flight keep one ml.g5.xlarge at ~13 s of queueing (~0.67 s a photo),
-    # far from the 30-s p90 rollback alarm, so a deployment during a backfill is not rolled back by mistake.
-    # Synth checks upload + backfill <= endpoint.max_capacity x option.max_rolling_batch_size.
-    max_concurrency: int = 8
-    tolerated_failure_percentage: float = 5.0  # of items; above it the map run fails (failed batches: redrive)
-    retry_attempts: int = 5  # retries of a batch that raised TransientBatchError
-    retry_interval_seconds: int = 30  # first wait; doubles each retry (30 s .. 8 min covers a scale-out)
-    function_timeout_seconds: int = 900
-    function_memory_mb: int = 1024
-    # Bucket (name) that receives the image bucket's S3 Inventory reports; None disables the manifest input.
-    inventory_bucket: str | None = None
-    inventory_prefix: str = ""  # where in that bucket the reports (manifest.json and data files) are
-    results_retention_days: int = 90  # per-batch results and failures written by the map run
-
-    def __post_init__(self) -> None:
-        _require(
-            bool(_KEY_PREFIX_RE.match(self.source_prefix)),
-            "source_prefix",
-            f"must be '' or a key prefix ending in '/' without '*', got {self.source_prefix!r}",
-        )
-        try:
-            compiled = re.compile(self.hotel_id_pattern)
-        except re.error as error:
-            raise ConfigError("hotel_id_pattern", f"is not a valid regular expression: {error}") from error
-        _require(
-            "hotel_id" in compiled.groupindex, "hotel_id_pattern", "must define a named group (?P<hotel_id>...)"
-        )
-        _require(
-            1 <= self.items_per_batch <= MAX_ITEMS_PER_BATCH,
-            "items_per_batch",
-            f"must be 1..{MAX_ITEMS_PER_BATCH}, got {self.items_per_batch}",
-        )
-        _require(
-            1 <= self.max_concurrency <= DISTRIBUTED_MAP_MAX_CONCURRENCY,
-            "max_concurrency",
-            f"must be 1..{DISTRIBUTED_MAP_MAX_CONCURRENCY}, got {self.max_concurrency}",
-        )
-        _require(
-            0.0 <= self.tolerated_failure_percentage <= 100.0,
-            "tolerated_failure_percentage",
-            f"must be 0..100, got {self.tolerated_failure_percentage}",
-        )
-        _require(0 <= self.retry_attempts <= 10, "retry_attempts", f"must be 0..10, got {self.retry_attempts}")
-        _require(self.retry_interval_seconds >= 1, "retry_interval_seconds", "must be >= 1")
-        _require(
-            HANDLER_TIME_MARGIN_SECONDS + 60
-            <= self.function_timeout_seconds
-            <= constants.LAMBDA_MAX_TIMEOUT_SECONDS,
-            "function_timeout_seconds",
-            f"must be {HANDLER_TIME_MARGIN_SECONDS + 60}..{constants.LAMBDA_MAX_TIMEOUT_SECONDS} (the handler "
-            f"keeps {HANDLER_TIME_MARGIN_SECONDS} s for the last item), got {self.function_timeout_seconds}",
-        )
-        _require(
-            constants.LAMBDA_MIN_MEMORY_MB <= self.function_memory_mb <= constants.LAMBDA_MAX_MEMORY_MB,
-            "function_memory_mb",
-            f"must be {constants.LAMBDA_MIN_MEMORY_MB}..{constants.LAMBDA_MAX_MEMORY_MB}",
-        )
-        if self.inventory_bucket is not None:
-            _require(
-                bool(_S3_BUCKET_NAME_RE.match(self.inventory_bucket)),
-                "inventory_bucket",
-                f"must be an S3 bucket name (not an ARN or URI), got {self.inventory_bucket!r}",
-            )
-        _require(
-            bool(_KEY_PREFIX_RE.match(self.inventory_prefix)),
-            "inventory_prefix",
-            f"must be '' or a key prefix ending in '/' without '*', got {self.inventory_prefix!r}",
-        )
-        _require(self.results_retention_days >= 1, "results_retention_days", "must be >= 1")
-
-
-def _require(condition: bool, key: str, message: str) -> None:
-    if not condition:
-        raise ConfigError(key, message)
 
 
 @jsii.implements(sfn.IItemReader)

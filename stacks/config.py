@@ -1,36 +1,41 @@
 """The app's configuration: one frozen, typed, validated object built once in app.py from cdk.json context.
 
-Layout of the context object (`cdk.json` → `context.photo_labeler`):
+Every section is declared here, as a field of `AppConfig`, in the order of `cdk.json` → `context.photo_labeler`:
 
-    {"name_prefix": ..., "storage": {...}, "endpoint": {...}, "upload": {...}, "<section>": {...}}
+    {"account", "region", "name_prefix", "taxonomy_file", "metrics_namespace", "alarm_topic_arn",
+     "storage": {...}, "endpoint": {...}, "upload": {...}, "training": {...}, "backfill": {...},
+     "review": {...}, "monitoring": {...}}
+
+so any tool can read the whole configuration with `AppConfig.from_context(...)` without importing a construct.
+Each default lives once, on its field; cdk.json repeats them so a user sees every key (a test keeps the two equal).
 
 Any value can be overridden on the command line with a dotted key, e.g.
 `npx cdk synth -c photo_labeler.endpoint.model_data_uri=s3://bucket/run-42/model/`.
-
-Later constructs add their own section without editing this file: decorate a frozen dataclass whose fields all
-have defaults with `@config_section("training")` in the construct's module, import that module before
-`AppConfig.from_context`, and read it with `config.section(TrainingConfig)`. Unknown keys anywhere fail synth
-with the full dotted key, so a typo is never silently ignored. Validation errors name the key
-(`ConfigError: photo_labeler.endpoint.min_capacity: must be >= 1, got 0`).
+Unknown keys anywhere fail synth with the full dotted key, so a typo is never silently ignored. Validation errors
+name the key (`ConfigError: photo_labeler.endpoint.min_capacity: must be >= 1, got 0`); the converter that reads
+JSON and `-c` strings into these dataclasses is stacks/config_parsing.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
-import types
-import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from classification.contract import InvalidTaxonomy, Taxonomy
+from classification.contract import DEFAULT_CONFIDENCE_THRESHOLD, InvalidTaxonomy, Taxonomy
 from stacks import constants
+from stacks.config_parsing import ConfigError, apply_overrides, build
+from stacks.config_parsing import check as _check
+from stacks.config_sections import (
+    BackfillConfig,
+    MonitoringConfig,
+    ReviewPageConfig,
+    TrainingPipelineConfig,
+)
 from stacks.lmi_image import UnsupportedImage, default_table
-
-T = TypeVar("T")
 
 _NAME_PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{1,23}$")
 _S3_PREFIX_URI_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+/)$")
@@ -40,20 +45,6 @@ _SNS_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1
 _INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _UPLOAD_PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]+/$")
 _METRICS_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9._/#:-]{1,255}$")
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, of the wrong type or out of range; the message names the key."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
-        self.reason = message
-
-
-def _check(condition: bool, key: str, message: str) -> None:
-    if not condition:
-        raise ConfigError(key, message)
 
 
 # --- sections ------------------------------------------------------------------------------------------------
@@ -95,6 +86,13 @@ class EndpointSettings:
     scale_in_cooldown_seconds: int = 600  # slower than scale-out: a new g5 takes minutes to load the model
     container_startup_timeout_seconds: int = 1800  # must cover LMI's option.model_loading_timeout
     model_data_download_timeout_seconds: int = 1200  # ~15 GB of bf16 weights from S3
+    # How every model change reaches the endpoint, from `cdk deploy` or a pipeline rollout (stacks/rollout.py).
+    rollout_canary_percent: int = 0  # 0: all at once; 1-50: canary share of instances (needs >= 2 instances)
+    rollout_canary_wait_seconds: int = 600  # canary only: how long the canary takes traffic before the rest
+    rollout_bake_seconds: int = 900  # alarms are watched this long on the new fleet before the old one goes
+    rollout_timeout_seconds: int = 10800  # the whole blue/green deployment, including loading 15 GB of weights
+    rollback_5xx_errors_per_minute: int = 5  # Invocation5XXErrors per minute that roll a deployment back
+    rollback_p90_model_latency_seconds: float = 30.0  # ModelLatency p90 that rolls a deployment back
 
     def __post_init__(self) -> None:
         if self.model_data_uri is not None:
@@ -136,6 +134,27 @@ class EndpointSettings:
             "model_data_download_timeout_seconds",
             f"must be 60..{constants.SAGEMAKER_MAX_DOWNLOAD_TIMEOUT_SECONDS}",
         )
+        self._check_rollout()
+
+    def _check_rollout(self) -> None:
+        _check(
+            0 <= self.rollout_canary_percent <= constants.CANARY_MAX_PERCENT,
+            "rollout_canary_percent",
+            f"must be 0 (all at once) or 1..{constants.CANARY_MAX_PERCENT}, got {self.rollout_canary_percent}",
+        )
+        for key in ("rollout_canary_wait_seconds", "rollout_bake_seconds"):
+            value = getattr(self, key)
+            wait_max = constants.ROLLOUT_WAIT_MAX_SECONDS
+            _check(0 <= value <= wait_max, key, f"must be 0..{wait_max}, got {value}")
+        low, high = constants.ROLLOUT_TIMEOUT_RANGE
+        _check(
+            low <= self.rollout_timeout_seconds <= high,
+            "rollout_timeout_seconds",
+            f"must be {low}..{high} (SageMaker's MaximumExecutionTimeoutInSeconds), got "
+            f"{self.rollout_timeout_seconds}",
+        )
+        _check(self.rollback_5xx_errors_per_minute >= 1, "rollback_5xx_errors_per_minute", "must be >= 1")
+        _check(self.rollback_p90_model_latency_seconds > 0, "rollback_p90_model_latency_seconds", "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -144,7 +163,7 @@ class UploadPathConfig:
 
     # Matched against the object key; must define a named group `hotel_id` (docs/interfaces.md).
     hotel_id_pattern: str = r"^uploads/(?P<hotel_id>[^/]+)/"
-    confidence_threshold: float = 0.8  # below it a label is stored as NEEDS_REVIEW
+    confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD  # below it a label is stored as NEEDS_REVIEW
     batch_size: int = 4  # records per invocation; each may wait up to ~60 s on the endpoint
     # Concurrent invocations = endpoint requests in flight (records of a batch are labelled one after another).
     # endpoint.max_capacity 4 x target_concurrent_requests_per_model 6 = 24: the fewest in flight that let target
@@ -222,31 +241,6 @@ class UploadPathConfig:
         )
 
 
-# --- section registry ----------------------------------------------------------------------------------------
-
-_SECTIONS: dict[str, type] = {}
-
-
-def config_section(name: str) -> Callable[[type[T]], type[T]]:
-    """Register a frozen dataclass as the config section `name` (all fields need defaults)."""
-
-    def register(cls: type[T]) -> type[T]:
-        if not dataclasses.is_dataclass(cls):
-            raise TypeError(f"config section {name!r}: {cls.__name__} must be a dataclass")
-        if name in _SECTIONS and _SECTIONS[name] is not cls:
-            raise TypeError(f"config section {name!r} is already registered by {_SECTIONS[name].__name__}")
-        if name in {f.name for f in dataclasses.fields(AppConfig)}:
-            raise TypeError(f"config section {name!r} clashes with a top-level key of AppConfig")
-        _SECTIONS[name] = cls
-        return cls
-
-    return register
-
-
-def registered_sections() -> Mapping[str, type]:
-    return dict(_SECTIONS)
-
-
 # --- the app config ------------------------------------------------------------------------------------------
 
 
@@ -265,8 +259,10 @@ class AppConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     endpoint: EndpointSettings = field(default_factory=EndpointSettings)
     upload: UploadPathConfig = field(default_factory=UploadPathConfig)
-    # Sections registered by later constructs, parsed; read them with `section()`.
-    extra_sections: Mapping[str, Any] = field(default_factory=dict)
+    training: TrainingPipelineConfig = field(default_factory=TrainingPipelineConfig)
+    backfill: BackfillConfig = field(default_factory=BackfillConfig)
+    review: ReviewPageConfig = field(default_factory=ReviewPageConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
     def __post_init__(self) -> None:
         if self.account is not None:
@@ -326,14 +322,6 @@ class AppConfig:
     def taxonomy(self) -> Taxonomy:
         return Taxonomy.load(self.taxonomy_path)
 
-    def section(self, cls: type[T]) -> T:
-        """The parsed value of a section registered with `@config_section` (defaults when absent from context)."""
-        for name, registered in _SECTIONS.items():
-            if registered is cls:
-                value = self.extra_sections.get(name)
-                return value if value is not None else _build(cls, {}, f"{constants.CONTEXT_KEY}.{name}")
-        raise KeyError(f"{cls.__name__} is not a registered config section (use @config_section)")
-
     @classmethod
     def from_context(cls, raw: Any, overrides: Mapping[str, Any] | None = None) -> AppConfig:
         """Parse the context object, applying `-c photo_labeler.a.b=value` overrides first."""
@@ -347,122 +335,4 @@ class AppConfig:
                 raise ConfigError(root, f"is not a JSON object: {error}") from error
         if not isinstance(raw, Mapping):
             raise ConfigError(root, f"must be an object, got {type(raw).__name__}")
-        merged = _apply_overrides(dict(raw), overrides or {})
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra_sections"}
-        sections = {name: value for name, value in merged.items() if name in _SECTIONS}
-        core = {name: value for name, value in merged.items() if name not in _SECTIONS}
-        for name in core:
-            if name not in known:
-                raise ConfigError(
-                    f"{root}.{name}",
-                    f"unknown key; expected one of {sorted(known | set(_SECTIONS))}",
-                )
-        extra = {name: _build(_SECTIONS[name], value, f"{root}.{name}") for name, value in sections.items()}
-        return _build(cls, {**core, "extra_sections": extra}, root)
-
-
-# --- generic parsing ------------------------------------------------------------------------------------------
-
-
-def _build(cls: type[T], raw: Any, path: str) -> T:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(path, f"must be an object, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(f"{path}.{unknown[0]}", f"unknown key; expected one of {sorted(fields)}")
-    values: dict[str, Any] = {}
-    for name, value in raw.items():
-        if name == "extra_sections":
-            values[name] = value
-            continue
-        values[name] = _convert(hints[name], value, f"{path}.{name}")
-    try:
-        return cls(**values)
-    except ConfigError as error:
-        raise ConfigError(f"{path}.{error.key}", error.reason) from None
-
-
-class _CliString(str):
-    """A `-c key=value` string, converted to the field's type instead of being type-checked."""
-
-
-def _from_cli(hint: Any, value: _CliString, path: str) -> Any:
-    if hint is str:
-        return str(value)
-    try:
-        decoded = json.loads(value)
-    except json.JSONDecodeError:
-        raise ConfigError(
-            path, f"cannot read {str(value)!r} from the command line as {getattr(hint, '__name__', hint)}"
-        ) from None
-    return _convert(hint, decoded, path)
-
-
-def _convert(hint: Any, value: Any, path: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None or (isinstance(value, _CliString) and value in ("null", "")):
-            return None
-        return _convert(options[0], value, path)
-    if isinstance(value, _CliString):
-        return _from_cli(hint, value, path)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, path)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(path, f"must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(path, f"must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(path, f"must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(path, f"must be a string, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ConfigError(path, f"must be a list, got {value!r}")
-        (item_hint, *_rest) = typing.get_args(hint)
-        return tuple(_convert(item_hint, item, f"{path}[{i}]") for i, item in enumerate(value))
-    if origin in (dict, Mapping) or hint is Any:
-        return value
-    raise TypeError(f"{path}: unsupported config field type {hint!r}")
-
-
-def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge `photo_labeler.a.b=value` command-line context into the nested object.
-
-    Command-line values arrive as strings; they are converted to the field's type when parsed (`_convert`), so
-    `-c photo_labeler.endpoint.min_capacity=2` is the integer 2, `...account=012345678901` stays a string and
-    `...model_data_uri=null` is None. JSON in cdk.json is taken strictly as typed.
-    """
-    prefix = constants.CONTEXT_KEY + "."
-    for dotted, value in sorted(overrides.items()):
-        if not dotted.startswith(prefix):
-            continue
-        parts = dotted[len(prefix) :].split(".")
-        if not all(parts):
-            raise ConfigError(dotted, "is not a valid dotted key")
-        if isinstance(value, str):
-            value = _CliString(value)
-        node = raw
-        for depth, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = {}
-            elif not isinstance(child, Mapping):
-                raise ConfigError(
-                    prefix + ".".join(parts[: depth + 1]), "is not an object; cannot override inside it"
-                )
-            node[part] = child = dict(child)
-            node = child
-        node[parts[-1]] = value
-    return raw
+        return build(cls, apply_overrides(dict(raw), overrides or {}), root)

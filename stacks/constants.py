@@ -47,6 +47,14 @@ SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 ENDPOINT_SECONDS_PER_PHOTO = 0.674
 SAGEMAKER_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints"  # where the hosting agent writes container logs
 SAGEMAKER_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"  # instance/GPU metrics published with the role
+ROLLOUT_WAIT_MAX_SECONDS = 3600  # TrafficRoutingConfig.WaitIntervalInSeconds and TerminationWaitInSeconds
+ROLLOUT_TIMEOUT_RANGE = (600, 28800)  # BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds
+CANARY_MAX_PERCENT = 50  # CanarySize must be <= 50 % of the variant's instances
+
+# --- SageMaker training and the backfill -----------------------------------------------------------------------
+SAGEMAKER_MAX_RUNTIME_SECONDS = 28 * 24 * 3600  # CreateTrainingJob's hard ceiling (the default quota is 5 days)
+DISTRIBUTED_MAP_MAX_CONCURRENCY = 10_000  # Step Functions' limit on a Distributed Map's MaxConcurrency
+MAX_ITEMS_PER_BATCH = 1_000  # our bound: one batch's Lambda must finish in 15 min even when every item is skipped
 
 # --- Storage ---------------------------------------------------------------------------------------------------
 ABORT_INCOMPLETE_UPLOAD_DAYS = 7
@@ -54,6 +62,12 @@ ACCESS_LOG_PREFIX = "image-bucket/"
 TABLE_PARTITION_KEY = "image_uri"  # docs/interfaces.md
 GSI_BY_HOTEL = "by-hotel"
 GSI_BY_STATUS = "by-status"
+
+# --- Training bucket layout (stacks/model_store.py) ----------------------------------------------------------
+DATASETS_PREFIX = "datasets/"  # DatasetDicts written by training_job.build_dataset
+BASE_MODELS_PREFIX = "base-models/"  # hub-layout base weights (training.base_model_prefix)
+MODELS_PREFIX = "models/"  # one directory per training job: the servable model + evaluation/metrics.json
+CHECKPOINTS_PREFIX = "checkpoints/"  # spot/resume checkpoints, expired after training.checkpoint_retention_days
 
 # --- Alarms ----------------------------------------------------------------------------------------------------
 ALARM_PERIOD_SECONDS = 60

@@ -1,7 +1,7 @@
 """The SageMaker real-time endpoint: DJL LMI + vLLM serving the fine-tuned LLaVA-NeXT, with autoscaling.
 
 Model lifecycle: CloudFormation owns the endpoint. Its model URI is either pinned (`endpoint.model_data_uri`) or
-read at deploy time from the training pipeline's registry parameter (stacks/training_pipeline.py); a new value
+read at deploy time from the training pipeline's registry parameter (stacks/model_store.py); a new value
 replaces the model and endpoint config (generated names) and updates the endpoint in place with SageMaker's
 blue/green rollout. The pipeline's own UpdateEndpoint registers the model it rolled out, so a later deploy
 re-creates the same model instead of reverting it.
@@ -29,8 +29,8 @@ from stacks.lmi_image import LmiImageTable, default_table
 from stacks.nag import acknowledge, nag_resource
 from stacks.rollout import RolloutAlarms, RolloutPolicy
 
-# Where a canary that the endpoint's capacity cannot hold is reported (the rollout_* keys live in that section).
-CANARY_CONFIG_KEY = "photo_labeler.training.rollout_canary_percent"
+# Where a canary that the endpoint's capacity cannot hold is reported.
+CANARY_CONFIG_KEY = "photo_labeler.endpoint.rollout_canary_percent"
 
 
 class InferenceEndpoint(Construct):

@@ -26,7 +26,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks import constants
-from stacks.config import ConfigError, config_section
+from stacks.config import MonitoringConfig
 from stacks.review_parts import review_dashboard_widgets
 
 SAGEMAKER_NAMESPACE = "AWS/SageMaker"  # invocation metrics (the instance metrics live in constants')
@@ -42,30 +42,6 @@ STATUS_METRICS = (
 # Everything that consumes a photo counts as progress for the stall alarm: duplicates and already-labelled
 # photos are skipped, not stuck.
 PROGRESS_METRICS = tuple(name for name, _ in STATUS_METRICS)
-
-
-@config_section("monitoring")
-@dataclass(frozen=True)
-class MonitoringConfig:
-    """`photo_labeler.monitoring`: alarm thresholds (alarms go to alarm_topic_arn or the stack's topic)."""
-
-    queue_age_alarm_seconds: int = 900  # oldest upload waiting longer than this, for 5 minutes in a row
-    stall_alarm_minutes: int = 15  # no photo processed for this long while the queue never emptied
-    endpoint_5xx_alarm_threshold: int = 5  # endpoint 5xx responses in 5 minutes that raise the alarm
-    backfill_failed_alarm: bool = True  # alarm when a backfill execution fails or times out
-
-    def __post_init__(self) -> None:
-        if not 60 <= self.queue_age_alarm_seconds <= constants.QUEUE_RETENTION_DAYS * 86_400:
-            raise ConfigError(
-                "queue_age_alarm_seconds",
-                f"must be 60..{constants.QUEUE_RETENTION_DAYS * 86_400} (the queue's retention), "
-                f"got {self.queue_age_alarm_seconds}",
-            )
-        # CloudWatch alarm periods of 1 min or more must be a multiple of 60 s and at most 1 day.
-        if not 5 <= self.stall_alarm_minutes <= 1440:
-            raise ConfigError("stall_alarm_minutes", f"must be 5..1440, got {self.stall_alarm_minutes}")
-        if self.endpoint_5xx_alarm_threshold < 1:
-            raise ConfigError("endpoint_5xx_alarm_threshold", "must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,18 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import constants, serving_properties
-from stacks.backfill import BACKFILL_SERVICE_NAME, Backfill, BackfillConfig
+from stacks.backfill import BACKFILL_SERVICE_NAME, Backfill
 from stacks.config import AppConfig
 from stacks.endpoint_load import check_endpoint_load
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.lambda_bundling import function_code
-from stacks.monitoring import EndpointRef, Monitoring, MonitoringConfig
+from stacks.model_store import ModelStore
+from stacks.monitoring import EndpointRef, Monitoring
 from stacks.nag import acknowledge
 from stacks.review import ReviewPage
-from stacks.review_parts import ReviewPageConfig
+from stacks.rollout import RolloutPolicy
 from stacks.storage import Storage
-from stacks.training_pipeline import ModelStore, TrainingPipeline, TrainingPipelineConfig
+from stacks.training_pipeline import TrainingPipeline
 from stacks.upload_path import UploadPath
 
 NO_MODEL_ID = "none"  # MODEL_ID when no model is deployed yet (the Lambda is then never invoked)
@@ -49,7 +50,7 @@ class PhotoLabelerStack(Stack):
         # Checked with or without an endpoint: the deploy that adds the model must not be the one that fails.
         check_endpoint_load(
             upload_max_concurrency=config.upload.max_concurrency,
-            backfill_max_concurrency=config.section(BackfillConfig).max_concurrency,
+            backfill_max_concurrency=config.backfill.max_concurrency,
             max_capacity=config.endpoint.max_capacity,
             engine_batch=serving_properties.engine_batch_size(serving_properties.load()),
         )
@@ -62,7 +63,7 @@ class PhotoLabelerStack(Stack):
             access_log_retention_days=config.storage.access_log_retention_days,
         )
         self.alarm_topic: sns.ITopic = self._alarm_topic()
-        self.training_config = config.section(TrainingPipelineConfig)
+        self.training_config = config.training
         self.model_store = ModelStore(
             self,
             "ModelStore",
@@ -98,7 +99,7 @@ class PhotoLabelerStack(Stack):
                 container_startup_timeout_seconds=settings.container_startup_timeout_seconds,
                 model_data_download_timeout_seconds=settings.model_data_download_timeout_seconds,
                 # One rollout policy for `cdk deploy` and the pipeline (stacks/rollout.py).
-                rollout=self.training_config.rollout_policy(),
+                rollout=RolloutPolicy.from_settings(settings),
                 alarm_topic=self.alarm_topic,
             )
             # Pipeline-trained models are SSE-KMS objects of the training bucket.
@@ -168,7 +169,7 @@ class PhotoLabelerStack(Stack):
         backfill = Backfill(
             self,
             "Backfill",
-            config=self.config.section(BackfillConfig),
+            config=self.config.backfill,
             bucket=self.storage.bucket,
             table=self.storage.table,
             data_key=self.storage.key,
@@ -218,7 +219,7 @@ class PhotoLabelerStack(Stack):
         return training
 
     def _review(self) -> ReviewPage | None:
-        settings = self.config.section(ReviewPageConfig)
+        settings = self.config.review
         if not settings.enabled:
             return None
         review = ReviewPage(
@@ -245,7 +246,7 @@ class PhotoLabelerStack(Stack):
         monitoring = Monitoring(
             self,
             "Monitoring",
-            config=self.config.section(MonitoringConfig),
+            config=self.config.monitoring,
             name_prefix=self.config.name_prefix,
             metrics_namespace=self.config.metrics_namespace,
             labels=self.config.taxonomy.labels,
@@ -260,9 +261,7 @@ class PhotoLabelerStack(Stack):
             backfill_service_name=BACKFILL_SERVICE_NAME if self.backfill else None,
             training_failed_alarm=self.training.failure_alarm,
             rollout_alarms=self.inference.rollout_alarms.alarms if self.inference else (),
-            review_backlog_probe_minutes=(
-                self.config.section(ReviewPageConfig).backlog_probe_minutes if self.review else None
-            ),
+            review_backlog_probe_minutes=(self.config.review.backlog_probe_minutes if self.review else None),
         )
         CfnOutput(self, "DashboardName", value=monitoring.dashboard.dashboard_name)
         return monitoring

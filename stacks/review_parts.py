@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from stacks import constants
-from stacks.config import ConfigError, config_section
+from stacks.config import ReviewPageConfig
 from stacks.lambda_bundling import PipLocalBundling
 
 REVIEW_API_DIR = constants.PROJECT_ROOT / "review_api"
@@ -24,38 +23,6 @@ REVIEW_SERVICE_NAME = "photo-review"  # the EMF dimension `service` of the revie
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 assert RUNTIME.name == f"python{constants.LAMBDA_PYTHON_VERSION}", "runtime and bundled wheels disagree"
 WAF_RATE_LIMIT_PER_5_MIN = 2000  # per client IP; a reviewer's page makes a few requests per photo
-
-
-@config_section("review")
-@dataclass(frozen=True)
-class ReviewPageConfig:
-    """`photo_labeler.review`: the review page for the content team."""
-
-    enabled: bool = True
-    # A CLOUDFRONT-scope web ACL (AWS managed common/bad-input/IP-reputation rules + a per-IP rate limit). AWS only
-    # accepts those in us-east-1: set `waf` for a stack deployed there, or `web_acl_arn` to attach one from there.
-    waf: bool = False
-    web_acl_arn: str | None = None
-    presigned_url_seconds: int = 300  # how long a photo link works
-    backlog_probe_minutes: int = 15  # how often the NEEDS_REVIEW backlog is counted for the dashboard
-
-    def __post_init__(self) -> None:
-        if self.waf and self.web_acl_arn:
-            raise ConfigError(
-                "review.waf", "set either waf (create a web ACL) or web_acl_arn (attach one), not both"
-            )
-        if self.web_acl_arn is not None and not self.web_acl_arn.startswith("arn:aws:wafv2:us-east-1:"):
-            raise ConfigError(
-                "review.web_acl_arn",
-                "must be a CLOUDFRONT-scope WAFv2 web ACL ARN (arn:aws:wafv2:us-east-1:...), "
-                f"got {self.web_acl_arn!r}",
-            )
-        if not 60 <= self.presigned_url_seconds <= 3600:
-            raise ConfigError(
-                "review.presigned_url_seconds", f"must be 60..3600, got {self.presigned_url_seconds}"
-            )
-        if not 1 <= self.backlog_probe_minutes <= 1440:
-            raise ConfigError("review.backlog_probe_minutes", f"must be 1..1440, got {self.backlog_probe_minutes}")
 
 
 def review_source_files(taxonomy_file: Path) -> list[tuple[Path, str]]:

@@ -12,7 +12,7 @@ Its field names are the SageMaker API's, which CloudFormation's AWS::SageMaker::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -22,7 +22,10 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import constants
-from stacks.config import ConfigError
+from stacks.config_parsing import ConfigError
+
+if TYPE_CHECKING:
+    from stacks.config import EndpointSettings
 
 CANARY_MIN_INSTANCES = 2  # a canary of <= 50 % needs at least one instance besides it
 SAGEMAKER_NAMESPACE = "AWS/SageMaker"
@@ -31,8 +34,8 @@ MICROSECONDS_PER_SECOND = 1_000_000  # ModelLatency is reported in microseconds
 
 @dataclass(frozen=True)
 class RolloutPolicy:
-    """Traffic shifting, bake time and rollback thresholds of every endpoint update (config: `training.rollout_*`,
-    `training.rollback_*`; validated there)."""
+    """Traffic shifting, bake time and rollback thresholds of every endpoint update (config: `endpoint.rollout_*`,
+    `endpoint.rollback_*`; validated there)."""
 
     canary_percent: int  # 0: all at once; 1-50: canary share of the new fleet's instances
     canary_wait_seconds: int  # canary only: how long the canary takes traffic before the rest
@@ -40,6 +43,18 @@ class RolloutPolicy:
     timeout_seconds: int  # the whole blue/green deployment
     errors_per_minute: int  # Invocation5XXErrors per minute, 2 minutes running, that roll a deployment back
     p90_latency_seconds: float  # ModelLatency p90, 3 minutes running, that rolls a deployment back
+
+    @classmethod
+    def from_settings(cls, settings: EndpointSettings) -> RolloutPolicy:
+        """The policy of `photo_labeler.endpoint`, for `cdk deploy` and the training pipeline alike."""
+        return cls(
+            canary_percent=settings.rollout_canary_percent,
+            canary_wait_seconds=settings.rollout_canary_wait_seconds,
+            bake_seconds=settings.rollout_bake_seconds,
+            timeout_seconds=settings.rollout_timeout_seconds,
+            errors_per_minute=settings.rollback_5xx_errors_per_minute,
+            p90_latency_seconds=settings.rollback_p90_model_latency_seconds,
+        )
 
     def check_capacity(self, min_instances: int, *, key: str) -> None:
         """A canary needs an old-fleet share to keep: refuse it on a one-instance endpoint at synth."""

@@ -22,23 +22,14 @@ from stacks.encrypted_logs import encrypted_log_group
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.key_policy import scope_service_statements
 from stacks.lambda_role import lambda_role
+from stacks.model_store import ModelStore, model_parameter_environment
 from stacks.nag import acknowledge, nag_resource
-from stacks.training_pipeline import ModelStore
 
 # The bundler fetches cp312 wheels for x86_64 (constants.LAMBDA_WHEEL_PLATFORMS): runtime and architecture
 # must match them.
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.X86_64
 assert RUNTIME.name == f"python{constants.LAMBDA_PYTHON_VERSION}", "runtime and bundled wheels disagree"
-
-
-def model_parameter_environment(model_registry: ModelStore | None) -> dict[str, str]:
-    """MODEL_PARAMETER_NAME for a labeller whose endpoint serves the registry (docs/interfaces.md), else nothing.
-
-    MODEL_ID is fixed at deploy time; after a pipeline rollout the registry names the model the endpoint serves,
-    so the labeller reads it (cached) and falls back to MODEL_ID only while the parameter does not exist.
-    """
-    return {"MODEL_PARAMETER_NAME": model_registry.parameter_name} if model_registry is not None else {}
 
 
 def labeller_log_group_name(name_prefix: str) -> str:

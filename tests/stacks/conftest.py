@@ -31,8 +31,8 @@ SCOPED_BACKFILL = {
 CANARY = {
     "photo_labeler.training.serve_registered_model": "true",
     "photo_labeler.endpoint.min_capacity": "2",
-    "photo_labeler.training.rollout_canary_percent": "25",
-    "photo_labeler.training.rollout_canary_wait_seconds": "300",
+    "photo_labeler.endpoint.rollout_canary_percent": "25",
+    "photo_labeler.endpoint.rollout_canary_wait_seconds": "300",
 }
 # Every config variant whose template differs in kind: the deploy-time gates run on each (session fixtures).
 VARIANTS = ("no_model", "with_model", "registry", "regional", "scoped_backfill", "canary")

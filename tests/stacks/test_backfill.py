@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from cdk_nag import AwsSolutionsChecks
 
-from stacks.backfill import BACKFILL_SERVICE_NAME, BackfillConfig
-from stacks.config import AppConfig, ConfigError
+from stacks.backfill import BACKFILL_SERVICE_NAME
+from stacks.config import AppConfig, BackfillConfig, ConfigError
 from tests.stacks.conftest import MODEL_URI, PROJECT_ROOT, Synthesized
 
 LAMBDA_DIR = PROJECT_ROOT / "lambda"
@@ -342,7 +342,7 @@ def test_with_a_model_the_cli_finds_the_state_machine_in_the_outputs(with_model:
 
 
 def test_defaults_apply_when_the_section_is_absent() -> None:
-    assert AppConfig.from_context({}).section(BackfillConfig) == BackfillConfig()
+    assert AppConfig.from_context({}).backfill == BackfillConfig()
 
 
 @pytest.mark.parametrize(

@@ -7,16 +7,16 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stacks import config as config_module
-from stacks.config import AppConfig, ConfigError, config_section, registered_sections
-from stacks.training_pipeline import TrainingPipelineConfig
+from stacks.config import AppConfig, ConfigError
 from tests.stacks.conftest import PROJECT_ROOT, cdk_json_context
+
+# Every section of the context object, in cdk.json's order: AppConfig's dataclass-typed fields.
+SECTIONS = ("storage", "endpoint", "upload", "training", "backfill", "review", "monitoring")
 
 
 def parse(raw: dict[str, Any] | None = None, **overrides: Any) -> AppConfig:
@@ -24,32 +24,28 @@ def parse(raw: dict[str, Any] | None = None, **overrides: Any) -> AppConfig:
 
 
 def _field_names(cls: type) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)} - {"extra_sections"}
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def test_committed_cdk_json_shows_every_key_with_its_documented_default() -> None:
-    # Given the context committed in cdk.json and every section the app's constructs register
+    # Given the context committed in cdk.json
     raw = cdk_json_context()["photo_labeler"]
-    sections = registered_sections()
-    assert {"training", "backfill", "monitoring"} <= set(sections)
     # When it is parsed
     config = AppConfig.from_context(raw)
-    # Then the core keys equal AppConfig's defaults (cdk.json documents them, it does not change them)
-    assert dataclasses.replace(config, extra_sections={}) == AppConfig()
+    # Then every value equals AppConfig's defaults (cdk.json documents them, it does not change them): a drifted
+    # default fails here
+    assert config == AppConfig()
     assert config.endpoint.instance_type == "ml.g5.xlarge"
     assert config.endpoint.model_data_uri is None
     assert config.region is None and config.account is None
-    # And every registered section is written out and equals its dataclass defaults (a drifted default fails)
-    for name, cls in sections.items():
-        assert name in raw, f"cdk.json lacks the section {name!r}"
-        assert config.extra_sections[name] == cls(), name
-    assert config.section(TrainingPipelineConfig).serve_registered_model is False
-    # And cdk.json shows every key a user can set, and nothing else, in every section
-    assert set(raw) == _field_names(AppConfig) | set(sections)
-    for name in ("storage", "endpoint", "upload"):
+    assert config.training.serve_registered_model is False
+    # And AppConfig declares exactly these sections, and cdk.json shows every key a user can set, nothing else
+    assert {name for name in _field_names(AppConfig) if dataclasses.is_dataclass(getattr(config, name))} == set(
+        SECTIONS
+    )
+    assert set(raw) == _field_names(AppConfig)
+    for name in SECTIONS:
         assert set(raw[name]) == _field_names(type(getattr(config, name))), name
-    for name, cls in sections.items():
-        assert set(raw[name]) == _field_names(cls), name
 
 
 def test_command_line_overrides_are_typed_like_the_field() -> None:
@@ -166,43 +162,70 @@ def test_a_taxonomy_the_contract_rejects_fails_synth(tmp_path: Path) -> None:
     assert "twice" in str(caught.value)
 
 
-def test_a_later_construct_adds_its_own_section_without_touching_config_py(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("raw", "key", "fragment"),
+    [
+        ({"training": {"instance_count": 0}}, "photo_labeler.training.instance_count", "1..max_instance_count"),
+        ({"training": {"epochs": 3}}, "photo_labeler.training.epochs", "unknown key"),
+        ({"backfill": {"items_per_batch": 0}}, "photo_labeler.backfill.items_per_batch", "1..1000"),
+        ({"review": {"presigned_url_seconds": 5}}, "photo_labeler.review.presigned_url_seconds", "60..3600"),
+        ({"monitoring": {"stall_alarm_minutes": 2}}, "photo_labeler.monitoring.stall_alarm_minutes", "5..1440"),
+        ({"endpoint": {"rollout_canary_percent": 60}}, "photo_labeler.endpoint.rollout_canary_percent", "1..50"),
+        ({"endpoint": {"rollout_timeout_seconds": 60}}, "photo_labeler.endpoint.rollout_timeout_seconds", "600"),
+        # The rollout keys moved from `training` to `endpoint` (they drive every endpoint deploy): an old
+        # cdk.json fails naming the key instead of silently losing the setting.
+        ({"training": {"rollout_canary_percent": 25}}, "photo_labeler.training.rollout_canary_percent", "unknown"),
+    ],
+)
+def test_every_section_is_parsed_without_importing_its_construct(
+    raw: dict[str, Any], key: str, fragment: str
 ) -> None:
-    # Given a section registered from another module (the training pipeline, say)
-    monkeypatch.setattr(config_module, "_SECTIONS", {})
-
-    @config_section("training")
-    @dataclass(frozen=True)
-    class TrainingConfig:
-        instance_type: str = "ml.p5.48xlarge"
-        epochs: int = 20
-
-        def __post_init__(self) -> None:
-            if self.epochs < 1:
-                raise ConfigError("epochs", "must be >= 1")
-
-    # When the context has that section, or not
-    configured = parse({"training": {"epochs": 3}})
-    defaulted = parse({})
-    # Then it is parsed and typed, defaults fill the gaps, and its errors name its keys too
-    assert configured.section(TrainingConfig) == TrainingConfig(epochs=3)
-    assert defaulted.section(TrainingConfig) == TrainingConfig()
-    with pytest.raises(ConfigError, match=r"^photo_labeler\.training\.epochs: must be >= 1"):
-        parse({"training": {"epochs": 0}})
-    with pytest.raises(ConfigError, match=r"^photo_labeler\.training\.epoch: unknown key"):
-        parse({"training": {"epoch": 3}})
-    assert parse(**{"photo_labeler.training.epochs": "5"}).section(TrainingConfig).epochs == 5
+    with pytest.raises(ConfigError) as caught:
+        parse(raw)
+    assert caught.value.key == key
+    assert str(caught.value).startswith(f"{key}: ")
+    assert fragment in str(caught.value)
 
 
-def test_a_section_cannot_shadow_a_core_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(config_module, "_SECTIONS", {})
-    with pytest.raises(TypeError, match="clashes"):
-
-        @config_section("endpoint")
-        @dataclass(frozen=True)
-        class Clash:
-            x: int = 1
+def test_a_tool_reads_the_whole_config_without_importing_the_stack_or_any_construct() -> None:
+    # Given a fresh interpreter that imports only stacks.config (what a CLI under tools/ would do)
+    script = (
+        "import json, sys\n"
+        "from stacks.config import AppConfig\n"
+        "raw = json.load(open('cdk.json'))['context']['photo_labeler']\n"
+        "config = AppConfig.from_context(raw, overrides={'photo_labeler.backfill.max_concurrency': '3'})\n"
+        "print(json.dumps({'backfill': config.backfill.max_concurrency, 'training': config.training.instance_type,"
+        " 'review': config.review.enabled, 'monitoring': config.monitoring.stall_alarm_minutes,"
+        " 'canary': config.endpoint.rollout_canary_percent,"
+        " 'modules': sorted(m for m in sys.modules if m.startswith('stacks.'))}))\n"
+    )
+    # When it reads the committed cdk.json with an override
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    )
+    read = json.loads(result.stdout.strip().splitlines()[-1])
+    # Then every section is there, typed, with the override applied
+    assert {k: v for k, v in read.items() if k != "modules"} == {
+        "backfill": 3,
+        "training": "ml.p5.48xlarge",
+        "review": True,
+        "monitoring": 15,
+        "canary": 0,
+    }
+    # And no construct module was imported to get there (no registry filled by imports)
+    constructs = {
+        "stacks.photo_labeler_stack",
+        "stacks.backfill",
+        "stacks.training_pipeline",
+        "stacks.monitoring",
+        "stacks.review",
+        "stacks.review_parts",
+        "stacks.upload_path",
+        "stacks.inference_endpoint",
+        "stacks.model_store",
+        "stacks.rollout",
+    }
+    assert constructs.isdisjoint(read["modules"]), read["modules"]
 
 
 @pytest.mark.slow

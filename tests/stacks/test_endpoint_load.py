@@ -9,11 +9,9 @@ import pytest
 
 import app
 from stacks import constants, serving_properties
-from stacks.backfill import BackfillConfig
-from stacks.config import AppConfig, ConfigError
+from stacks.config import AppConfig, BackfillConfig, ConfigError
 from stacks.endpoint_load import check_endpoint_load, queueing_seconds
 from stacks.serving_properties import InvalidServingProperties
-from stacks.training_pipeline import TrainingPipelineConfig
 from tests.stacks.conftest import MODEL_URI, cdk_json_context
 
 BOTH_KEYS = "photo_labeler.upload.max_concurrency + photo_labeler.backfill.max_concurrency"
@@ -34,7 +32,7 @@ def test_the_defaults_reach_the_whole_fleet_and_stay_under_the_rollback_latency_
     # And even on the one instance a deployment may start with, the last request waits under the p90 bar the
     # rollout alarm rolls back at (30 s): 32 x 0.674 s = ~22 s, unlike the old 24 + 16 (~27 s)
     # with a quarter of the bar to spare
-    bar = TrainingPipelineConfig().rollback_p90_model_latency_seconds
+    bar = endpoint.rollback_p90_model_latency_seconds
     assert queueing_seconds(upload + backfill, 1) < 0.75 * bar
     assert queueing_seconds(24 + 16, 1) > 25
 

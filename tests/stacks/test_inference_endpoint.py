@@ -9,10 +9,10 @@ import pytest
 from aws_cdk.assertions import Match
 
 from stacks import serving_properties
-from stacks.config import ConfigError
+from stacks.config import ConfigError, EndpointSettings
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.lmi_image import default_table
-from stacks.training_pipeline import TrainingPipelineConfig
+from stacks.rollout import RolloutPolicy
 from tests.stacks.conftest import MODEL_URI, Synthesized
 from tests.stacks.intrinsics import resolve
 
@@ -125,7 +125,7 @@ def test_model_loading_timeout_longer_than_the_health_check_fails_synth() -> Non
             scale_out_cooldown_seconds=60,
             container_startup_timeout_seconds=1800,
             model_data_download_timeout_seconds=600,
-            rollout=TrainingPipelineConfig().rollout_policy(),
+            rollout=RolloutPolicy.from_settings(EndpointSettings()),
             serving_options={"option.model_loading_timeout": "2000"},
         )
 
@@ -251,9 +251,9 @@ def test_rollout_settings_reach_the_cloudformation_endpoint(synth_app) -> None:
         {
             "photo_labeler.endpoint.model_data_uri": MODEL_URI,
             "photo_labeler.endpoint.min_capacity": "2",
-            "photo_labeler.training.rollout_canary_percent": "25",
-            "photo_labeler.training.rollout_canary_wait_seconds": "300",
-            "photo_labeler.training.rollback_p90_model_latency_seconds": "12.5",
+            "photo_labeler.endpoint.rollout_canary_percent": "25",
+            "photo_labeler.endpoint.rollout_canary_wait_seconds": "300",
+            "photo_labeler.endpoint.rollback_p90_model_latency_seconds": "12.5",
         }
     )
     # Then a deploy shifts a quarter of the capacity first and waits before the rest
@@ -268,11 +268,11 @@ def test_rollout_settings_reach_the_cloudformation_endpoint(synth_app) -> None:
 
 
 def test_a_canary_on_a_one_instance_pinned_endpoint_fails_synth_naming_the_key(synth_app) -> None:
-    with pytest.raises(ConfigError, match=r"^photo_labeler\.training\.rollout_canary_percent: a canary needs"):
+    with pytest.raises(ConfigError, match=r"^photo_labeler\.endpoint\.rollout_canary_percent: a canary needs"):
         synth_app(
             {
                 "photo_labeler.endpoint.model_data_uri": MODEL_URI,
-                "photo_labeler.training.rollout_canary_percent": "25",
+                "photo_labeler.endpoint.rollout_canary_percent": "25",
             }
         )
 

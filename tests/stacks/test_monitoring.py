@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from classification.contract import Taxonomy
-from stacks.config import AppConfig, ConfigError
-from stacks.monitoring import MonitoringConfig
+from stacks.config import AppConfig, ConfigError, MonitoringConfig
 from tests.stacks.conftest import MODEL_URI, Synthesized
 
 TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:ops-pager"
@@ -302,7 +301,7 @@ def test_the_backlog_widget_follows_the_probe_interval_and_leaves_with_the_revie
 
 
 def test_defaults_apply_when_the_section_is_absent() -> None:
-    assert AppConfig.from_context({}).section(MonitoringConfig) == MonitoringConfig()
+    assert AppConfig.from_context({}).monitoring == MonitoringConfig()
 
 
 @pytest.mark.parametrize(

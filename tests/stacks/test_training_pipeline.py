@@ -19,9 +19,9 @@ import pytest
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.config import ConfigError
+from stacks.model_store import registry_parameter_name
 from stacks.training_asset import ENTRY_POINT, archive_members, build_archive, training_code_asset
 from stacks.training_image import TrainingImageTable, UnsupportedTrainingImage
-from stacks.training_pipeline import registry_parameter_name
 from tests.stacks.conftest import MODEL_URI, Synthesized
 
 BUCKET = "training-bucket"  # what the training bucket's Ref renders to in these tests
@@ -317,8 +317,8 @@ def test_rollout_is_blue_green_with_auto_rollback_on_the_endpoints_alarms(regist
         {},
         {
             "photo_labeler.endpoint.min_capacity": "2",
-            "photo_labeler.training.rollout_canary_percent": "50",
-            "photo_labeler.training.rollout_bake_seconds": "60",
+            "photo_labeler.endpoint.rollout_canary_percent": "50",
+            "photo_labeler.endpoint.rollout_bake_seconds": "60",
         },
     ],
     ids=["defaults", "canary"],
@@ -521,10 +521,10 @@ def test_cdk_nag_is_clean_when_the_pipeline_rolls_out(registry: Synthesized) -> 
         ({"photo_labeler.training.max_wait_seconds": "7200"}, "photo_labeler.training.max_wait_seconds"),
         ({"photo_labeler.training.min_accuracy": "0"}, "photo_labeler.training.min_accuracy"),
         (
-            {"photo_labeler.training.rollout_timeout_seconds": "60"},
-            "photo_labeler.training.rollout_timeout_seconds",
+            {"photo_labeler.endpoint.rollout_timeout_seconds": "60"},
+            "photo_labeler.endpoint.rollout_timeout_seconds",
         ),
-        ({"photo_labeler.training.rollout_canary_percent": "60"}, "photo_labeler.training.rollout_canary_percent"),
+        ({"photo_labeler.endpoint.rollout_canary_percent": "60"}, "photo_labeler.endpoint.rollout_canary_percent"),
         ({"photo_labeler.training.base_model_prefix": "weights/"}, "photo_labeler.training.base_model_prefix"),
         (
             {"photo_labeler.training.hyperparameters": '{"evaluate": "false"}'},
@@ -532,8 +532,8 @@ def test_cdk_nag_is_clean_when_the_pipeline_rolls_out(registry: Synthesized) -> 
         ),
         ({"photo_labeler.training.instance_typo": "1"}, "photo_labeler.training.instance_typo"),
         (
-            {**REGISTRY, "photo_labeler.training.rollout_canary_percent": "25"},
-            "photo_labeler.training.rollout_canary_percent",
+            {**REGISTRY, "photo_labeler.endpoint.rollout_canary_percent": "25"},
+            "photo_labeler.endpoint.rollout_canary_percent",
         ),
     ],
 )

@@ -27,7 +27,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Defaults are the app's (stacks/config.py, stacks/backfill.py, model_code/serving.properties)."""
+    """Defaults are the app's (stacks/config.py, stacks/config_sections.py, model_code/serving.properties)."""
 
     instance_type: str = "ml.g5.xlarge"
     min_capacity: int = 1

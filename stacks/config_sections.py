@@ -1,0 +1,258 @@
+"""The sections of `AppConfig` (stacks/config.py) for the training pipeline, the backfill, the review page and
+monitoring. AppConfig declares every section as one of its fields; the storage, endpoint and upload sections are
+defined beside it, these here to keep both files short. Each default lives once, on its field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stacks import constants
+from stacks.config_parsing import ConfigError
+from stacks.config_parsing import check as _check
+from stacks.training_image import UnsupportedTrainingImage, default_training_images
+
+_INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+_MAX_RUNTIME = constants.SAGEMAKER_MAX_RUNTIME_SECONDS
+# The backfill handler stops taking items when less than this is left, so a shorter timeout could not finish even
+# one worst-case item.
+_HANDLER_TIME_MARGIN_SECONDS = constants.LABELLER_RECORD_WORST_CASE_SECONDS
+_BUCKET_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BACKFILL_PREFIX_RE = re.compile(r"^([A-Za-z0-9!_.'()/-]+/)?$")  # no '*' or '\': used in a StringMatches
+# Hyper-parameters the training pipeline sets itself: an execution (or training.hyperparameters) may not set them.
+RESERVED_HYPERPARAMETERS = (
+    "sagemaker_program",
+    "sagemaker_submit_directory",
+    "evaluate",
+    "min_accuracy",
+    "confidence_threshold",
+    "checkpoint_dir",
+    "output_dir",
+    "final_model_dir",
+    "dataset_name",
+    "train_config",
+    "accelerate_config",
+    "deepspeed_config",
+)
+
+
+# --- sections ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingPipelineConfig:
+    """`photo_labeler.training`: the Step Functions training pipeline and the model lifecycle."""
+
+    instance_type: str = "ml.p5.48xlarge"  # 8x H100; launch.py spreads over SM_NUM_GPUS and SM_HOSTS
+    instance_count: int = 1
+    max_instance_count: int = 4  # the most an execution may ask for with `instance_count`
+    volume_size_gb: int = 500  # base weights ~15 GB + two ZeRO-3 checkpoints of ~100 GB + the final model
+    max_runtime_seconds: int = 2 * 24 * 3600
+    # P5 spot capacity is scarce: on by choice only. Spot restarts resume from the S3 checkpoints.
+    use_spot: bool = False
+    max_wait_seconds: int | None = (
+        None  # spot only: runtime + waiting for capacity; default 2x max_runtime_seconds
+    )
+    image_version: str = "5.3.0-pytorch2.9.0"  # a key of stacks/data/hf_training_images.json
+    # Extra `--name value` arguments for training_job/launch.py (forwarded to train.py), e.g. num_train_epochs.
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    # Key prefix in the training bucket with hub-layout base weights (e.g. base-models/llava-v1.6-mistral-7b-hf/),
+    # mounted as the `model` channel; None: the Hub id of the training config (the job has internet: no VPC).
+    base_model_prefix: str | None = None
+    min_accuracy: float = 0.9  # the gate: validation accuracy below it stops the pipeline before registering
+    checkpoint_retention_days: int = 14  # checkpoints are ~100 GB each; spot resumes need them only while running
+    serve_registered_model: bool = False  # the endpoint serves the registry's model (run the pipeline once first)
+
+    def __post_init__(self) -> None:
+        _check(
+            bool(_INSTANCE_TYPE_RE.match(self.instance_type)),
+            "instance_type",
+            f"must be a SageMaker training instance type like ml.p5.48xlarge, got {self.instance_type!r}",
+        )
+        _check(self.max_instance_count >= 1, "max_instance_count", f"must be >= 1, got {self.max_instance_count}")
+        _check(
+            1 <= self.instance_count <= self.max_instance_count,
+            "instance_count",
+            f"must be 1..max_instance_count ({self.max_instance_count}), got {self.instance_count}",
+        )
+        _check(1 <= self.volume_size_gb <= 16384, "volume_size_gb", f"must be 1..16384, got {self.volume_size_gb}")
+        _check(
+            1 <= self.max_runtime_seconds <= _MAX_RUNTIME,
+            "max_runtime_seconds",
+            f"must be 1..{_MAX_RUNTIME} (28 days), got {self.max_runtime_seconds}",
+        )
+        if self.max_wait_seconds is not None:
+            _check(self.use_spot, "max_wait_seconds", "only applies with use_spot: true")
+            _check(
+                self.max_runtime_seconds <= self.max_wait_seconds <= _MAX_RUNTIME,
+                "max_wait_seconds",
+                f"must be max_runtime_seconds ({self.max_runtime_seconds})..{_MAX_RUNTIME}, got "
+                f"{self.max_wait_seconds}",
+            )
+        try:
+            default_training_images().check_version(self.image_version)
+        except UnsupportedTrainingImage as error:
+            raise ConfigError("image_version", str(error)) from None
+        for name, value in self.hyperparameters.items():
+            _check(
+                name not in RESERVED_HYPERPARAMETERS and not name.startswith("sagemaker_"),
+                f"hyperparameters.{name}",
+                f"is set by the pipeline itself (reserved: {', '.join(RESERVED_HYPERPARAMETERS)}, sagemaker_*)",
+            )
+            _check(
+                isinstance(value, (str, int, float, bool)),
+                f"hyperparameters.{name}",
+                f"must be a string, number or boolean, got {value!r}",
+            )
+        if self.base_model_prefix is not None:
+            _check(
+                self.base_model_prefix.startswith(constants.BASE_MODELS_PREFIX)
+                and self.base_model_prefix.endswith("/")
+                and len(self.base_model_prefix) > len(constants.BASE_MODELS_PREFIX),
+                "base_model_prefix",
+                f"must be a key prefix under {constants.BASE_MODELS_PREFIX} ending in '/', like "
+                f"'{constants.BASE_MODELS_PREFIX}llava-v1.6-mistral-7b-hf/', got {self.base_model_prefix!r}",
+            )
+        _check(0.0 < self.min_accuracy <= 1.0, "min_accuracy", f"must be in (0, 1], got {self.min_accuracy}")
+        _check(self.checkpoint_retention_days >= 1, "checkpoint_retention_days", "must be >= 1")
+
+    @property
+    def effective_max_wait_seconds(self) -> int | None:
+        if not self.use_spot:
+            return None
+        return self.max_wait_seconds or min(2 * self.max_runtime_seconds, _MAX_RUNTIME)
+
+
+@dataclass(frozen=True)
+class BackfillConfig:
+    """`photo_labeler.backfill`: the Distributed Map over existing photos (deployed together with the endpoint)."""
+
+    # Keys the backfill may list and read ('' = the whole image bucket); a start outside it is refused.
+    source_prefix: str = ""
+    # Matched against each key (needs the group `hotel_id`); the default takes the folder after the first one,
+    # as in `<any-prefix>/<hotel_id>/<file>`.
+    hotel_id_pattern: str = r"^[^/]+/(?P<hotel_id>[^/]+)/"
+    items_per_batch: int = 25  # photos per Lambda invocation (~100 s of endpoint time at ~4 s a photo)
+    # Batches (= photos on the endpoint) at once; also the most a start may ask for. Shares the endpoint with
+    # upload.max_concurrency: 12 + 8 = 20 in flight keep one ml.g5.xlarge at ~13 s of queueing (~0.67 s a photo),
+    # far from the 30-s p90 rollback alarm, so a deployment during a backfill is not rolled back by mistake.
+    # Synth checks upload + backfill <= endpoint.max_capacity x option.max_rolling_batch_size.
+    max_concurrency: int = 8
+    tolerated_failure_percentage: float = 5.0  # of items; above it the map run fails (failed batches: redrive)
+    retry_attempts: int = 5  # retries of a batch that raised TransientBatchError
+    retry_interval_seconds: int = 30  # first wait; doubles each retry (30 s .. 8 min covers a scale-out)
+    function_timeout_seconds: int = 900
+    function_memory_mb: int = 1024
+    # Bucket (name) that receives the image bucket's S3 Inventory reports; None disables the manifest input.
+    inventory_bucket: str | None = None
+    inventory_prefix: str = ""  # where in that bucket the reports (manifest.json and data files) are
+    results_retention_days: int = 90  # per-batch results and failures written by the map run
+
+    def __post_init__(self) -> None:
+        _check(
+            bool(_BACKFILL_PREFIX_RE.match(self.source_prefix)),
+            "source_prefix",
+            f"must be '' or a key prefix ending in '/' without '*', got {self.source_prefix!r}",
+        )
+        try:
+            compiled = re.compile(self.hotel_id_pattern)
+        except re.error as error:
+            raise ConfigError("hotel_id_pattern", f"is not a valid regular expression: {error}") from error
+        _check(
+            "hotel_id" in compiled.groupindex, "hotel_id_pattern", "must define a named group (?P<hotel_id>...)"
+        )
+        _check(
+            1 <= self.items_per_batch <= constants.MAX_ITEMS_PER_BATCH,
+            "items_per_batch",
+            f"must be 1..{constants.MAX_ITEMS_PER_BATCH}, got {self.items_per_batch}",
+        )
+        _check(
+            1 <= self.max_concurrency <= constants.DISTRIBUTED_MAP_MAX_CONCURRENCY,
+            "max_concurrency",
+            f"must be 1..{constants.DISTRIBUTED_MAP_MAX_CONCURRENCY}, got {self.max_concurrency}",
+        )
+        _check(
+            0.0 <= self.tolerated_failure_percentage <= 100.0,
+            "tolerated_failure_percentage",
+            f"must be 0..100, got {self.tolerated_failure_percentage}",
+        )
+        _check(0 <= self.retry_attempts <= 10, "retry_attempts", f"must be 0..10, got {self.retry_attempts}")
+        _check(self.retry_interval_seconds >= 1, "retry_interval_seconds", "must be >= 1")
+        _check(
+            _HANDLER_TIME_MARGIN_SECONDS + 60
+            <= self.function_timeout_seconds
+            <= constants.LAMBDA_MAX_TIMEOUT_SECONDS,
+            "function_timeout_seconds",
+            f"must be {_HANDLER_TIME_MARGIN_SECONDS + 60}..{constants.LAMBDA_MAX_TIMEOUT_SECONDS} (the handler "
+            f"keeps {_HANDLER_TIME_MARGIN_SECONDS} s for the last item), got {self.function_timeout_seconds}",
+        )
+        _check(
+            constants.LAMBDA_MIN_MEMORY_MB <= self.function_memory_mb <= constants.LAMBDA_MAX_MEMORY_MB,
+            "function_memory_mb",
+            f"must be {constants.LAMBDA_MIN_MEMORY_MB}..{constants.LAMBDA_MAX_MEMORY_MB}",
+        )
+        if self.inventory_bucket is not None:
+            _check(
+                bool(_BUCKET_NAME_RE.match(self.inventory_bucket)),
+                "inventory_bucket",
+                f"must be an S3 bucket name (not an ARN or URI), got {self.inventory_bucket!r}",
+            )
+        _check(
+            bool(_BACKFILL_PREFIX_RE.match(self.inventory_prefix)),
+            "inventory_prefix",
+            f"must be '' or a key prefix ending in '/' without '*', got {self.inventory_prefix!r}",
+        )
+        _check(self.results_retention_days >= 1, "results_retention_days", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ReviewPageConfig:
+    """`photo_labeler.review`: the review page for the content team."""
+
+    enabled: bool = True
+    # A CLOUDFRONT-scope web ACL (AWS managed common/bad-input/IP-reputation rules + a per-IP rate limit). AWS only
+    # accepts those in us-east-1: set `waf` for a stack deployed there, or `web_acl_arn` to attach one from there.
+    waf: bool = False
+    web_acl_arn: str | None = None
+    presigned_url_seconds: int = 300  # how long a photo link works
+    backlog_probe_minutes: int = 15  # how often the NEEDS_REVIEW backlog is counted for the dashboard
+
+    def __post_init__(self) -> None:
+        if self.waf and self.web_acl_arn:
+            raise ConfigError("waf", "set either waf (create a web ACL) or web_acl_arn (attach one), not both")
+        if self.web_acl_arn is not None and not self.web_acl_arn.startswith("arn:aws:wafv2:us-east-1:"):
+            raise ConfigError(
+                "web_acl_arn",
+                "must be a CLOUDFRONT-scope WAFv2 web ACL ARN (arn:aws:wafv2:us-east-1:...), "
+                f"got {self.web_acl_arn!r}",
+            )
+        if not 60 <= self.presigned_url_seconds <= 3600:
+            raise ConfigError("presigned_url_seconds", f"must be 60..3600, got {self.presigned_url_seconds}")
+        if not 1 <= self.backlog_probe_minutes <= 1440:
+            raise ConfigError("backlog_probe_minutes", f"must be 1..1440, got {self.backlog_probe_minutes}")
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """`photo_labeler.monitoring`: alarm thresholds (alarms go to alarm_topic_arn or the stack's topic)."""
+
+    queue_age_alarm_seconds: int = 900  # oldest upload waiting longer than this, for 5 minutes in a row
+    stall_alarm_minutes: int = 15  # no photo processed for this long while the queue never emptied
+    endpoint_5xx_alarm_threshold: int = 5  # endpoint 5xx responses in 5 minutes that raise the alarm
+    backfill_failed_alarm: bool = True  # alarm when a backfill execution fails or times out
+
+    def __post_init__(self) -> None:
+        if not 60 <= self.queue_age_alarm_seconds <= constants.QUEUE_RETENTION_DAYS * 86_400:
+            raise ConfigError(
+                "queue_age_alarm_seconds",
+                f"must be 60..{constants.QUEUE_RETENTION_DAYS * 86_400} (the queue's retention), "
+                f"got {self.queue_age_alarm_seconds}",
+            )
+        # CloudWatch alarm periods of 1 min or more must be a multiple of 60 s and at most 1 day.
+        if not 5 <= self.stall_alarm_minutes <= 1440:
+            raise ConfigError("stall_alarm_minutes", f"must be 5..1440, got {self.stall_alarm_minutes}")
+        if self.endpoint_5xx_alarm_threshold < 1:
+            raise ConfigError("endpoint_5xx_alarm_threshold", "must be >= 1")
