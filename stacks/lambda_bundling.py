@@ -103,7 +103,7 @@ def function_code(taxonomy_file: Path, *, runner: Runner = _run) -> lambda_.Code
     return lambda_.Code.from_asset(
         str(constants.LAMBDA_SOURCE_DIR),
         asset_hash_type=AssetHashType.CUSTOM,
-        asset_hash=_inputs_hash(bundler),
+        asset_hash=inputs_hash(bundler),
         bundling=BundlingOptions(
             # Never pulled: local bundling always succeeds or raises. CDK requires an image regardless.
             image=lambda_.Runtime.PYTHON_3_12.bundling_image,
@@ -112,12 +112,18 @@ def function_code(taxonomy_file: Path, *, runner: Runner = _run) -> lambda_.Code
     )
 
 
-def _inputs_hash(bundler: PipLocalBundling) -> str:
+def inputs_hash(bundler: PipLocalBundling) -> str:
+    """The asset hash of a bundle: its pinned requirements, its sources and pip's flags."""
     digest = hashlib.sha256()
-    digest.update(" ".join(bundler.pip_command("<out>")[1:]).encode())
+    # The command without the interpreter and with the requirements path relative to the project: the same
+    # inputs hash the same in any checkout (CI's clone, a laptop), so a deploy never replaces an unchanged Lambda.
+    command = bundler.pip_command("<out>")[1:]
+    requirements = str(bundler.requirements_file)
+    relative = bundler.requirements_file.resolve().relative_to(constants.PROJECT_ROOT).as_posix()
+    digest.update(" ".join(relative if part == requirements else part for part in command).encode())
     for source, target in [(bundler.requirements_file, "requirements.txt"), *bundler.source_files]:
         digest.update(target.encode() + b"\0" + source.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
-__all__ = ["BundlingError", "PipLocalBundling", "function_code", "function_source_files"]
+__all__ = ["BundlingError", "PipLocalBundling", "function_code", "function_source_files", "inputs_hash"]

@@ -3,7 +3,6 @@ section, the Lambda bundle, the optional WAF web ACL and the dashboard widgets t
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from constructs import Construct
 
 from stacks import constants
 from stacks.config import ReviewPageConfig
-from stacks.lambda_bundling import PipLocalBundling
+from stacks.lambda_bundling import PipLocalBundling, inputs_hash
 
 REVIEW_API_DIR = constants.PROJECT_ROOT / "review_api"
 REVIEW_SERVICE_NAME = "photo-review"  # the EMF dimension `service` of the review API's metrics
@@ -48,14 +47,10 @@ def review_function_code(taxonomy_file: Path) -> lambda_.Code:
     """The review API's code asset with review_api/requirements.txt, bundled locally like the labeller's."""
     sources = review_source_files(taxonomy_file)
     bundler = PipLocalBundling(requirements_file=REVIEW_API_DIR / "requirements.txt", source_files=sources)
-    # The asset hash is the inputs' (pinned requirements + sources + pip flags), as for the labeller.
-    digest = hashlib.sha256(" ".join(bundler.pip_command("<out>")[1:]).encode())
-    for source, target in [(bundler.requirements_file, "requirements.txt"), *sources]:
-        digest.update(target.encode() + b"\0" + source.read_bytes() + b"\0")
     return lambda_.Code.from_asset(
         str(REVIEW_API_DIR),
         asset_hash_type=AssetHashType.CUSTOM,
-        asset_hash=digest.hexdigest(),
+        asset_hash=inputs_hash(bundler),  # as for the labeller
         bundling=BundlingOptions(image=RUNTIME.bundling_image, local=bundler),
     )
 

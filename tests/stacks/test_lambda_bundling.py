@@ -78,3 +78,28 @@ def test_real_bundle_contains_linux_cp312_pillow_and_powertools(tmp_path: Path) 
     assert extensions and all("cpython-312-x86_64-linux-gnu" in name for name in extensions)
     assert list(tmp_path.glob("pillow-13.0.0.dist-info"))
     assert not zipfile.is_zipfile(tmp_path / "classification" / "contract.py")
+
+
+def test_the_asset_hash_does_not_depend_on_where_the_project_is_checked_out(tmp_path: Path) -> None:
+    # CI's fresh clone and a laptop must hash the same inputs alike, or every deploy replaces unchanged Lambdas.
+    import shutil
+    import subprocess
+    import sys
+
+    copy = tmp_path / "elsewhere"
+    for folder in ("stacks", "lambda", "classification", "review_api"):
+        shutil.copytree(
+            constants.PROJECT_ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    probe = (
+        "from stacks import constants; from stacks.lambda_bundling import PipLocalBundling, function_source_files,"
+        " inputs_hash; print(inputs_hash(PipLocalBundling(requirements_file=constants.LAMBDA_REQUIREMENTS_FILE,"
+        " source_files=function_source_files(constants.CLASSIFICATION_DIR / 'taxonomy.json'))))"
+    )
+    hashes = {
+        subprocess.run(
+            [sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for root in (constants.PROJECT_ROOT, copy)
+    }
+    assert len(hashes) == 1 and len(next(iter(hashes))) == 64
