@@ -10,6 +10,8 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import constants, serving_properties
+from stacks.async_inference import AsyncInferenceConfig, AsyncInferenceStorage, AsyncLabelWriter
+from stacks.async_scaling import AsyncScaling
 from stacks.backfill import BACKFILL_SERVICE_NAME, Backfill, BackfillConfig
 from stacks.config import AppConfig
 from stacks.endpoint_load import check_endpoint_load
@@ -81,6 +83,8 @@ class PhotoLabelerStack(Stack):
         if self.serves_registered_model:
             self.model_data_uri = self.model_store.registered_model_uri()
         self.inference: InferenceEndpoint | None = None
+        # endpoint.mode async: the bucket and topics the endpoint config names (label writer after the endpoint).
+        self.async_storage: AsyncInferenceStorage | None = self._async_storage()
         if self.model_data_uri is not None:
             self.inference = InferenceEndpoint(
                 self,
@@ -100,6 +104,7 @@ class PhotoLabelerStack(Stack):
                 # One rollout policy for `cdk deploy` and the pipeline (stacks/rollout.py).
                 rollout=self.training_config.rollout_policy(),
                 alarm_topic=self.alarm_topic,
+                async_inference=self.async_storage.endpoint_config_property() if self.async_storage else None,
             )
             # Pipeline-trained models are SSE-KMS objects of the training bucket.
             self.storage.key.grant_decrypt(self.inference.role)
@@ -130,7 +135,9 @@ class PhotoLabelerStack(Stack):
             function_memory_mb=upload.function_memory_mb,
             alarm_topic=self.alarm_topic,
             model_registry=self._registry_for_labels,
+            async_inference=self.async_storage,
         )
+        self.async_label_writer: AsyncLabelWriter | None = self._async_completion()
         self.backfill: Backfill | None = self._backfill()
         self.training: TrainingPipeline = self._training_pipeline()
         self.review: ReviewPage | None = self._review()
@@ -181,6 +188,7 @@ class PhotoLabelerStack(Stack):
             taxonomy_file=self.config.taxonomy_path.relative_to(constants.PROJECT_ROOT).as_posix(),
             metrics_namespace=self.config.metrics_namespace,
             model_registry=self._registry_for_labels,
+            async_inference=self.async_storage,
         )
         CfnOutput(
             self,
@@ -192,6 +200,61 @@ class PhotoLabelerStack(Stack):
         if backfill.config.inventory_bucket is not None:
             CfnOutput(self, "BackfillInventoryBucket", value=backfill.config.inventory_bucket)
         return backfill
+
+    def _async_storage(self) -> AsyncInferenceStorage | None:
+        # Only with an endpoint: without one nothing is submitted and the upload path waits (disabled mapping).
+        if self.config.endpoint.mode != "async" or self.model_data_uri is None:
+            return None
+        settings = self.config.section(AsyncInferenceConfig)
+        return AsyncInferenceStorage(
+            self,
+            "AsyncInference",
+            name_prefix=self.config.name_prefix,
+            config=settings,
+            data_key=self.storage.key,
+            access_log_bucket=self.storage.access_log_bucket,
+            alarm_topic=self.alarm_topic,
+            visibility_timeout_seconds=settings.function_timeout_seconds
+            * constants.QUEUE_VISIBILITY_TIMEOUT_FACTOR,
+        )
+
+    def _async_completion(self) -> AsyncLabelWriter | None:
+        if self.async_storage is None or self.inference is None:
+            return None
+        settings, endpoint = self.async_storage.config, self.config.endpoint
+        self.async_storage.grant_endpoint(self.inference.role)
+        self.async_scaling = AsyncScaling(
+            self,
+            "AsyncScaling",
+            scalable_target=self.inference.scalable_target,
+            endpoint_name=self.endpoint_name,
+            backlog_target_per_instance=settings.backlog_target_per_instance,
+            scale_in_cooldown_seconds=endpoint.scale_in_cooldown_seconds,
+            scale_out_cooldown_seconds=endpoint.scale_out_cooldown_seconds,
+            scale_from_zero_cooldown_seconds=settings.scale_from_zero_cooldown_seconds,
+        )
+        writer = AsyncLabelWriter(
+            self,
+            "AsyncLabelWriter",
+            name_prefix=self.config.name_prefix,
+            storage=self.async_storage,
+            table=self.storage.table,
+            endpoint_name=self.endpoint_name,
+            endpoint_arn=self.inference.endpoint_arn,
+            code=self.function_code,
+            model_id=self.model_data_uri or NO_MODEL_ID,
+            confidence_threshold=self.config.upload.confidence_threshold,
+            taxonomy_file=self.config.taxonomy_path.relative_to(constants.PROJECT_ROOT).as_posix(),
+            metrics_namespace=self.config.metrics_namespace,
+        )
+        CfnOutput(self, "AsyncInferenceBucketName", value=self.async_storage.bucket.bucket_name)
+        CfnOutput(
+            self,
+            "AsyncDeadLetterQueueUrl",
+            value=self.async_storage.dead_letter_queue.queue_url,
+            description="Notifications of photos whose async inference failed every attempt",
+        )
+        return writer
 
     def _training_pipeline(self) -> TrainingPipeline:
         training = TrainingPipeline(
