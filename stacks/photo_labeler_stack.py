@@ -17,7 +17,7 @@ from stacks.config import AppConfig
 from stacks.endpoint_load import check_endpoint_load
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.lambda_bundling import function_code
-from stacks.monitoring import EndpointRef, Monitoring, MonitoringConfig
+from stacks.monitoring import AsyncRef, EndpointRef, Monitoring, MonitoringConfig
 from stacks.nag import acknowledge
 from stacks.review import ReviewPage
 from stacks.review_parts import ReviewPageConfig
@@ -323,9 +323,20 @@ class PhotoLabelerStack(Stack):
             backfill_service_name=BACKFILL_SERVICE_NAME if self.backfill else None,
             training_failed_alarm=self.training.failure_alarm,
             rollout_alarms=self.inference.rollout_alarms.alarms if self.inference else (),
+            async_inference=self._async_monitoring(),
         )
         CfnOutput(self, "DashboardName", value=monitoring.dashboard.dashboard_name)
         return monitoring
+
+    def _async_monitoring(self) -> AsyncRef | None:
+        if self.async_storage is None:
+            return None
+        return AsyncRef(
+            endpoint_name=self.endpoint_name,
+            dead_letter_queue=self.async_storage.dead_letter_queue,
+            dlq_alarm=self.async_storage.dlq_alarm,
+            backlog_age_alarm_seconds=self.async_storage.config.backlog_age_alarm_seconds,
+        )
 
     def _alarm_topic(self) -> sns.ITopic:
         if self.config.alarm_topic_arn is not None:
