@@ -595,6 +595,22 @@ def async_handler_module(log: TextIO) -> Iterator[Any]:
             registered.setStream(previous_stream)
 
 
+class _BatchFailureAsItems:
+    """Lambda redelivers a batch whose every record failed (Powertools raises then); drain_queue expects the
+    failures listed, so list them all, as the event source mapping's retry would treat them."""
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+
+    def lambda_handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+        try:
+            return self._module.lambda_handler(event, context)
+        except BatchProcessingError:
+            return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
+
+
 def drain_async(
     aws: LocalAws,
     parts: AsyncParts,
@@ -616,7 +632,8 @@ def drain_async(
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         left = timeout - (time.monotonic() - started)
-        for view, function in ((aws, handler), (None, None), (notifications, writer)):
+        steps = ((aws, _BatchFailureAsItems(handler)), (None, None), (notifications, _BatchFailureAsItems(writer)))
+        for view, function in steps:
             if view is None:  # the endpoint's turn: answer everything submitted so far
                 worker.wait_idle(timeout=left)
                 continue
