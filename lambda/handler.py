@@ -48,6 +48,7 @@ _STATUS_METRICS = {
     Status.REJECTED: "PhotosRejected",
     Status.MISSING: "PhotosSkipped",  # consumed without a label, like the skips; the status is in the table
     Status.SKIPPED: "PhotosSkipped",
+    Status.PENDING: "PhotosSubmitted",  # endpoint.mode async: the label arrives through async_handler
 }
 
 
@@ -71,6 +72,9 @@ def get_labeler() -> Labeler:
     if missing:
         raise ConfigError(f"environment variables not set: {', '.join(missing)}")
     config = LabelerConfig.from_env(os.environ)
+    mode = os.environ.get("ENDPOINT_MODE", "realtime")
+    if mode not in ("realtime", "async"):
+        raise ConfigError(f"ENDPOINT_MODE must be 'realtime' or 'async', got {mode!r}")
     session = boto3.session.Session()
     registry = None
     if config.model_parameter_name:
@@ -81,6 +85,11 @@ def get_labeler() -> Labeler:
             fallback=config.model_id,
             warn=logger.warning,
         )
+    if mode == "async":
+        # Same rules up to the endpoint call, which becomes a submission (lambda/async_core.py).
+        from async_aws import build_submitter
+
+        return build_submitter(config, session, os.environ, model_id=registry)
     return Labeler(
         config,
         objects=S3ObjectStore(session.client("s3")),
@@ -186,10 +195,14 @@ def backfill_handler(event: dict[str, Any], context: LambdaContext) -> dict[str,
     summary = {
         "items": len(batch.refs) + len(batch.invalid),
         "invalid": len(batch.invalid),
-        **{status.value.lower(): counts[status.value.lower()] for status in Status},
+        **{
+            status.value.lower(): counts[status.value.lower()] for status in Status if status is not Status.PENDING
+        },
         "transient": counts["transient"],
         "deferred": counts["deferred"],
     }
+    if os.environ.get("ENDPOINT_MODE") == "async":
+        summary["pending"] = counts["pending"]  # submitted; their labels arrive through async_handler
     logger.info("backfill batch done", extra={"summary": summary, "reclassify": batch.reclassify})
     if summary["transient"] or summary["deferred"]:
         raise TransientBatchError(

@@ -43,7 +43,13 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
-from classification.contract import DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_TAXONOMY_PATH, InvalidAnswer, Taxonomy
+from classification.contract import (
+    DEFAULT_CONFIDENCE_THRESHOLD,
+    DEFAULT_TAXONOMY_PATH,
+    InvalidAnswer,
+    Prediction,
+    Taxonomy,
+)
 from classification.images import DEFAULT_MAX_PIXELS, MAX_SIDE, InvalidImage, normalize
 
 # Objects larger than this are rejected without being downloaded: the Lambda holds the whole file in memory and
@@ -61,6 +67,9 @@ class Status(StrEnum):
     NEEDS_REVIEW = "NEEDS_REVIEW"
     REJECTED = "REJECTED"
     MISSING = "MISSING"
+    # endpoint.mode async only: submitted to the async endpoint, no result yet (lambda/async_core.py). Written as
+    # the status of a photo the table did not know; an earlier result keeps its status while a new one is pending.
+    PENDING = "PENDING"
     SKIPPED = "SKIPPED"  # an outcome only: never written to the table
 
 
@@ -295,8 +304,8 @@ class Labeler:
             # A reviewer's decision outranks any model output, new model or not (the write is conditional too).
             return Outcome(uri, Status.SKIPPED, reason="a reviewer has decided this photo", model=model)
         # Cheap resume: a duplicate delivery or a re-run backfill costs one read, no download, no endpoint call.
-        if ref.etag and self._already_done(existing, ref.etag, reclassify, model):
-            return Outcome(uri, Status.SKIPPED, reason="this version already has a final result", model=model)
+        if ref.etag and (skip := self._skip_reason(existing, ref.etag, reclassify, model)):
+            return Outcome(uri, Status.SKIPPED, reason=skip, model=model)
         try:
             stored = self._objects.get(
                 ref.bucket, ref.key, if_match=ref.etag, max_bytes=self.config.max_object_bytes
@@ -305,8 +314,8 @@ class Labeler:
             return self._record_missing(ref, model)
         except ObjectSuperseded:
             return Outcome(uri, Status.SKIPPED, reason="object was replaced by a newer version before it was read")
-        if not ref.etag and self._already_done(existing, stored.etag, reclassify, model):
-            return Outcome(uri, Status.SKIPPED, reason="this version already has a final result", model=model)
+        if not ref.etag and (skip := self._skip_reason(existing, stored.etag, reclassify, model)):
+            return Outcome(uri, Status.SKIPPED, reason=skip, model=model)
 
         if stored.body is None:
             reason = (
@@ -318,9 +327,12 @@ class Labeler:
         except InvalidImage as error:
             return self._write_result(ref, stored, model, Status.REJECTED, reason=error.reason)
 
-        request = self.config.taxonomy.build_request(image.jpeg)
+        return self._label(ref, stored, model, image.jpeg)
+
+    def _label(self, ref: ObjectRef, stored: StoredObject, model: str, jpeg: bytes) -> Outcome:
+        """Ask the endpoint about a valid photo, record the answer (async_core.AsyncSubmitter submits instead)."""
         started = self._timer()
-        response = self._endpoint.invoke(json.dumps(request, separators=(",", ":")).encode())
+        response = self._endpoint.invoke(encode_request(self.config.taxonomy, jpeg))
         endpoint_ms = (self._timer() - started) * 1000.0
         try:
             prediction = self.config.taxonomy.parse_response(response)
@@ -328,19 +340,12 @@ class Labeler:
             # Structured outputs should make this impossible; when it happens the model or its serving config is
             # at fault, not the photo, so retry and let the DLQ keep the message rather than mislabel it.
             raise TransientFault(f"endpoint answered outside the taxonomy: {error}") from error
-        confident = prediction.confidence is not None and prediction.confidence >= self.config.confidence_threshold
-        reason = None
-        if not confident:
-            reason = (
-                "the answer carried no confidence (no logprobs)"
-                if prediction.confidence is None
-                else f"confidence {prediction.confidence:.3f} is below {self.config.confidence_threshold}"
-            )
+        status, reason = judge(prediction, self.config.confidence_threshold)
         return self._write_result(
             ref,
             stored,
             model,
-            Status.LABELED if confident else Status.NEEDS_REVIEW,
+            status,
             reason=reason,
             label=prediction.label,
             confidence=prediction.confidence,
@@ -348,6 +353,14 @@ class Labeler:
         )
 
     # -- helpers --------------------------------------------------------------------------------------------
+
+    def _skip_reason(
+        self, existing: Mapping[str, Any] | None, etag: str, reclassify: bool, model: str
+    ) -> str | None:
+        """Why this version needs no work (None: it does); async_core adds "already in flight"."""
+        if self._already_done(existing, etag, reclassify, model):
+            return "this version already has a final result"
+        return None
 
     @staticmethod
     def _already_done(existing: Mapping[str, Any] | None, etag: str, reclassify: bool, model: str) -> bool:
@@ -412,6 +425,20 @@ class Labeler:
         if not self._labels.put_missing(item):
             return Outcome(ref.image_uri, Status.SKIPPED, reason=f"{reason}; the table already has a result")
         return Outcome(ref.image_uri, Status.MISSING, reason=reason, model=model)
+
+
+def encode_request(taxonomy: Taxonomy, jpeg: bytes) -> bytes:
+    """The endpoint's request body for one normalised photo: the same bytes in real-time and async mode."""
+    return json.dumps(taxonomy.build_request(jpeg), separators=(",", ":")).encode()
+
+
+def judge(prediction: Prediction, threshold: float) -> tuple[Status, str | None]:
+    """LABELED when the model named a label confidently enough, else NEEDS_REVIEW with the reason."""
+    if prediction.confidence is None:
+        return Status.NEEDS_REVIEW, "the answer carried no confidence (no logprobs)"
+    if prediction.confidence < threshold:
+        return Status.NEEDS_REVIEW, f"confidence {prediction.confidence:.3f} is below {threshold}"
+    return Status.LABELED, None
 
 
 def format_last_modified(moment: datetime) -> str:

@@ -1,7 +1,7 @@
 """The whole pipeline on one machine, offline, without an AWS account or a GPU.
 
     python -m scripts.demo [--labels N] [--train-per-label 8] [--upload-per-label 2] [--epochs 3]
-                           [--output-dir DIR] [--seed 0] [--review]
+                           [--output-dir DIR] [--seed 0] [--review] [--mode realtime|async]
 
 1. builds a tiny LLaVA-NeXT (training_job/tiny_model.py) and fine-tunes it with the project's own training
    entry point (`python -m training_job.train`, the real config file plus CPU overrides) on generated photos
@@ -25,6 +25,10 @@ Everything lives in a temporary folder and is removed at the end (servers stoppe
 Differences from AWS, on purpose: no KMS (moto does not enforce key policies); the queue's visibility timeout is
 a few seconds (the stack's is 6x the function timeout) so a retried message comes back quickly; the Lambda
 runtime is this Python process.
+
+`--mode async` runs step 5 as endpoint.mode async does: the same handler submits each photo (request in S3,
+InvokeEndpointAsync), tools/async_worker.py plays SageMaker (the model server's /invocations, response in S3,
+notification to a second queue), and lambda/async_handler.py writes the labels from the notifications.
 """
 
 from __future__ import annotations
@@ -500,6 +504,7 @@ class DrainStats:
     messages: int = 0
     failed_records: int = 0  # reported in batchItemFailures: left in the queue for redelivery
     seconds: float = 0.0
+    endpoint: Any = None  # mode async: tools.async_worker.WorkerStats (submissions, inferences, duplicates)
 
 
 def drain_queue(
@@ -547,6 +552,167 @@ def drain_queue(
             )
     stats.seconds = time.monotonic() - started
     return stats
+
+
+# -- endpoint.mode async -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AsyncParts:
+    """What stacks/async_inference.py adds: the request/response bucket and the notification queue (+ DLQ)."""
+
+    bucket: str
+    queue_url: str
+    queue_arn: str
+    dead_letter_queue_url: str
+
+
+def create_async_resources(aws: LocalAws, name_prefix: str, max_receive_count: int) -> AsyncParts:
+    bucket = f"{name_prefix}-async"
+    aws.s3.create_bucket(Bucket=bucket)
+    dlq = aws.sqs.create_queue(QueueName=f"{name_prefix}-async-notifications-dlq")["QueueUrl"]
+    redrive = {"deadLetterTargetArn": aws._queue_arn(dlq), "maxReceiveCount": str(max_receive_count)}
+    queue = aws.sqs.create_queue(
+        QueueName=f"{name_prefix}-async-notifications",
+        Attributes={"VisibilityTimeout": str(DEMO_VISIBILITY_TIMEOUT), "RedrivePolicy": json.dumps(redrive)},
+    )["QueueUrl"]
+    return AsyncParts(bucket, queue, aws._queue_arn(queue), dlq)
+
+
+@contextlib.contextmanager
+def async_handler_module(log: TextIO) -> Iterator[Any]:
+    """lambda/async_handler.py (the label writer) imported as the Lambda runtime does, logging to `log`."""
+    if str(LAMBDA_DIR) not in sys.path:
+        sys.path.insert(0, str(LAMBDA_DIR))
+    import async_handler
+
+    async_handler.get_writer.cache_clear()
+    registered = async_handler.logger.registered_handler
+    previous_stream = registered.setStream(log) if isinstance(registered, logging.StreamHandler) else None
+    try:
+        yield async_handler
+    finally:
+        async_handler.get_writer.cache_clear()
+        if previous_stream is not None:
+            registered.setStream(previous_stream)
+
+
+class _BatchFailureAsItems:
+    """Lambda redelivers a batch whose every record failed (Powertools raises then); drain_queue expects the
+    failures listed, so list them all, as the event source mapping's retry would treat them."""
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+
+    def lambda_handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+        try:
+            return self._module.lambda_handler(event, context)
+        except BatchProcessingError:
+            return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
+
+
+def drain_async(
+    aws: LocalAws,
+    parts: AsyncParts,
+    worker: Any,
+    handler: Any,
+    writer: Any,
+    *,
+    batch_size: int,
+    function_timeout_seconds: int,
+    log: TextIO,
+    timeout: float = DRAIN_TIMEOUT,
+    progress: bool = True,
+) -> DrainStats:
+    """Uploads -> handler (submits) -> worker (answers) -> notifications -> label writer, until all are idle."""
+    import dataclasses
+
+    notifications = dataclasses.replace(aws, queue_url=parts.queue_url, queue_arn=parts.queue_arn)
+    total = DrainStats()
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        left = timeout - (time.monotonic() - started)
+        steps = ((aws, _BatchFailureAsItems(handler)), (None, None), (notifications, _BatchFailureAsItems(writer)))
+        for view, function in steps:
+            if view is None:  # the endpoint's turn: answer everything submitted so far
+                worker.wait_idle(timeout=left)
+                continue
+            step = drain_queue(
+                view,
+                function,
+                batch_size=batch_size,
+                function_timeout_seconds=function_timeout_seconds,
+                log=log,
+                timeout=left,
+                progress=progress,
+            )
+            total.batches += step.batches
+            total.messages += step.messages
+            total.failed_records += step.failed_records
+        # A failed inference resubmitted by the writer makes the worker busy again: go round once more.
+        if worker.wait_idle(timeout=0.2) and aws.queue_depth() == 0 and notifications.queue_depth() == 0:
+            break
+    total.seconds = time.monotonic() - started
+    return total
+
+
+def label_async(
+    aws: LocalAws,
+    backend_url: str,
+    environment: Mapping[str, str],
+    *,
+    config: DemoConfig,
+    log: TextIO,
+    progress: bool = True,
+    concurrency: int = 4,
+) -> DrainStats:
+    """Step 5 in endpoint.mode async; `backend_url` is the model server (it serves POST /invocations)."""
+    from tools.async_worker import LocalAsyncEndpoint
+
+    parts = create_async_resources(aws, config.name_prefix, config.upload.max_receive_count)
+    with LocalAsyncEndpoint(
+        s3=aws.s3,
+        sqs=aws.sqs,
+        queue_url=parts.queue_url,
+        endpoint_name=ENDPOINT_NAME,
+        bucket=parts.bucket,
+        model_url=backend_url,
+        max_concurrent_invocations=concurrency,
+    ) as worker:
+        _say(f"      async mode: {worker.url} plays SageMaker (requests and responses in s3://{parts.bucket}/)")
+        async_environment = {
+            **environment,
+            "ENDPOINT_MODE": "async",
+            "ASYNC_REQUEST_BUCKET": parts.bucket,
+            "ASYNC_REQUEST_PREFIX": "requests/",
+            # boto3's InvokeEndpointAsync goes to the worker; S3/SQS/DynamoDB stay on the AWS emulation.
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": worker.url,
+        }
+        with (
+            patched_environ(async_environment),
+            lambda_handler_module(log) as handler,
+            async_handler_module(log) as writer,
+        ):
+            drain = drain_async(
+                aws,
+                parts,
+                worker,
+                handler,
+                writer,
+                batch_size=config.upload.batch_size,
+                function_timeout_seconds=config.upload.function_timeout_seconds,
+                log=log,
+                progress=progress,
+            )
+        stats = drain.endpoint = worker.stats
+        _say(
+            f"      async endpoint: {stats.submissions} submissions, {stats.inferences} inferences, "
+            f"{stats.duplicate_submissions} duplicate submissions, {stats.failed} failed; "
+            f"{aws.queue_depth(parts.dead_letter_queue_url)} notifications dead-lettered"
+        )
+    return drain
 
 
 # -- results ------------------------------------------------------------------------------------------------------
@@ -708,8 +874,11 @@ def run_demo(
     seed: int = 0,
     progress: bool = True,
     review: bool = False,
+    mode: str = "realtime",
 ) -> DemoResult:
-    """Steps 1-5 of the module docstring inside `workdir`; servers are stopped before it returns."""
+    """Steps 1-5 of the module docstring inside `workdir`; servers are stopped before it returns.
+
+    mode "async" runs step 5 through the async endpoint path instead (`label_async`)."""
     from model_code.local_server import LocalServer
 
     config = load_app_config()
@@ -761,15 +930,18 @@ def run_demo(
             taxonomy_file=taxonomy_file,
             config=config,
         )
-        with patched_environ(environment), lambda_handler_module(lambda_log) as handler:
-            drain = drain_queue(
-                aws,
-                handler,
-                batch_size=config.upload.batch_size,
-                function_timeout_seconds=config.upload.function_timeout_seconds,
-                log=lambda_log,
-                progress=progress,
-            )
+        if mode == "async":
+            drain = label_async(aws, backend.url, environment, config=config, log=lambda_log, progress=progress)
+        else:
+            with patched_environ(environment), lambda_handler_module(lambda_log) as handler:
+                drain = drain_queue(
+                    aws,
+                    handler,
+                    batch_size=config.upload.batch_size,
+                    function_timeout_seconds=config.upload.function_timeout_seconds,
+                    log=lambda_log,
+                    progress=progress,
+                )
         seconds["label"] = drain.seconds
 
         rows = result_rows(aws.items(), uploads, aws.bucket)
@@ -817,6 +989,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=12, help="training epochs (default 12)")
     parser.add_argument("--seed", type=int, default=0, help="photo and training seed (default 0)")
     parser.add_argument(
+        "--mode",
+        choices=("realtime", "async"),
+        default="realtime",
+        help="endpoint.mode to run: async goes through tools/async_worker.py playing SageMaker (default realtime)",
+    )
+    parser.add_argument(
         "--output-dir",
         type=Path,
         default=None,
@@ -857,6 +1035,7 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs,
             seed=args.seed,
             review=args.review,
+            mode=args.mode,
         )
     except Exception as error:
         print(f"demo failed: {type(error).__name__}: {error}", file=sys.stderr)

@@ -41,6 +41,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from stacks import constants
+from stacks.async_inference import AsyncInferenceStorage
 from stacks.config import BackfillConfig
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.inference_endpoint import InferenceEndpoint
@@ -116,7 +117,9 @@ class Backfill(Construct):
         taxonomy_file: str,
         metrics_namespace: str,
         model_registry: ModelStore | None = None,
+        async_inference: AsyncInferenceStorage | None = None,
     ) -> None:
+        # async_inference: endpoint.mode async; the batch handler then submits each photo instead of waiting.
         super().__init__(scope, construct_id)
         self.config = config
         self._bucket = bucket
@@ -151,9 +154,12 @@ class Backfill(Construct):
                 "POWERTOOLS_SERVICE_NAME": BACKFILL_SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
                 **model_parameter_environment(model_registry),
+                **(async_inference.environment() if async_inference else {}),
             },
         )
         self._grant_function(table, endpoint)
+        if async_inference is not None:
+            async_inference.grant_write_requests(self.function_role)
         if model_registry is not None:
             model_registry.grant_read_registry(self.function_role)
         self.log_group: logs.LogGroup = encrypted_log_group(

@@ -30,6 +30,7 @@ from stacks import constants
 from stacks.config_parsing import ConfigError, apply_overrides, build
 from stacks.config_parsing import check as _check
 from stacks.config_sections import (
+    AsyncInferenceConfig,
     BackfillConfig,
     MonitoringConfig,
     ReviewPageConfig,
@@ -45,6 +46,7 @@ _SNS_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1
 _INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _UPLOAD_PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]+/$")
 _METRICS_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9._/#:-]{1,255}$")
+ENDPOINT_MODES = ("realtime", "async")  # endpoint.mode; async: stacks/async_inference.py
 
 
 # --- sections ------------------------------------------------------------------------------------------------
@@ -93,8 +95,16 @@ class EndpointSettings:
     rollout_timeout_seconds: int = 10800  # the whole blue/green deployment, including loading 15 GB of weights
     rollback_5xx_errors_per_minute: int = 5  # Invocation5XXErrors per minute that roll a deployment back
     rollback_p90_model_latency_seconds: float = 30.0  # ModelLatency p90 that rolls a deployment back
+    # "realtime": InvokeEndpoint, the Lambda waits for each answer. "async": SageMaker Asynchronous Inference
+    # (S3 request in, notification out, scales to zero with min_capacity 0); see README "Async endpoint mode".
+    mode: str = "realtime"
 
     def __post_init__(self) -> None:
+        _check(
+            self.mode in ENDPOINT_MODES,
+            "mode",
+            f"must be one of {', '.join(repr(m) for m in ENDPOINT_MODES)}, got {self.mode!r}",
+        )
         if self.model_data_uri is not None:
             _check(
                 bool(_S3_PREFIX_URI_RE.match(self.model_data_uri)),
@@ -107,8 +117,16 @@ class EndpointSettings:
             f"must be a SageMaker instance type like ml.g5.xlarge, got {self.instance_type!r}",
         )
         _check(bool(self.lmi_image_version), "lmi_image_version", "must not be empty")
-        # Real-time endpoints cannot scale a variant to zero (that needs inference components).
-        _check(self.min_capacity >= 1, "min_capacity", f"must be >= 1, got {self.min_capacity}")
+        # Real-time endpoints cannot scale a variant to zero (that needs inference components); async ones can.
+        if self.mode == "async":
+            _check(self.min_capacity >= 0, "min_capacity", f"must be >= 0, got {self.min_capacity}")
+            _check(self.max_capacity >= 1, "max_capacity", f"must be >= 1, got {self.max_capacity}")
+        else:
+            _check(
+                self.min_capacity >= 1,
+                "min_capacity",
+                f"must be >= 1, got {self.min_capacity} (only endpoint.mode 'async' scales to zero)",
+            )
         _check(
             self.max_capacity >= self.min_capacity,
             "max_capacity",
@@ -263,6 +281,7 @@ class AppConfig:
     backfill: BackfillConfig = field(default_factory=BackfillConfig)
     review: ReviewPageConfig = field(default_factory=ReviewPageConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    async_inference: AsyncInferenceConfig = field(default_factory=AsyncInferenceConfig)
 
     def __post_init__(self) -> None:
         if self.account is not None:

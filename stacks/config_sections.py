@@ -256,3 +256,93 @@ class MonitoringConfig:
             raise ConfigError("stall_alarm_minutes", f"must be 5..1440, got {self.stall_alarm_minutes}")
         if self.endpoint_5xx_alarm_threshold < 1:
             raise ConfigError("endpoint_5xx_alarm_threshold", "must be >= 1")
+
+
+# InvokeEndpointAsync's limits (API reference): queued at most 6 h, processed at most 1 h.
+MAX_REQUEST_TTL_SECONDS = 21_600
+MIN_REQUEST_TTL_SECONDS = 60
+MAX_INVOCATION_TIMEOUT_SECONDS = 3_600
+MAX_CONCURRENT_INVOCATIONS_LIMIT = 1_000  # AsyncInferenceClientConfig.MaxConcurrentInvocationsPerInstance
+
+
+@dataclass(frozen=True)
+class AsyncInferenceConfig:
+    """`photo_labeler.async_inference`: used only with `endpoint.mode: "async"` (stacks/async_inference.py)."""
+
+    # Requests SageMaker hands one instance at once; the container batches them (vLLM continuous batching), so
+    # the engine batch of serving.properties is the natural value; more only queue inside the container.
+    max_concurrent_invocations_per_instance: int = 8
+    # Target of ApproximateBacklogSizePerInstance: queued requests per instance. ~0.67 s a photo on one g5, so 200
+    # is ~2 minutes of backlog per instance, about what a new instance takes to start.
+    backlog_target_per_instance: float = 200.0
+    invocation_timeout_seconds: int = 600  # one photo takes ~1 s; 10 min means a stuck container
+    request_ttl_seconds: int = MAX_REQUEST_TTL_SECONDS  # a queued request expires (error notification) after this
+    max_attempts: int = 3  # inferences per photo version before its notification is dead-lettered
+    scale_from_zero_cooldown_seconds: int = 300  # AWS's documented step-scaling example
+    object_retention_days: int = 7  # requests, tickets, responses and failures are deleted after this
+    batch_size: int = 10  # notifications per label-writer invocation (each is one S3 read and one write)
+    max_concurrency: int = 10  # concurrent label-writer invocations
+    max_receive_count: int = 5  # deliveries of a notification before it moves to the DLQ
+    function_timeout_seconds: int = 60
+    function_memory_mb: int = 256  # no image work: JSON, one S3 read, one DynamoDB write
+    backlog_age_alarm_seconds: int = 3_600  # ApproximateAgeOfOldestRequest above this alarms
+
+    def __post_init__(self) -> None:
+        _check(
+            1 <= self.max_concurrent_invocations_per_instance <= MAX_CONCURRENT_INVOCATIONS_LIMIT,
+            "max_concurrent_invocations_per_instance",
+            f"must be 1..{MAX_CONCURRENT_INVOCATIONS_LIMIT}, got {self.max_concurrent_invocations_per_instance}",
+        )
+        _check(self.backlog_target_per_instance > 0, "backlog_target_per_instance", "must be > 0")
+        _check(
+            1 <= self.invocation_timeout_seconds <= MAX_INVOCATION_TIMEOUT_SECONDS,
+            "invocation_timeout_seconds",
+            f"must be 1..{MAX_INVOCATION_TIMEOUT_SECONDS} (SageMaker's limit), "
+            f"got {self.invocation_timeout_seconds}",
+        )
+        _check(
+            MIN_REQUEST_TTL_SECONDS <= self.request_ttl_seconds <= MAX_REQUEST_TTL_SECONDS,
+            "request_ttl_seconds",
+            f"must be {MIN_REQUEST_TTL_SECONDS}..{MAX_REQUEST_TTL_SECONDS} (SageMaker's limits), "
+            f"got {self.request_ttl_seconds}",
+        )
+        _check(1 <= self.max_attempts <= 10, "max_attempts", f"must be 1..10, got {self.max_attempts}")
+        _check(self.scale_from_zero_cooldown_seconds >= 0, "scale_from_zero_cooldown_seconds", "must be >= 0")
+        # Tickets must outlive every answer that can still come, or the writer cannot place it.
+        lifetime_days = -(
+            -(self.request_ttl_seconds + self.invocation_timeout_seconds) * self.max_attempts // 86_400
+        )
+        _check(
+            self.object_retention_days >= lifetime_days + 1,
+            "object_retention_days",
+            f"must be >= {lifetime_days + 1}: a request may be answered up to {self.max_attempts} x "
+            f"(request_ttl_seconds + invocation_timeout_seconds) after it was written, got "
+            f"{self.object_retention_days}",
+        )
+        _check(
+            1 <= self.batch_size <= constants.SQS_MAX_BATCH_SIZE,
+            "batch_size",
+            f"must be 1..{constants.SQS_MAX_BATCH_SIZE}, got {self.batch_size}",
+        )
+        _check(
+            constants.ESM_MIN_MAX_CONCURRENCY <= self.max_concurrency <= constants.ESM_MAX_MAX_CONCURRENCY,
+            "max_concurrency",
+            f"must be {constants.ESM_MIN_MAX_CONCURRENCY}..{constants.ESM_MAX_MAX_CONCURRENCY}, "
+            f"got {self.max_concurrency}",
+        )
+        _check(
+            1 <= self.max_receive_count <= constants.SQS_MAX_RECEIVE_COUNT,
+            "max_receive_count",
+            f"must be 1..{constants.SQS_MAX_RECEIVE_COUNT}, got {self.max_receive_count}",
+        )
+        _check(
+            1 <= self.function_timeout_seconds <= constants.LAMBDA_MAX_TIMEOUT_SECONDS,
+            "function_timeout_seconds",
+            f"must be 1..{constants.LAMBDA_MAX_TIMEOUT_SECONDS}",
+        )
+        _check(
+            constants.LAMBDA_MIN_MEMORY_MB <= self.function_memory_mb <= constants.LAMBDA_MAX_MEMORY_MB,
+            "function_memory_mb",
+            f"must be {constants.LAMBDA_MIN_MEMORY_MB}..{constants.LAMBDA_MAX_MEMORY_MB}",
+        )
+        _check(self.backlog_age_alarm_seconds >= 60, "backlog_age_alarm_seconds", "must be >= 60")

@@ -57,8 +57,13 @@ class InferenceEndpoint(Construct):
         serving_options: dict[str, str] | None = None,
         image_table: LmiImageTable | None = None,
         model_read_prefix: str | None = None,
+        async_inference: sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty | None = None,
     ) -> None:
+        # async_inference: endpoint.mode async (stacks/async_inference.py): the endpoint config carries it, callers
+        # get sagemaker:InvokeEndpointAsync, and stacks/async_scaling.py attaches the scaling policies instead.
         super().__init__(scope, construct_id)
+        self.async_inference = async_inference
+        self.invoke_action = "sagemaker:InvokeEndpointAsync" if async_inference else "sagemaker:InvokeEndpoint"
         options = serving_options if serving_options is not None else serving_properties.load()
         loading_timeout = int(options.get("option.model_loading_timeout", "0"))
         if loading_timeout > container_startup_timeout_seconds:
@@ -78,7 +83,11 @@ class InferenceEndpoint(Construct):
         )
         self.model: sagemaker.CfnModel = self._build_model()
         self.endpoint_config: sagemaker.CfnEndpointConfig = self._build_endpoint_config(
-            instance_type, min_capacity, container_startup_timeout_seconds, model_data_download_timeout_seconds
+            # CreateEndpoint needs one instance; an async endpoint then scales to min_capacity (0) when idle.
+            instance_type,
+            max(1, min_capacity),
+            container_startup_timeout_seconds,
+            model_data_download_timeout_seconds,
         )
         rollout.check_capacity(min_capacity, key=CANARY_CONFIG_KEY)
         self.rollout_policy = rollout
@@ -106,7 +115,7 @@ class InferenceEndpoint(Construct):
 
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
         return iam.Grant.add_to_principal(
-            grantee=grantee, actions=["sagemaker:InvokeEndpoint"], resource_arns=[self.endpoint_arn]
+            grantee=grantee, actions=[self.invoke_action], resource_arns=[self.endpoint_arn]
         )
 
     def _image_uri(self, table: LmiImageTable, version: str) -> str:
@@ -237,6 +246,7 @@ class InferenceEndpoint(Construct):
                     ),
                 )
             ],
+            async_inference_config=self.async_inference,
         )
         return config
 
@@ -269,6 +279,8 @@ class InferenceEndpoint(Construct):
             min_capacity=min_capacity,
             max_capacity=max_capacity,
         )
+        if self.async_inference is not None:
+            return target_resource  # async: backlog policies (stacks/async_scaling.py)
         # ConcurrentRequestsPerModel is emitted every 10 s and counts requests in flight, which is what saturates
         # an LLM container; InvocationsPerInstance is per minute and blind to long requests.
         target_resource.scale_to_track_metric(

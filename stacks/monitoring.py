@@ -26,6 +26,13 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks import constants
+from stacks.async_scaling import (
+    BACKLOG_PER_INSTANCE,
+    BACKLOG_SIZE,
+    HAS_BACKLOG_WITHOUT_CAPACITY,
+    OLDEST_REQUEST_AGE,
+    async_metric,
+)
 from stacks.config import MonitoringConfig
 from stacks.review_parts import review_dashboard_widgets
 
@@ -48,6 +55,16 @@ PROGRESS_METRICS = tuple(name for name, _ in STATUS_METRICS)
 class EndpointRef:
     endpoint_name: str
     variant_name: str = constants.VARIANT_NAME
+
+
+@dataclass(frozen=True)
+class AsyncRef:
+    """endpoint.mode async: the endpoint of the backlog metrics, the notification DLQ and its alarm."""
+
+    endpoint_name: str
+    dead_letter_queue: sqs.IQueue
+    dlq_alarm: cloudwatch.IAlarm
+    backlog_age_alarm_seconds: int
 
 
 class Monitoring(Construct):
@@ -74,6 +91,7 @@ class Monitoring(Construct):
         training_failed_alarm: cloudwatch.IAlarm | None = None,
         rollout_alarms: Sequence[cloudwatch.IAlarm] = (),
         review_backlog_probe_minutes: int | None = None,
+        async_inference: AsyncRef | None = None,
     ) -> None:
         # Alarms defined elsewhere (DLQ, training failures, the endpoint's rollback alarms) are shown, not copied.
         # review_backlog_probe_minutes: the review page's backlog probe interval; None when no page is deployed
@@ -101,6 +119,10 @@ class Monitoring(Construct):
             self.endpoint_errors_alarm = self._endpoint_errors_alarm()
         if backfill_state_machine is not None and config.backfill_failed_alarm:
             self.backfill_failed_alarm = self._backfill_failed_alarm(backfill_state_machine)
+        self._async = async_inference
+        self.async_backlog_age_alarm: cloudwatch.Alarm | None = (
+            self._async_backlog_age_alarm(async_inference) if async_inference is not None else None
+        )
         self.alarms: list[cloudwatch.IAlarm] = [dlq_alarm] + [
             alarm
             for alarm in (
@@ -108,6 +130,8 @@ class Monitoring(Construct):
                 self.stall_alarm,
                 self.endpoint_errors_alarm,
                 self.backfill_failed_alarm,
+                self.async_backlog_age_alarm,
+                async_inference.dlq_alarm if async_inference is not None else None,
                 training_failed_alarm,
                 *rollout_alarms,
             )
@@ -312,6 +336,8 @@ class Monitoring(Construct):
                 )
             )
         dashboard.add_widgets(*self._queue_widgets(upload_function))
+        if self._async is not None:
+            dashboard.add_widgets(*self._async_widgets(self._async))
         if state_machine is not None and backfill_function is not None:
             dashboard.add_widgets(*self._backfill_widgets(state_machine, backfill_function))
         if self._review_backlog_probe_minutes is not None:
@@ -526,5 +552,59 @@ class Monitoring(Construct):
             ),
         ]
 
+    # -- endpoint.mode async ---------------------------------------------------------------------------------
 
-__all__ = ["EndpointRef", "Monitoring", "MonitoringConfig"]
+    def _async_backlog_age_alarm(self, ref: AsyncRef) -> cloudwatch.Alarm:
+        seconds = ref.backlog_age_alarm_seconds
+        return self._notify(
+            cloudwatch.Alarm(
+                self,
+                "AsyncBacklogAgeAlarm",
+                alarm_description=(
+                    f"The oldest request on the async endpoint has waited over {seconds} s for 5 minutes: the "
+                    "fleet is not keeping up (at endpoint.max_capacity, or instances fail to start). Requests "
+                    "expire after async_inference.request_ttl_seconds and are then resubmitted up to max_attempts."
+                ),
+                metric=async_metric(ref.endpoint_name, OLDEST_REQUEST_AGE, "Maximum"),
+                threshold=seconds,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=5,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )
+
+    def _async_widgets(self, ref: AsyncRef) -> list[cloudwatch.IWidget]:
+        width = DASHBOARD_WIDTH // 3
+        return [
+            cloudwatch.GraphWidget(
+                title="Async backlog (requests waiting)",
+                left=[
+                    async_metric(ref.endpoint_name, BACKLOG_SIZE, "Average"),
+                    async_metric(ref.endpoint_name, BACKLOG_PER_INSTANCE, "Average"),
+                ],
+                right=[async_metric(ref.endpoint_name, OLDEST_REQUEST_AGE, "Maximum")],
+                width=width,
+                height=6,
+            ),
+            cloudwatch.GraphWidget(
+                title="Backlog without capacity (1 = scaling out from zero)",
+                left=[async_metric(ref.endpoint_name, HAS_BACKLOG_WITHOUT_CAPACITY, "Maximum")],
+                width=width,
+                height=6,
+            ),
+            cloudwatch.GraphWidget(
+                title="Failed async notifications (DLQ)",
+                left=[
+                    ref.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                        period=RATE_PERIOD, statistic=cloudwatch.Stats.MAXIMUM, label="dead letters"
+                    ),
+                    self.photo_metric("AsyncInferencesResubmitted", constants.POWERTOOLS_SERVICE_NAME),
+                    self.photo_metric("AsyncInferencesFailed", constants.POWERTOOLS_SERVICE_NAME),
+                ],
+                width=width,
+                height=6,
+            ),
+        ]
+
+
+__all__ = ["AsyncRef", "EndpointRef", "Monitoring", "MonitoringConfig"]

@@ -10,13 +10,15 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import constants, serving_properties
+from stacks.async_inference import AsyncInferenceStorage, AsyncLabelWriter
+from stacks.async_scaling import AsyncScaling
 from stacks.backfill import BACKFILL_SERVICE_NAME, Backfill
 from stacks.config import AppConfig
 from stacks.endpoint_load import check_endpoint_load
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.lambda_bundling import function_code
 from stacks.model_store import ModelStore
-from stacks.monitoring import EndpointRef, Monitoring
+from stacks.monitoring import AsyncRef, EndpointRef, Monitoring
 from stacks.nag import acknowledge
 from stacks.review import ReviewPage
 from stacks.rollout import RolloutPolicy
@@ -82,6 +84,8 @@ class PhotoLabelerStack(Stack):
         if self.serves_registered_model:
             self.model_data_uri = self.model_store.registered_model_uri()
         self.inference: InferenceEndpoint | None = None
+        # endpoint.mode async: the bucket and topics the endpoint config names (label writer after the endpoint).
+        self.async_storage: AsyncInferenceStorage | None = self._async_storage()
         if self.model_data_uri is not None:
             self.inference = InferenceEndpoint(
                 self,
@@ -101,6 +105,7 @@ class PhotoLabelerStack(Stack):
                 # One rollout policy for `cdk deploy` and the pipeline (stacks/rollout.py).
                 rollout=RolloutPolicy.from_settings(settings),
                 alarm_topic=self.alarm_topic,
+                async_inference=self.async_storage.endpoint_config_property() if self.async_storage else None,
             )
             # Pipeline-trained models are SSE-KMS objects of the training bucket.
             self.storage.key.grant_decrypt(self.inference.role)
@@ -131,7 +136,9 @@ class PhotoLabelerStack(Stack):
             function_memory_mb=upload.function_memory_mb,
             alarm_topic=self.alarm_topic,
             model_registry=self._registry_for_labels,
+            async_inference=self.async_storage,
         )
+        self.async_label_writer: AsyncLabelWriter | None = self._async_completion()
         self.backfill: Backfill | None = self._backfill()
         self.training: TrainingPipeline = self._training_pipeline()
         self.review: ReviewPage | None = self._review()
@@ -182,6 +189,7 @@ class PhotoLabelerStack(Stack):
             taxonomy_file=self.config.taxonomy_path.relative_to(constants.PROJECT_ROOT).as_posix(),
             metrics_namespace=self.config.metrics_namespace,
             model_registry=self._registry_for_labels,
+            async_inference=self.async_storage,
         )
         CfnOutput(
             self,
@@ -193,6 +201,61 @@ class PhotoLabelerStack(Stack):
         if backfill.config.inventory_bucket is not None:
             CfnOutput(self, "BackfillInventoryBucket", value=backfill.config.inventory_bucket)
         return backfill
+
+    def _async_storage(self) -> AsyncInferenceStorage | None:
+        # Only with an endpoint: without one nothing is submitted and the upload path waits (disabled mapping).
+        if self.config.endpoint.mode != "async" or self.model_data_uri is None:
+            return None
+        settings = self.config.async_inference
+        return AsyncInferenceStorage(
+            self,
+            "AsyncInference",
+            name_prefix=self.config.name_prefix,
+            config=settings,
+            data_key=self.storage.key,
+            access_log_bucket=self.storage.access_log_bucket,
+            alarm_topic=self.alarm_topic,
+            visibility_timeout_seconds=settings.function_timeout_seconds
+            * constants.QUEUE_VISIBILITY_TIMEOUT_FACTOR,
+        )
+
+    def _async_completion(self) -> AsyncLabelWriter | None:
+        if self.async_storage is None or self.inference is None:
+            return None
+        settings, endpoint = self.async_storage.config, self.config.endpoint
+        self.async_storage.grant_endpoint(self.inference.role)
+        self.async_scaling = AsyncScaling(
+            self,
+            "AsyncScaling",
+            scalable_target=self.inference.scalable_target,
+            endpoint_name=self.endpoint_name,
+            backlog_target_per_instance=settings.backlog_target_per_instance,
+            scale_in_cooldown_seconds=endpoint.scale_in_cooldown_seconds,
+            scale_out_cooldown_seconds=endpoint.scale_out_cooldown_seconds,
+            scale_from_zero_cooldown_seconds=settings.scale_from_zero_cooldown_seconds,
+        )
+        writer = AsyncLabelWriter(
+            self,
+            "AsyncLabelWriter",
+            name_prefix=self.config.name_prefix,
+            storage=self.async_storage,
+            table=self.storage.table,
+            endpoint_name=self.endpoint_name,
+            endpoint_arn=self.inference.endpoint_arn,
+            code=self.function_code,
+            model_id=self.model_data_uri or NO_MODEL_ID,
+            confidence_threshold=self.config.upload.confidence_threshold,
+            taxonomy_file=self.config.taxonomy_path.relative_to(constants.PROJECT_ROOT).as_posix(),
+            metrics_namespace=self.config.metrics_namespace,
+        )
+        CfnOutput(self, "AsyncInferenceBucketName", value=self.async_storage.bucket.bucket_name)
+        CfnOutput(
+            self,
+            "AsyncDeadLetterQueueUrl",
+            value=self.async_storage.dead_letter_queue.queue_url,
+            description="Notifications of photos whose async inference failed every attempt",
+        )
+        return writer
 
     def _training_pipeline(self) -> TrainingPipeline:
         training = TrainingPipeline(
@@ -262,9 +325,20 @@ class PhotoLabelerStack(Stack):
             training_failed_alarm=self.training.failure_alarm,
             rollout_alarms=self.inference.rollout_alarms.alarms if self.inference else (),
             review_backlog_probe_minutes=(self.config.review.backlog_probe_minutes if self.review else None),
+            async_inference=self._async_monitoring(),
         )
         CfnOutput(self, "DashboardName", value=monitoring.dashboard.dashboard_name)
         return monitoring
+
+    def _async_monitoring(self) -> AsyncRef | None:
+        if self.async_storage is None:
+            return None
+        return AsyncRef(
+            endpoint_name=self.endpoint_name,
+            dead_letter_queue=self.async_storage.dead_letter_queue,
+            dlq_alarm=self.async_storage.dlq_alarm,
+            backlog_age_alarm_seconds=self.async_storage.config.backlog_age_alarm_seconds,
+        )
 
     def _alarm_topic(self) -> sns.ITopic:
         if self.config.alarm_topic_arn is not None:

@@ -18,6 +18,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks import constants
+from stacks.async_inference import AsyncInferenceStorage
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.key_policy import scope_service_statements
@@ -70,7 +71,9 @@ class UploadPath(Construct):
         function_memory_mb: int,
         alarm_topic: sns.ITopic,
         model_registry: ModelStore | None = None,
+        async_inference: AsyncInferenceStorage | None = None,
     ) -> None:
+        # async_inference: endpoint.mode async; the same handler then submits instead of waiting (ENDPOINT_MODE).
         # model_registry: set only when the endpoint serves the registry's model; the function then reads the
         # model id from the registry parameter (a pipeline rollout changes the model without a deploy).
         super().__init__(scope, construct_id)
@@ -131,9 +134,12 @@ class UploadPath(Construct):
                 "POWERTOOLS_SERVICE_NAME": constants.POWERTOOLS_SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
                 **model_parameter_environment(model_registry),
+                **(async_inference.environment() if async_inference else {}),
             },
         )
         self._grant(bucket, table, data_key, endpoint, upload_prefix)
+        if async_inference is not None:
+            async_inference.grant_write_requests(self.role)
         if model_registry is not None:
             model_registry.grant_read_registry(self.role)
         acknowledge(

@@ -34,8 +34,13 @@ CANARY = {
     "photo_labeler.endpoint.rollout_canary_percent": "25",
     "photo_labeler.endpoint.rollout_canary_wait_seconds": "300",
 }
+ASYNC_MODE = {
+    "photo_labeler.endpoint.model_data_uri": MODEL_URI,
+    "photo_labeler.endpoint.mode": "async",
+    "photo_labeler.endpoint.min_capacity": "0",
+}
 # Every config variant whose template differs in kind: the deploy-time gates run on each (session fixtures).
-VARIANTS = ("no_model", "with_model", "registry", "regional", "scoped_backfill", "canary")
+VARIANTS = ("no_model", "with_model", "registry", "regional", "scoped_backfill", "canary", "async_mode")
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,12 @@ def scoped_backfill() -> Synthesized:
 def canary() -> Synthesized:
     """The registry-served endpoint on two instances, rolled out by a canary (the rollout's other branch)."""
     return synth(CANARY)
+
+
+@pytest.fixture(scope="session")
+def async_mode() -> Synthesized:
+    """endpoint.mode async with a model, scaling to zero (stacks/async_inference.py, stacks/async_scaling.py)."""
+    return synth(ASYNC_MODE)
 
 
 @pytest.fixture

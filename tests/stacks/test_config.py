@@ -16,7 +16,7 @@ from stacks.config import AppConfig, ConfigError
 from tests.stacks.conftest import PROJECT_ROOT, cdk_json_context
 
 # Every section of the context object, in cdk.json's order: AppConfig's dataclass-typed fields.
-SECTIONS = ("storage", "endpoint", "upload", "training", "backfill", "review", "monitoring")
+SECTIONS = ("storage", "endpoint", "upload", "training", "backfill", "review", "monitoring", "async_inference")
 
 
 def parse(raw: dict[str, Any] | None = None, **overrides: Any) -> AppConfig:

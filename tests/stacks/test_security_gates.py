@@ -18,6 +18,7 @@ from constructs import IConstruct
 from app import build_app
 from stacks import nag
 from tests.stacks.conftest import (
+    ASYNC_MODE,
     CANARY,
     MODEL_URI,
     PROJECT_ROOT,
@@ -65,8 +66,9 @@ class _RecordedAcknowledgements:
         },
         SCOPED_BACKFILL,
         CANARY,
+        ASYNC_MODE,
     ],
-    ids=["no_model", "with_model", "registry", "regional", "scoped_backfill", "canary"],
+    ids=["no_model", "with_model", "registry", "regional", "scoped_backfill", "canary", "async_mode"],
 )
 def test_every_acknowledgement_suppresses_a_finding_cdk_nag_really_reports(
     overrides: dict[str, str], monkeypatch: pytest.MonkeyPatch

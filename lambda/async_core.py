@@ -1,0 +1,537 @@
+"""endpoint.mode async: submit photos to a SageMaker asynchronous endpoint, record its answers. No boto3 here.
+
+Two halves, each behind small protocols (async_aws.py implements them with boto3; tests use moto):
+
+- AsyncSubmitter (the upload path's and the backfill's labeller in async mode) is labeler_core.Labeler with one
+  step changed: every rule before the endpoint call is the same code (prefix, reviewer's decision, cheap resume,
+  If-Match read, MISSING, REJECTED for bad inputs), then instead of waiting for the answer it
+    1. claims the photo version in the labels table (conditional UpdateItem of `pending_*` attributes),
+    2. writes the exact request body the real-time path sends (labeler_core.encode_request) and a ticket naming
+       the photo version to the request bucket,
+    3. calls InvokeEndpointAsync(InputLocation=<request>, InferenceId=<deterministic id of bucket, key, version,
+       model>) and marks the claim invoked.
+  A duplicate delivery finds the claim and skips: one inference per photo version, not one per message.
+- LabelWriter (the completion Lambda) reads SageMaker's notification (Success or Error topic -> SQS), the ticket
+  and the response, parses it with the same taxonomy parser and writes the final item with a PutItem conditional
+  on the claim it answers (`pending_inference_id = :id`): a stale version's or a replaced model's answer never
+  wins, a duplicate notification finds the claim gone (the final write removed it) and writes nothing.
+  An inference error (or an answer outside the taxonomy) is resubmitted up to `max_attempts` in all, then the
+  claim records the failure and the message fails, so SQS retries it and moves it to the DLQ.
+
+Table attributes (besides docs/interfaces.md's): `pending_inference_id`, `pending_etag`,
+`pending_source_last_modified`, `pending_model`, `pending_claimed_at`, `pending_invoked_at`, `pending_attempts`,
+`pending_failed_at`, `pending_error`. A photo the table did not know gets `status` PENDING; an earlier result
+keeps its status and label until the new one replaces it. The final write is a whole-item PutItem, so no
+`pending_*` attribute outlives its answer.
+
+A claim is taken over (the photo is submitted again) only when it failed, when it was never invoked and is older
+than CLAIM_LEASE_SECONDS (its Lambda died between claim and invoke), or when it was invoked longer ago than
+`stale_after_seconds` (SageMaker's request TTL plus the invocation timeout: no answer can still come). Re-running
+the backfill over a prefix therefore resubmits exactly the photos whose inference failed or was lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from labeler_core import (
+    FINAL_STATUSES,
+    HUMAN_DECISION_ATTRIBUTE,
+    ConfigError,
+    Labeler,
+    LabelerConfig,
+    ObjectRef,
+    Outcome,
+    Status,
+    StoredObject,
+    TransientFault,
+    encode_request,
+    format_last_modified,
+    judge,
+)
+
+from classification.contract import InvalidAnswer
+
+# A claim never invoked is abandoned once it is older than the longest Lambda invocation: its owner is gone.
+CLAIM_LEASE_SECONDS = 900
+DEFAULT_MAX_ATTEMPTS = 3  # inferences per photo version, the first included, before the message is dead-lettered
+# InvokeEndpointAsync's own limits (API reference): a request waits in the queue at most 6 h, runs at most 1 h.
+MAX_REQUEST_TTL_SECONDS = 21_600
+MIN_REQUEST_TTL_SECONDS = 60
+MAX_INVOCATION_TIMEOUT_SECONDS = 3_600
+DEFAULT_REQUEST_TTL_SECONDS = MAX_REQUEST_TTL_SECONDS
+DEFAULT_INVOCATION_TIMEOUT_SECONDS = 600  # one photo takes ~1 s on a warm instance; 10 min is a broken one
+STALE_MARGIN_SECONDS = 900
+REQUEST_FILE = "request.json"
+TICKET_FILE = "ticket.json"
+INFERENCE_ID_LENGTH = 40  # hex digits of SHA-256; InferenceId allows 64 characters
+
+PENDING_ATTRIBUTES = (
+    "pending_inference_id",
+    "pending_etag",
+    "pending_source_last_modified",
+    "pending_model",
+    "pending_claimed_at",
+    "pending_invoked_at",
+    "pending_attempts",
+    "pending_failed_at",
+    "pending_error",
+)
+
+
+class InferenceFailed(Exception):
+    """The async inference failed `max_attempts` times: the message fails until SQS moves it to the DLQ."""
+
+
+# -- the injected boundaries --------------------------------------------------------------------------------
+
+
+class RequestStore(Protocol):
+    def put(self, inference_id: str, body: bytes, ticket: Ticket) -> str:
+        """Write the request body and its ticket; return the request's s3:// URI. TransientFault on error."""
+        ...
+
+    def location(self, inference_id: str) -> str:
+        """The s3:// URI of an inference's request (where `put` wrote it)."""
+        ...
+
+    def ticket(self, input_location: str) -> Ticket:
+        """The ticket stored beside a request. ValueError if the location is not one of ours."""
+        ...
+
+    def read(self, location: str) -> bytes | None:
+        """An s3:// object's bytes (a response or failure); None when it does not exist."""
+        ...
+
+
+class AsyncEndpoint(Protocol):
+    def submit(self, input_location: str, inference_id: str) -> str:
+        """InvokeEndpointAsync; returns SageMaker's OutputLocation. TransientFault on any error."""
+        ...
+
+
+class PendingStore(Protocol):
+    def get(self, image_uri: str) -> Mapping[str, Any] | None: ...
+
+    def put_result(self, item: Mapping[str, Any], *, final_statuses: tuple[str, ...]) -> bool: ...
+
+    def put_missing(self, item: Mapping[str, Any]) -> bool: ...
+
+    def claim(self, claim: Claim) -> bool:
+        """Record a pending inference if the version is newer and no live claim holds it; False if not."""
+        ...
+
+    def release(self, image_uri: str, inference_id: str) -> None:
+        """Drop a claim that was never invoked (the submission failed), so a retry can take it at once."""
+        ...
+
+    def mark_invoked(self, image_uri: str, inference_id: str, invoked_at: str) -> bool: ...
+
+    def record_retry(self, image_uri: str, inference_id: str, *, max_attempts: int, error: str) -> int | None:
+        """Count one more attempt if fewer than max_attempts were made: the new count, or None if exhausted or
+        the claim is no longer this inference's."""
+        ...
+
+    def record_failure(self, image_uri: str, inference_id: str, *, failed_at: str, error: str) -> bool: ...
+
+    def complete(self, item: Mapping[str, Any], inference_id: str) -> bool:
+        """Write the final item if the claim is still `inference_id`'s (and no reviewer decided); False if not."""
+        ...
+
+
+# -- value objects ------------------------------------------------------------------------------------------
+
+
+def inference_id(bucket: str, key: str, etag: str, version_id: str | None, model: str) -> str:
+    """Deterministic per photo version and model: a resubmission or duplicate carries the same id."""
+    text = "\n".join((bucket, key, etag, version_id or "", model))
+    return hashlib.sha256(text.encode()).hexdigest()[:INFERENCE_ID_LENGTH]
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What the label writer needs to record an answer: the photo version the request was built from."""
+
+    inference_id: str
+    bucket: str
+    key: str
+    etag: str
+    source_last_modified: str
+    model: str
+    version_id: str | None = None
+    hotel_id: str | None = None
+
+    @property
+    def image_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Ticket:
+        try:
+            raw = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"ticket is not JSON: {data[:200]!r}") from error
+        required = ("inference_id", "bucket", "key", "etag", "source_last_modified", "model")
+        if not isinstance(raw, dict) or any(
+            not isinstance(raw.get(name), str) or not raw[name] for name in required
+        ):
+            raise ValueError(f"ticket lacks one of {required}: {str(raw)[:200]}")
+        optional = {name: raw.get(name) for name in ("version_id", "hotel_id") if isinstance(raw.get(name), str)}
+        return cls(**{name: raw[name] for name in required}, **optional)
+
+
+@dataclass(frozen=True)
+class Claim:
+    ticket: Ticket
+    claimed_at: str
+    lease_cutoff: str  # a never-invoked claim older than this may be taken over
+    stale_cutoff: str  # an invoked claim older than this may be taken over
+    final_statuses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One SageMaker async inference notification (AsyncInferenceConfig.NotificationConfig)."""
+
+    inference_id: str
+    succeeded: bool
+    input_location: str
+    output_location: str | None  # success
+    failure_location: str | None  # error
+    failure_reason: str | None
+    received_time: str | None
+    event_time: str | None
+
+
+def parse_notification(body: str) -> Notification:
+    """An SQS message body: SageMaker's JSON, raw or inside an SNS envelope. ValueError for anything else."""
+    try:
+        message = json.loads(body)
+        if isinstance(message, dict) and message.get("Type") == "Notification" and "Message" in message:
+            message = json.loads(message["Message"])  # SNS without raw message delivery
+    except (json.JSONDecodeError, TypeError) as error:
+        raise ValueError(f"message body is not JSON: {body[:200]!r}") from error
+    if not isinstance(message, dict) or message.get("eventSource") != "aws:sagemaker":
+        raise ValueError(f"message is not a SageMaker async inference notification: {body[:200]!r}")
+    status = message.get("invocationStatus")
+    request = message.get("requestParameters") or {}
+    response = message.get("responseParameters") or {}
+    identifier = message.get("inferenceId")
+    input_location = request.get("inputLocation") if isinstance(request, dict) else None
+    if (
+        status not in ("Completed", "Failed")
+        or not isinstance(identifier, str)
+        or not isinstance(input_location, str)
+    ):
+        raise ValueError(f"notification lacks invocationStatus/inferenceId/inputLocation: {body[:200]!r}")
+    if not isinstance(response, dict):
+        response = {}
+    return Notification(
+        inference_id=identifier,
+        succeeded=status == "Completed",
+        input_location=input_location,
+        output_location=response.get("outputLocation"),
+        failure_location=response.get("failureLocation"),
+        failure_reason=message.get("failureReason"),
+        received_time=message.get("receivedTime"),
+        event_time=message.get("eventTime"),
+    )
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    bucket, _, key = uri[5:].partition("/")
+    if not bucket or not key:
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    return bucket, key
+
+
+def _iso(moment: datetime) -> str:
+    return format_last_modified(moment)
+
+
+# -- configuration ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AsyncSettings:
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    request_ttl_seconds: int = DEFAULT_REQUEST_TTL_SECONDS
+    invocation_timeout_seconds: int = DEFAULT_INVOCATION_TIMEOUT_SECONDS
+    claim_lease_seconds: int = CLAIM_LEASE_SECONDS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_attempts <= 10:
+            raise ConfigError(f"ASYNC_MAX_ATTEMPTS must be 1..10, got {self.max_attempts}")
+        if not MIN_REQUEST_TTL_SECONDS <= self.request_ttl_seconds <= MAX_REQUEST_TTL_SECONDS:
+            raise ConfigError(
+                f"ASYNC_REQUEST_TTL_SECONDS must be {MIN_REQUEST_TTL_SECONDS}..{MAX_REQUEST_TTL_SECONDS}, "
+                f"got {self.request_ttl_seconds}"
+            )
+        if not 1 <= self.invocation_timeout_seconds <= MAX_INVOCATION_TIMEOUT_SECONDS:
+            raise ConfigError(
+                f"ASYNC_INVOCATION_TIMEOUT_SECONDS must be 1..{MAX_INVOCATION_TIMEOUT_SECONDS}, "
+                f"got {self.invocation_timeout_seconds}"
+            )
+
+    @property
+    def stale_after_seconds(self) -> int:
+        """After this long an invoked request can no longer be answered (queued TTL + run time + margin)."""
+        return self.request_ttl_seconds + self.invocation_timeout_seconds + STALE_MARGIN_SECONDS
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> AsyncSettings:
+        values: dict[str, int] = {}
+        for name, field_name in (
+            ("ASYNC_MAX_ATTEMPTS", "max_attempts"),
+            ("ASYNC_REQUEST_TTL_SECONDS", "request_ttl_seconds"),
+            ("ASYNC_INVOCATION_TIMEOUT_SECONDS", "invocation_timeout_seconds"),
+        ):
+            text = environ.get(name)
+            if text is None or text == "":
+                continue
+            try:
+                values[field_name] = int(text)
+            except ValueError as error:
+                raise ConfigError(f"{name} must be an integer, got {text!r}") from error
+        return cls(**values)
+
+
+# -- the request side ---------------------------------------------------------------------------------------
+
+
+class AsyncSubmitter(Labeler):
+    """Labeler whose endpoint step submits an async request and records the claim (module docstring)."""
+
+    def __init__(
+        self,
+        config: LabelerConfig,
+        *,
+        objects: Any,
+        labels: PendingStore,
+        requests: RequestStore,
+        endpoint: AsyncEndpoint,
+        settings: AsyncSettings | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        model_id: Callable[[], str] | None = None,
+    ) -> None:
+        super().__init__(
+            config, objects=objects, endpoint=_NoSyncEndpoint(), labels=labels, clock=clock, model_id=model_id
+        )
+        self._pending = labels
+        self._requests = requests
+        self._async_endpoint = endpoint
+        self.settings = settings or AsyncSettings()
+
+    def _skip_reason(
+        self, existing: Mapping[str, Any] | None, etag: str, reclassify: bool, model: str
+    ) -> str | None:
+        reason = super()._skip_reason(existing, etag, reclassify, model)
+        if reason is None and existing and self._in_flight(existing, etag, model):
+            reason = "this version is already submitted to the async endpoint"
+        return reason
+
+    def _in_flight(self, existing: Mapping[str, Any], etag: str, model: str) -> bool:
+        if existing.get("pending_etag") != etag or existing.get("pending_model") != model:
+            return False
+        if existing.get("pending_failed_at"):
+            return False
+        now = self._clock()
+        invoked = existing.get("pending_invoked_at")
+        if invoked:
+            return str(invoked) >= _iso(now - timedelta(seconds=self.settings.stale_after_seconds))
+        claimed = existing.get("pending_claimed_at")
+        return bool(claimed) and str(claimed) >= _iso(now - timedelta(seconds=self.settings.claim_lease_seconds))
+
+    def _label(self, ref: ObjectRef, stored: StoredObject, model: str, jpeg: bytes) -> Outcome:
+        identifier = inference_id(ref.bucket, ref.key, stored.etag, stored.version_id, model)
+        match = self.config.hotel_id_pattern.search(ref.key)
+        ticket = Ticket(
+            inference_id=identifier,
+            bucket=ref.bucket,
+            key=ref.key,
+            etag=stored.etag,
+            source_last_modified=format_last_modified(stored.last_modified),
+            model=model,
+            version_id=stored.version_id,
+            hotel_id=match.group("hotel_id") if match and match.group("hotel_id") else None,
+        )
+        now = self._clock()
+        claim = Claim(
+            ticket=ticket,
+            claimed_at=_iso(now),
+            lease_cutoff=_iso(now - timedelta(seconds=self.settings.claim_lease_seconds)),
+            stale_cutoff=_iso(now - timedelta(seconds=self.settings.stale_after_seconds)),
+            final_statuses=tuple(s.value for s in FINAL_STATUSES),
+        )
+        if not self._pending.claim(claim):
+            return Outcome(
+                ref.image_uri,
+                Status.SKIPPED,
+                reason="a newer version, a final result or a live submission is already recorded",
+                model=model,
+            )
+        try:
+            location = self._requests.put(identifier, encode_request(self.config.taxonomy, jpeg), ticket)
+            self._async_endpoint.submit(location, identifier)
+        except Exception:
+            # Nothing reached the endpoint: free the claim so the retry (SQS or the map's Retry) submits at once.
+            self._pending.release(ref.image_uri, identifier)
+            raise
+        self._pending.mark_invoked(ref.image_uri, identifier, _iso(self._clock()))
+        return Outcome(ref.image_uri, Status.PENDING, reason=f"submitted as inference {identifier}", model=model)
+
+
+class _NoSyncEndpoint:
+    def invoke(self, body: bytes) -> bytes:
+        raise AssertionError("the async submitter never calls the real-time endpoint")
+
+
+# -- the completion side ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What one notification did; `outcome.status` is LABELED/NEEDS_REVIEW (written), PENDING (resubmitted)
+    or SKIPPED (superseded, decided by a reviewer, or a duplicate notification)."""
+
+    outcome: Outcome
+    inference_id: str
+    queue_ms: float | None = None  # SageMaker's receivedTime -> eventTime: queueing plus inference
+
+
+class LabelWriter:
+    def __init__(
+        self,
+        config: LabelerConfig,
+        *,
+        labels: PendingStore,
+        requests: RequestStore,
+        endpoint: AsyncEndpoint,
+        settings: AsyncSettings | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self._labels = labels
+        self._requests = requests
+        self._endpoint = endpoint
+        self.settings = settings or AsyncSettings()
+        self._clock = clock
+
+    def handle(self, notification: Notification) -> Completion:
+        """Record one answer; raises TransientFault (retry) or InferenceFailed (attempts exhausted)."""
+        ticket = self._requests.ticket(notification.input_location)
+        if ticket.inference_id != notification.inference_id:
+            raise ValueError(
+                f"notification {notification.inference_id} names the request of inference {ticket.inference_id}"
+            )
+        uri = ticket.image_uri
+        queue_ms = _elapsed_ms(notification.received_time, notification.event_time)
+        if not notification.succeeded:
+            return self._retry(ticket, notification.failure_reason or "inference failed", queue_ms)
+        response = self._requests.read(notification.output_location) if notification.output_location else None
+        if response is None:
+            return self._retry(ticket, "the success notification names no readable response", queue_ms)
+        try:
+            prediction = self.config.taxonomy.parse_response(response)
+        except InvalidAnswer as error:
+            # A model or serving fault, not the photo's: ask again rather than store a wrong label.
+            return self._retry(ticket, f"endpoint answered outside the taxonomy: {error}", queue_ms)
+        status, reason = judge(prediction, self.config.confidence_threshold)
+        item: dict[str, Any] = {
+            "image_uri": uri,
+            "status": status.value,
+            "model": ticket.model,
+            "classified_at": _iso_ms(self._clock()),
+            "etag": ticket.etag,
+            "source_last_modified": ticket.source_last_modified,
+            "label": prediction.label,
+        }
+        if ticket.hotel_id:
+            item["hotel_id"] = ticket.hotel_id
+        if ticket.version_id:
+            item["version_id"] = ticket.version_id
+        if prediction.confidence is not None:
+            item["confidence"] = round(prediction.confidence, 6)
+        if reason is not None:
+            item["reason"] = reason
+        if not self._labels.complete(item, ticket.inference_id):
+            return Completion(self._superseded(uri, ticket.model), ticket.inference_id, queue_ms)
+        outcome = Outcome(uri, status, reason, prediction.label, prediction.confidence, None, ticket.model)
+        return Completion(outcome, ticket.inference_id, queue_ms)
+
+    def _retry(self, ticket: Ticket, error: str, queue_ms: float | None) -> Completion:
+        uri = ticket.image_uri
+        attempts = self._labels.record_retry(
+            uri, ticket.inference_id, max_attempts=self.settings.max_attempts, error=error[:1000]
+        )
+        if attempts is None:
+            current = self._labels.get(uri)
+            if not current or current.get("pending_inference_id") != ticket.inference_id:
+                return Completion(self._superseded(uri, ticket.model), ticket.inference_id, queue_ms)
+            self._labels.record_failure(
+                uri, ticket.inference_id, failed_at=_iso(self._clock()), error=error[:1000]
+            )
+            raise InferenceFailed(
+                f"{uri}: inference {ticket.inference_id} failed {self.settings.max_attempts} time(s); last error: "
+                f"{error[:500]}"
+            )
+        self._endpoint.submit(self._requests.location(ticket.inference_id), ticket.inference_id)
+        self._labels.mark_invoked(uri, ticket.inference_id, _iso(self._clock()))
+        reason = (
+            f"inference failed ({error[:300]}); resubmitted, attempt {attempts} of {self.settings.max_attempts}"
+        )
+        return Completion(
+            Outcome(uri, Status.PENDING, reason=reason, model=ticket.model), ticket.inference_id, queue_ms
+        )
+
+    @staticmethod
+    def _superseded(uri: str, model: str) -> Outcome:
+        return Outcome(
+            uri,
+            Status.SKIPPED,
+            reason="the claim this answer was for is gone (newer version, other model, reviewer, already written)",
+            model=model,
+        )
+
+
+def _iso_ms(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _elapsed_ms(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    try:
+        begin = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        finish = datetime.fromisoformat(end.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, (finish - begin).total_seconds() * 1000.0)
+
+
+__all__ = [
+    "HUMAN_DECISION_ATTRIBUTE",
+    "PENDING_ATTRIBUTES",
+    "AsyncSettings",
+    "AsyncSubmitter",
+    "Claim",
+    "Completion",
+    "InferenceFailed",
+    "LabelWriter",
+    "Notification",
+    "Ticket",
+    "TransientFault",
+    "inference_id",
+    "parse_notification",
+    "split_s3_uri",
+]

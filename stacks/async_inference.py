@@ -1,0 +1,357 @@
+"""endpoint.mode async: the endpoint's AsyncInferenceConfig, its request/response bucket, and the label writer.
+
+    upload / backfill Lambda ──PutObject──► bucket requests/<id>/{request,ticket}.json
+                             ──InvokeEndpointAsync(InputLocation, InferenceId)──► endpoint (queue, scales to 0)
+    endpoint ──► bucket responses/ | failures/ ──► SNS success | error topic ──► SQS (+ DLQ) ──► label writer
+    label writer (lambda/async_handler.py) ──conditional PutItem──► labels table  (or resubmits, then the DLQ)
+
+Two constructs because the endpoint sits between them: AsyncInferenceStorage (bucket, topics, queue) is what the
+endpoint config names; AsyncLabelWriter needs the endpoint (it resubmits failed inferences).
+Everything is encrypted: the bucket and SageMaker's output with the data key (OutputConfig.KmsKeyId), topics and
+queues with their own key, which admits SNS only for these topics.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks import constants
+from stacks.config_sections import AsyncInferenceConfig
+from stacks.encrypted_logs import encrypted_log_group
+from stacks.key_policy import scope_service_statements
+from stacks.lambda_role import lambda_role
+from stacks.nag import acknowledge, nag_resource
+
+ASYNC_HANDLER = "async_handler.lambda_handler"  # docs/interfaces.md
+REQUEST_PREFIX = "requests/"  # lambda/async_aws.DEFAULT_REQUEST_PREFIX
+OUTPUT_PREFIX = "responses/"
+FAILURE_PREFIX = "failures/"
+ACCESS_LOG_PREFIX = "async-inference/"
+
+
+class AsyncInferenceStorage(Construct):
+    """The request/response bucket, the Success/Error topics and the notification queue (+ DLQ)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name_prefix: str,
+        config: AsyncInferenceConfig,
+        data_key: kms.IKey,
+        access_log_bucket: s3.IBucket,
+        alarm_topic: sns.ITopic,
+        visibility_timeout_seconds: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.config = config
+        self.data_key = data_key
+        self.bucket: s3.Bucket = self._build_bucket(access_log_bucket)
+        # Two keys: the queue key's policy names the topics (SNS encrypts for them), and a topic encrypted with
+        # that same key would depend on its own policy, a cycle.
+        self.topic_key: kms.Key = kms.Key(
+            self, "TopicKey", description="Async inference notification topics", enable_key_rotation=True
+        )
+        self.queue_key: kms.Key = kms.Key(
+            self,
+            "QueueKey",
+            description="Async inference notification queue and its DLQ",
+            enable_key_rotation=True,
+        )
+        self.topic_names = (f"{name_prefix}-async-success", f"{name_prefix}-async-error")
+        topic_pattern = Stack.of(self).format_arn(service="sns", resource=f"{name_prefix}-async-*")
+        scope_service_statements(self.queue_key, service="sns.amazonaws.com", source_arn=topic_pattern)
+        self.success_topic: sns.Topic = self._topic("SuccessTopic", self.topic_names[0])
+        self.error_topic: sns.Topic = self._topic("ErrorTopic", self.topic_names[1])
+        self.dead_letter_queue: sqs.Queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.queue_key,
+            enforce_ssl=True,
+            retention_period=Duration.days(constants.QUEUE_RETENTION_DAYS),
+        )
+        self.queue: sqs.Queue = sqs.Queue(
+            self,
+            "Queue",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.queue_key,
+            enforce_ssl=True,
+            visibility_timeout=Duration.seconds(visibility_timeout_seconds),
+            retention_period=Duration.days(constants.QUEUE_RETENTION_DAYS),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letter_queue, max_receive_count=config.max_receive_count
+            ),
+        )
+        for topic in (self.success_topic, self.error_topic):
+            # Raw delivery: the message body is SageMaker's JSON (async_core.parse_notification reads both forms).
+            topic.add_subscription(subscriptions.SqsSubscription(self.queue, raw_message_delivery=True))
+        self.dlq_alarm: cloudwatch.Alarm = self._dlq_alarm(alarm_topic)
+
+    # -- what the endpoint and the Lambdas are given -------------------------------------------------------
+
+    @property
+    def request_prefix(self) -> str:
+        return REQUEST_PREFIX
+
+    def endpoint_config_property(self) -> sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty:
+        bucket = self.bucket.bucket_name
+        return sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty(
+            client_config=sagemaker.CfnEndpointConfig.AsyncInferenceClientConfigProperty(
+                max_concurrent_invocations_per_instance=self.config.max_concurrent_invocations_per_instance
+            ),
+            output_config=sagemaker.CfnEndpointConfig.AsyncInferenceOutputConfigProperty(
+                s3_output_path=f"s3://{bucket}/{OUTPUT_PREFIX}",
+                s3_failure_path=f"s3://{bucket}/{FAILURE_PREFIX}",
+                # SageMaker encrypts the responses it writes with the data key, like the requests.
+                kms_key_id=self.data_key.key_arn,
+                notification_config=sagemaker.CfnEndpointConfig.AsyncInferenceNotificationConfigProperty(
+                    success_topic=self.success_topic.topic_arn,
+                    error_topic=self.error_topic.topic_arn,
+                ),
+            ),
+        )
+
+    def environment(self) -> dict[str, str]:
+        """ENDPOINT_MODE=async and the async settings, for the submitting Lambdas and the label writer."""
+        return {
+            "ENDPOINT_MODE": "async",
+            "ASYNC_REQUEST_BUCKET": self.bucket.bucket_name,
+            "ASYNC_REQUEST_PREFIX": REQUEST_PREFIX,
+            "ASYNC_REQUEST_TTL_SECONDS": str(self.config.request_ttl_seconds),
+            "ASYNC_INVOCATION_TIMEOUT_SECONDS": str(self.config.invocation_timeout_seconds),
+            "ASYNC_MAX_ATTEMPTS": str(self.config.max_attempts),
+        }
+
+    def grant_write_requests(self, role: iam.IRole) -> None:
+        """Write requests and tickets: what a submitting Lambda needs besides InvokeEndpointAsync (the endpoint's
+        grant_invoke) and the data key (it already encrypts with it)."""
+        requests_arn = self.bucket.arn_for_objects(f"{REQUEST_PREFIX}*")
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[requests_arn]))
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{nag_resource(self, requests_arn)}]",
+            "Each photo's request and ticket go under requests/<inference id>/ of the async inference bucket; the "
+            "ids are computed per photo version, so the grant names the prefix only.",
+        )
+
+    def grant_endpoint(self, role: iam.IRole) -> None:
+        """SageMaker's execution role: read requests, write responses/failures, publish the notifications."""
+        requests_arn = self.bucket.arn_for_objects(f"{REQUEST_PREFIX}*")
+        outputs = [
+            self.bucket.arn_for_objects(f"{OUTPUT_PREFIX}*"),
+            self.bucket.arn_for_objects(f"{FAILURE_PREFIX}*"),
+        ]
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[requests_arn]))
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=outputs))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.data_key.key_arn])
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["sns:Publish"], resources=[self.success_topic.topic_arn, self.error_topic.topic_arn]
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.topic_key.key_arn])
+        )
+        for arn, what in (
+            (requests_arn, "reads the request SageMaker was given"),
+            (outputs[0], "writes each response under a name SageMaker generates"),
+            (outputs[1], "writes each failure under a name SageMaker generates"),
+        ):
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::{nag_resource(self, arn)}]",
+                f"Async inference {what}; the grant is limited to that prefix of the async inference bucket.",
+            )
+
+    # -- resources ----------------------------------------------------------------------------------------
+
+    def _build_bucket(self, access_log_bucket: s3.IBucket) -> s3.Bucket:
+        return s3.Bucket(
+            self,
+            "Bucket",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.data_key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=access_log_bucket,
+            server_access_logs_prefix=ACCESS_LOG_PREFIX,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-async-inference-objects",
+                    expiration=Duration.days(self.config.object_retention_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(constants.ABORT_INCOMPLETE_UPLOAD_DAYS),
+                )
+            ],
+            # Requests hold normalised photos: the bucket outlives a stack deletion until an operator empties it.
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    def _topic(self, construct_id: str, name: str) -> sns.Topic:
+        return sns.Topic(self, construct_id, topic_name=name, master_key=self.topic_key, enforce_ssl=True)
+
+    def _dlq_alarm(self, topic: sns.ITopic) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self,
+            "DeadLetterQueueAlarm",
+            alarm_description=(
+                "Async inference notifications failed every retry (inference failed max_attempts times, or the "
+                "label writer cannot record them): see the label writer's logs; re-run the backfill over the "
+                "photos' prefix to submit them again."
+            ),
+            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=Duration.seconds(constants.ALARM_PERIOD_SECONDS), statistic=cloudwatch.Stats.MAXIMUM
+            ),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+        alarm.add_ok_action(cloudwatch_actions.SnsAction(topic))
+        return alarm
+
+
+class AsyncLabelWriter(Construct):
+    """The completion Lambda: notification queue → lambda/async_handler.py → labels table (or resubmission)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name_prefix: str,
+        storage: AsyncInferenceStorage,
+        table: dynamodb.ITable,
+        endpoint_name: str,
+        endpoint_arn: str,
+        code: lambda_.Code,
+        model_id: str,
+        confidence_threshold: float,
+        taxonomy_file: str,
+        metrics_namespace: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        config = storage.config
+        self.log_group: logs.LogGroup = encrypted_log_group(
+            self,
+            "FunctionLogs",
+            log_group_name=f"/{name_prefix}/lambda/async-label-writer",
+            key=storage.data_key,
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.role: iam.Role = lambda_role(
+            self,
+            "FunctionRole",
+            description="Async label writer: read async responses and tickets, write labels, resubmit failures",
+            log_group=self.log_group,
+        )
+        self.function: lambda_.Function = lambda_.Function(
+            self,
+            "Function",
+            description="Records the async endpoint's answers in the labels table",
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.X86_64,
+            handler=ASYNC_HANDLER,
+            code=code,
+            role=self.role,
+            timeout=Duration.seconds(config.function_timeout_seconds),
+            memory_size=config.function_memory_mb,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment={
+                "TABLE_NAME": table.table_name,
+                "ENDPOINT_NAME": endpoint_name,
+                "MODEL_ID": model_id,
+                "CONFIDENCE_THRESHOLD": str(confidence_threshold),
+                "TAXONOMY_FILE": taxonomy_file,
+                "POWERTOOLS_SERVICE_NAME": constants.POWERTOOLS_SERVICE_NAME,
+                "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
+                **storage.environment(),
+            },
+        )
+        self._grant(storage, table, endpoint_arn)
+        self.function.add_event_source(
+            event_sources.SqsEventSource(
+                storage.queue,
+                batch_size=config.batch_size,
+                max_concurrency=config.max_concurrency,
+                report_batch_item_failures=True,
+            )
+        )
+        acknowledge(
+            self.function,
+            "AwsSolutions-L1",
+            "Pinned to Python 3.12 on purpose: the shared bundle's wheels (Pillow) are fetched for cp312 and the "
+            "runtime must match them; move both together (constants.LAMBDA_PYTHON_VERSION).",
+        )
+
+    def _grant(self, storage: AsyncInferenceStorage, table: dynamodb.ITable, endpoint_arn: str) -> None:
+        role = self.role
+        # Tickets (requests/) and SageMaker's responses; failures are read from the notification's reason.
+        readable = [
+            storage.bucket.arn_for_objects(f"{REQUEST_PREFIX}*"),
+            storage.bucket.arn_for_objects(f"{OUTPUT_PREFIX}*"),
+        ]
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=readable))
+        # ListBucket turns a missing response into 404 (handled as a failed inference) instead of 403.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[storage.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{REQUEST_PREFIX}*", f"{OUTPUT_PREFIX}*"]}},
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                resources=[table.table_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                resources=[storage.data_key.key_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["sagemaker:InvokeEndpointAsync"], resources=[endpoint_arn])
+        )
+        for arn, what in (
+            (readable[0], "reads the ticket stored beside each request (requests/<inference id>/ticket.json)"),
+            (readable[1], "reads the response SageMaker wrote under a generated name"),
+        ):
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::{nag_resource(self, arn)}]",
+                f"The label writer {what}; the grant is limited to that prefix of the async inference bucket.",
+            )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Lambda active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which support no "
+            "resource-level permissions (added by aws-cdk-lib for Tracing.ACTIVE).",
+        )
+
+
+__all__ = ["ASYNC_HANDLER", "AsyncInferenceConfig", "AsyncInferenceStorage", "AsyncLabelWriter"]
