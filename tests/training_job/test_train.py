@@ -144,10 +144,18 @@ def test_the_shipped_config_carries_the_seed_hyper_parameters(tmp_path: Path) ->
     assert training_args.num_train_epochs == 20
     assert training_args.warmup_steps == 0.03
     assert training_args.weight_decay == 0.0
-    assert (training_args.save_strategy, training_args.save_steps) == ("steps", 100)
     assert training_args.assistant_only_loss is True
     assert training_args.max_length is None
     assert script_args.image_token_profile == "stock"
+
+
+def test_the_shipped_config_checkpoints_once_per_epoch_and_keeps_the_latest_two(tmp_path: Path) -> None:
+    # ~120 GB per ZeRO-3 checkpoint of the 7B model: every 100 steps would write ~25 of them (README's figure)
+    _, training_args, _ = make_parser().parse_args_and_config(
+        ["--config", CONFIG, "--dataset_name", "data", "--output_dir", str(tmp_path), "--bf16", "false"]
+    )
+    assert training_args.save_strategy == "epoch"
+    assert training_args.save_total_limit == 2
 
 
 def test_untrained_model_fails_the_accuracy_gate(
