@@ -6,8 +6,8 @@
 1. builds a tiny LLaVA-NeXT (training_job/tiny_model.py) and fine-tunes it with the project's own training
    entry point (`python -m training_job.train`, the real config file plus CPU overrides) on generated photos
    whose label is visible in the pixels (one colour per label), prepared by training_job/build_dataset.py;
-2. serves it with the local backend (model_code/local_server.py), which speaks the production endpoint's
-   chat request/response and the SageMaker Runtime InvokeEndpoint API;
+2. serves it with the real engine, vLLM's CPU build (model_code/vllm_server.py: the serving venv .venv-serve,
+   engine args from model_code/serving.properties as LMI maps them, SageMaker Runtime's InvokeEndpoint route);
 3. starts AWS emulation (moto's server on 127.0.0.1) with the resources the CDK app defines — versioned image
    bucket, upload queue with its dead-letter queue, labels table with the `by-hotel` and `by-status` indexes —
    and the S3 -> SQS ObjectCreated notification on the upload prefix of cdk.json;
@@ -672,7 +672,7 @@ def run_demo(
     progress: bool = True,
 ) -> DemoResult:
     """Steps 1-5 of the module docstring inside `workdir`; servers are stopped before it returns."""
-    from model_code.local_server import LocalServer
+    from model_code.vllm_server import VllmServer
 
     config = load_app_config()
     seconds: dict[str, float] = {}
@@ -688,10 +688,11 @@ def run_demo(
         )
         seconds["train"] = time.monotonic() - began
 
-    _say("[2/5] starting the local serving backend and the AWS emulation ...")
-    logging.getLogger("model_code.local_server").setLevel(logging.WARNING)
+    _say("[2/5] starting the serving engine (vLLM, CPU) and the AWS emulation ...")
     with (
-        LocalServer(model_dir, endpoint_name=ENDPOINT_NAME) as backend,
+        VllmServer(
+            model_dir, endpoint_name=ENDPOINT_NAME, log_file=workdir / "vllm.log", progress=_say
+        ) as backend,
         LocalAws(
             bucket=f"{config.name_prefix}-images",
             table=f"{config.name_prefix}-labels",
@@ -701,8 +702,7 @@ def run_demo(
         ) as aws,
         (workdir / "lambda.log").open("w", encoding="utf-8") as lambda_log,
     ):
-        backend.wait_until_ready()
-        _say(f"      backend {backend.url} (model {model_dir.name}), AWS emulation {aws.endpoint_url}")
+        _say(f"      engine {backend.base_url} (model {model_dir.name}), AWS emulation {aws.endpoint_url}")
         _say(
             f"      bucket {aws.bucket} (notifications on {aws.upload_prefix}*), queue {aws.queue_name} "
             f"(+ DLQ after {aws.max_receive_count} receives), table {aws.table} (GSIs by-hotel, by-status)"
@@ -719,7 +719,7 @@ def run_demo(
         _say(f"[4/5] running lambda/handler.py lambda_handler on the queue (batch size {batch_size}) ...")
         environment = lambda_environment(
             aws,
-            backend.url,
+            backend.base_url,
             taxonomy_file=taxonomy_file,
             config=config,
         )

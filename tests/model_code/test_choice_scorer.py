@@ -7,8 +7,10 @@ measured in tests/training_job/test_evaluate.py, where the trained tiny model li
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import pytest
 from serving_testkit import jpeg
 
 from classification.contract import Taxonomy
@@ -20,11 +22,17 @@ def _scored_tokens(scorer: Any, taxonomy: Taxonomy, choice: str) -> list[str]:
     return [token.token for token in scorer.answer(parse_request(json.dumps(body).encode())).tokens]
 
 
+@pytest.fixture(scope="module")
+def scorer(tiny_model_dir: Path) -> Any:
+    from model_code.choice_scorer import ChoiceScorer
+
+    return ChoiceScorer(tiny_model_dir)
+
+
 def test_the_taxonomys_choice_is_scored_as_exactly_the_tokens_training_taught(
-    server: Any, taxonomy: Taxonomy
+    scorer: Any, taxonomy: Taxonomy
 ) -> None:
     # Given the tokens a training row teaches after the prompt: the chat template's rendering, tokenized whole
-    scorer = server.scorer
     tokenizer = scorer.tokenizer
     prompt = scorer.render_prompt(taxonomy.inference_messages())
     row = scorer.processor.apply_chat_template(taxonomy.training_messages("Pool"), tokenize=False)

@@ -1,4 +1,4 @@
-"""Helpers shared by the training tests (imported by conftest.py and the test modules)."""
+"""Helpers shared by the tests that train or serve a model (tests/conftest.py and the test modules import them)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 # One solid colour per label, with noise: learnable from pixels alone, so accuracy measures the pipeline.
 COLOURS = {"Pool": (30, 80, 220), "Room": (220, 60, 40), "Bar": (40, 180, 60), "Lobby": (230, 220, 60)}
 PHOTOS_PER_LABEL = 24
@@ -62,3 +62,7 @@ def colour_photo(label: str, rng: np.random.Generator, size: tuple[int, int] = (
     width, height = size
     pixels = np.array(COLOURS[label])[None, None, :] + rng.normal(0, 25, (height, width, 3))
     return Image.fromarray(np.clip(pixels, 0, 255).astype("uint8"))
+
+
+# The endpoint name the session's vLLM server answers to on SageMaker Runtime's route (the demo's name).
+SESSION_ENDPOINT_NAME = "photo-labeler-local"
