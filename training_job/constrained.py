@@ -27,7 +27,7 @@ has no vLLM; vLLM pins its own torch and transformers (the serving lock: transfo
 5.24), so it would need a second environment or a second image in the job, plus an engine start-up (~60-70 s
 on 2 CPU cores for the tiny model, minutes for the 7B on a GPU) after training has freed the GPUs. xgrammar is a
 small wheel (its only heavy dependency, triton, ships with every CUDA torch). The reproduction is tested against
-the real engine (tests/training_job/test_constrained_vs_vllm.py): on the tiny model every validation photo gets
+the real engine (tests/training_job/test_constrained.py): on the tiny model every validation photo gets
 the same label, and a confidence within 0.01, from both.
 
 Limits: one request at a time (batch of one: the prompt is prefilled once and the answer decoded token by

@@ -1,14 +1,18 @@
 """Constrained decoding as the endpoint does it: vLLM's choice grammar, greedy, logprobs after the mask.
 
-The agreement with the real engine (same label, confidence within 0.01 for every validation photo) is in
-test_constrained_vs_vllm.py; these tests check the decoder against a plain-Python reference of the mask.
+The decoder is checked against a plain-Python reference of the mask on the random tiny model, and against the
+real engine (the session's vLLM serving the trained tiny model): same label, confidence within 0.01, for every
+validation photo.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -194,3 +198,33 @@ def test_the_request_is_rendered_as_the_training_prompt(decoder: ConstrainedDeco
 def test_a_directory_without_a_model_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"no config\.json"):
         ConstrainedDecoder(tmp_path)
+
+
+@pytest.mark.slow
+def test_the_evaluation_answers_every_validation_photo_as_the_local_vllm_does(
+    vllm_server: Any, dataset_dir: Path, taxonomy: Taxonomy
+) -> None:
+    # Given the session's trained tiny model, served by the real engine, and the evaluation's own decoding of it
+    from datasets import load_from_disk
+
+    from training_job.evaluate import _jpeg, _undecoded, decode_constrained
+
+    rows = _undecoded(load_from_disk(str(dataset_dir))["validation"])
+    decoder = ConstrainedDecoder(vllm_server.model_dir, device="cpu")
+
+    # When every validation photo goes through the evaluation and, as the Lambda's request, through vLLM
+    evaluated = decode_constrained(decoder, rows, taxonomy, progress=False)
+    served = []
+    for images in rows["images"]:
+        body = json.dumps(taxonomy.build_request(_jpeg(images[0]))).encode()
+        request = urllib.request.Request(
+            vllm_server.base_url + "/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            served.append(taxonomy.parse_response(response.read()))
+
+    # Then the labels are the same and the confidences, read by the Lambda's parser, agree within 0.01
+    assert len(evaluated) == len(served) == len(rows) > 0
+    for mine, theirs in zip(evaluated, served, strict=True):
+        assert mine.predicted == theirs.label
+        assert mine.confidence == pytest.approx(theirs.confidence, abs=0.01)
