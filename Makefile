@@ -10,6 +10,7 @@ export AWS_EC2_METADATA_DISABLED := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export HF_HUB_OFFLINE := 1
 
+PIN := ^[A-Za-z0-9_.-]+==
 TRAIN_REQUIREMENTS := requirements.txt requirements-dev.txt lambda/requirements.txt training_job/requirements.txt
 
 .PHONY: setup setup-browser synth test demo lint format
@@ -31,8 +32,8 @@ $(STAMPS)/train.stamp: $(TRAIN_REQUIREMENTS)
 # whose torchvision does not exist). This machine's pip configuration (a find-links folder with the CPU torch
 # and a constraints file) would pick other builds, so it is bypassed for this venv only. ~6 GB, a few minutes.
 $(STAMPS)/serve.stamp: requirements-serve.lock
-	@echo "== $(SERVE_VENV): vLLM CPU serving engine, $$(grep -c '==' requirements-serve.lock) pinned packages:"
-	@grep '==' requirements-serve.lock | tr '\n' ' ' | fold -s -w 112; echo
+	@echo "== $(SERVE_VENV): vLLM CPU serving engine, $$(grep -cE '$(PIN)' requirements-serve.lock) pinned packages:"
+	@grep -E '$(PIN)' requirements-serve.lock | tr '\n' ' ' | fold -s -w 112; echo
 	$(PYTHON) -m venv $(SERVE_VENV)
 	env -u PIP_FIND_LINKS -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null \
 		$(SERVE_VENV)/bin/pip install --no-deps --progress-bar off -r requirements-serve.lock
