@@ -55,7 +55,7 @@ synth: $(STAMPS)/train.stamp $(STAMPS)/node.stamp ## CloudFormation templates in
 test: $(STAMPS)/train.stamp $(STAMPS)/serve.stamp $(STAMPS)/node.stamp ## The whole suite, the real vLLM engine included
 	$(BIN)/pytest
 
-demo: $(STAMPS)/train.stamp $(STAMPS)/serve.stamp ## The whole pipeline offline on the real engine (~3-4 min, 2 cores)
+demo: $(STAMPS)/train.stamp $(STAMPS)/serve.stamp ## The whole pipeline offline on the real engine (~3 min on 2 idle cores)
 	$(BIN)/python -m scripts.demo
 
 lint: $(STAMPS)/train.stamp

@@ -18,7 +18,8 @@
    queue is empty, and prints the labels table and the accuracy against the known labels.
 
 Everything lives in a temporary folder and is removed at the end (servers stopped, threads joined), unless
-`--output-dir` keeps the model, dataset, labels.csv and the handler's log. Takes ~2-3 minutes on 2 cores.
+`--output-dir` keeps the model, dataset, labels.csv and the training, engine and handler logs. Takes ~3 minutes on
+2 idle cores (training ~1.5 min, the engine's start ~1 min).
 
 Differences from AWS, on purpose: no KMS (moto does not enforce key policies); the queue's visibility timeout is
 a few seconds (the stack's is 6x the function timeout) so a retried message comes back quickly; the Lambda
