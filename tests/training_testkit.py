@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -44,18 +45,31 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+# A hang guard, not a speed check: the session's 3-epoch training takes minutes on 2 cores shared with other work.
+CLI_TIMEOUT = 900  # seconds
+
+
 def run_cli(
-    args: list[str], *, timeout: int = 300, extra_env: dict[str, str] | None = None
+    args: list[str], *, timeout: int = CLI_TIMEOUT, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    # Its own process group: on a timeout the launcher's grandchildren (accelerate, the trainer) go too, instead of
+    # training on as orphans and slowing every later test.
+    with subprocess.Popen(
         [sys.executable, *args],
         cwd=REPO_ROOT,
         env={**subprocess_env(), **(extra_env or {})},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        check=False,
-    )
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def colour_photo(label: str, rng: np.random.Generator, size: tuple[int, int] = (160, 120)) -> Image.Image:

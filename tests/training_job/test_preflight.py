@@ -10,7 +10,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from training_testkit import run_cli
 
 from training_job import launch, preflight
 
@@ -40,29 +39,30 @@ def wrong_template_model(tiny_model_dir: Path, tmp_path: Path) -> Path:
     return model
 
 
-def test_the_tiny_base_and_the_built_dataset_pass(tiny_model_dir: Path, dataset_dir: Path) -> None:
+def test_the_tiny_base_and_the_built_dataset_pass(
+    tiny_model_dir: Path, dataset_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # When the preflight CLI checks the tiny base and the dataset built by build_dataset
-    args = ["--model", str(tiny_model_dir), "--dataset", str(dataset_dir)]
-    result = run_cli(["-m", "training_job.preflight", *args])
+    code = preflight.main(["--model", str(tiny_model_dir), "--dataset", str(dataset_dir)])
 
     # Then one line per check and a passing verdict
-    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
-    lines = result.stdout.splitlines()
+    assert code == 0, capsys.readouterr()
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("ok    chat template: byte-identical to TRL's LLaVA-NeXT template")
     # 16 rows from each of the two splits, each with the compact profile's 1,026 image tokens and its answer
     assert lines[1].startswith("ok    dataset rows: 32 rows over 2 split(s) render with image tokens (1,026 per")
     assert lines[2].startswith("PASS  preflight: 2 checks passed in ")
 
 
-def test_a_template_one_space_off_fails_both_checks(wrong_template_model: Path, dataset_dir: Path) -> None:
+def test_a_template_one_space_off_fails_both_checks(
+    wrong_template_model: Path, dataset_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # When the preflight CLI checks a base whose template differs from TRL's by one space
-    result = run_cli(
-        ["-m", "training_job.preflight", "--model", str(wrong_template_model), "--dataset", str(dataset_dir)]
-    )
+    code = preflight.main(["--model", str(wrong_template_model), "--dataset", str(dataset_dir)])
 
     # Then it says where the template differs, that TRL cannot train with it, and fails
-    assert result.returncode == preflight.EXIT_FAILED
-    lines = result.stdout.splitlines()
+    assert code == preflight.EXIT_FAILED
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("FAIL  chat template: differs from TRL's LLaVA-NeXT template")
     assert "first difference at character" in lines[0]
     assert lines[1].startswith("FAIL  dataset rows: TRL has no training template for the base's chat template")
@@ -100,6 +100,7 @@ def test_a_folder_that_is_not_a_dataset_is_bad_input(
     assert "has no dataset_dict.json" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_launcher_stops_before_accelerate_when_a_preflight_check_fails(
     wrong_template_model: Path, dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
