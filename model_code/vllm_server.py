@@ -138,7 +138,11 @@ class VllmServer:
         self.compile_model = compile_model
         self._progress = progress or _print
         self._own_log = log_file is None
-        self.log_path = Path(log_file) if log_file else Path(tempfile.mkstemp(prefix="vllm-", suffix=".log")[1])
+        if log_file is None:
+            handle, name = tempfile.mkstemp(prefix="vllm-", suffix=".log")
+            os.close(handle)
+            log_file = name
+        self.log_path = Path(log_file)
         self._log: IO[bytes] | None = None
         self.process: subprocess.Popen[bytes] | None = None
 

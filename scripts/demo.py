@@ -138,9 +138,18 @@ class Upload:
 _UPLOAD_SHAPES = (((800, 600), "JPEG"), ((600, 800), "JPEG"), ((1280, 720), "JPEG"), ((640, 480), "PNG"))
 
 
-def make_uploads(taxonomy: Taxonomy, per_label: int, rng: np.random.Generator, prefix: str) -> list[Upload]:
-    """New photos of every label (never seen in training) plus four bad files, spread over the hotels."""
-    colours = label_colours(taxonomy)
+def make_uploads(
+    taxonomy: Taxonomy,
+    per_label: int,
+    rng: np.random.Generator,
+    prefix: str,
+    colours: Mapping[str, tuple[int, int, int]] | None = None,
+) -> list[Upload]:
+    """New photos of every label (never seen in training) plus four bad files, spread over the hotels.
+
+    `colours` (label -> RGB) must be the ones the served model learnt; default: the demo's own palette.
+    """
+    colours = colours or label_colours(taxonomy)
     uploads = []
     for label_index, label in enumerate(taxonomy.labels):
         for index in range(per_label):
@@ -661,6 +670,15 @@ def load_app_config() -> DemoConfig:
     )
 
 
+@dataclass(frozen=True)
+class ServedModel:
+    """An engine already serving a trained model (e.g. the test session's), in place of steps 1-2."""
+
+    model_dir: Path
+    base_url: str  # answers SageMaker Runtime's /endpoints/<ENDPOINT_NAME>/invocations
+    colours: Mapping[str, tuple[int, int, int]]  # label -> the colour of the photos it was trained on
+
+
 def run_demo(
     workdir: Path,
     *,
@@ -670,8 +688,12 @@ def run_demo(
     epochs: int,
     seed: int = 0,
     progress: bool = True,
+    served: ServedModel | None = None,
 ) -> DemoResult:
-    """Steps 1-5 of the module docstring inside `workdir`; servers are stopped before it returns."""
+    """Steps 1-5 of the module docstring inside `workdir`; servers are stopped before it returns.
+
+    With `served`, steps 1-2 use that engine and its model instead of training and starting new ones.
+    """
     from model_code.vllm_server import VllmServer
 
     config = load_app_config()
@@ -680,19 +702,28 @@ def run_demo(
     taxonomy_file = workdir / "taxonomy.json"
     taxonomy_file.write_text(json.dumps({"labels": list(taxonomy.labels)}, indent=2) + "\n", encoding="utf-8")
 
-    with (workdir / "train.log").open("w", encoding="utf-8") as train_log:
-        _say(f"[1/5] training a tiny LLaVA-NeXT on {len(taxonomy.labels)} labels x {train_per_label} photos ...")
-        began = time.monotonic()
-        model_dir = train_model(
-            workdir, taxonomy, per_label=train_per_label, epochs=epochs, seed=seed, log=train_log
-        )
-        seconds["train"] = time.monotonic() - began
-
-    _say("[2/5] starting the serving engine (vLLM, CPU) and the AWS emulation ...")
-    with (
-        VllmServer(
+    seconds["train"] = 0.0
+    if served is None:
+        with (workdir / "train.log").open("w", encoding="utf-8") as train_log:
+            _say(
+                f"[1/5] training a tiny LLaVA-NeXT on {len(taxonomy.labels)} labels x {train_per_label} photos ..."
+            )
+            began = time.monotonic()
+            model_dir = train_model(
+                workdir, taxonomy, per_label=train_per_label, epochs=epochs, seed=seed, log=train_log
+            )
+            seconds["train"] = time.monotonic() - began
+        _say("[2/5] starting the serving engine (vLLM, CPU) and the AWS emulation ...")
+        engine: Any = VllmServer(
             model_dir, endpoint_name=ENDPOINT_NAME, log_file=workdir / "vllm.log", progress=_say
-        ) as backend,
+        )
+    else:
+        model_dir = served.model_dir
+        _say(f"[1/5] using the trained model {model_dir}")
+        _say(f"[2/5] using the running engine {served.base_url}; starting the AWS emulation ...")
+        engine = contextlib.nullcontext(served)
+    with (
+        engine as backend,
         LocalAws(
             bucket=f"{config.name_prefix}-images",
             table=f"{config.name_prefix}-labels",
@@ -708,7 +739,10 @@ def run_demo(
             f"(+ DLQ after {aws.max_receive_count} receives), table {aws.table} (GSIs by-hotel, by-status)"
         )
 
-        uploads = make_uploads(taxonomy, upload_per_label, np.random.default_rng(seed + 1), aws.upload_prefix)
+        colours = served.colours if served is not None else None
+        uploads = make_uploads(
+            taxonomy, upload_per_label, np.random.default_rng(seed + 1), aws.upload_prefix, colours
+        )
         bad = sum(upload.expected_label is None for upload in uploads)
         _say(f"[3/5] uploading {len(uploads) - bad} new photos and {bad} bad files ...")
         for upload in uploads:
