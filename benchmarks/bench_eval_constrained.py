@@ -9,7 +9,8 @@ For every photo of the split it sends the Lambda's exact request (`Taxonomy.buil
    with serving.properties' engine arguments, as the tests and the demo start it (`POST /invocations`);
 reads both answers with the Lambda's parser and prints, for each way, the set-up time (model load / engine start
 until `GET /ping` answers), seconds per photo, and their agreement: labels equal, the largest confidence
-difference, and the confidence distribution (min, median, max, 10-bin histogram) the threshold would cut.
+difference, and the confidence distribution (min, median, max, 10-bin histogram) the threshold would cut, beside
+the same answers' probability under the whole vocabulary (no mask) and the first photo's per-token figures.
 Times are wall-clock on this machine and shift with its load; run it on an idle machine.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 import urllib.request
@@ -70,8 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     decoder = ConstrainedDecoder(args.model_dir, device="cpu")
     decoder_setup = time.monotonic() - began
     began = time.monotonic()
-    ours = [taxonomy.parse_response(decoder.answer(request).response()) for request in requests]
+    decoded = [decoder.answer(request) for request in requests]
     decoder_seconds = time.monotonic() - began
+    ours = [taxonomy.parse_response(answer.response()) for answer in decoded]
+    # The same answers' probability under the whole vocabulary (no mask), for comparison only.
+    unmasked = [math.exp(sum(t.full_logprob for t in answer.tokens)) for answer in decoded]
     del decoder
 
     began = time.monotonic()
@@ -90,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"labels equal {same}/{n}; largest confidence difference {worst:.2e}")
     print(f"confidence (xgrammar): {_summary([p.confidence for p in ours])}")
     print(f"confidence (vLLM):     {_summary([p.confidence for p in theirs])}")
+    print(f"same answers, whole-vocabulary probability: {_summary(unmasked)}")
+    steps = ", ".join(
+        f"{t.token!r} {math.exp(t.logprob):.3f}/{math.exp(t.full_logprob):.3f}" for t in decoded[0].tokens
+    )
+    print(f"first photo, per token (masked/whole-vocabulary probability): {steps}")
     return 0 if same == n and worst <= 0.01 else 1
 
 
