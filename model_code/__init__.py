@@ -1,1 +1,1 @@
-"""Serving: `serving.properties` for the DJL LMI (vLLM) endpoint, and a local CPU stand-in for it."""
+"""Serving: `serving.properties` for the DJL LMI (vLLM) endpoint, and the same engine (vLLM, CPU build) locally."""

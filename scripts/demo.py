@@ -6,8 +6,8 @@
 1. builds a tiny LLaVA-NeXT (training_job/tiny_model.py) and fine-tunes it with the project's own training
    entry point (`python -m training_job.train`, the real config file plus CPU overrides) on generated photos
    whose label is visible in the pixels (one colour per label), prepared by training_job/build_dataset.py;
-2. serves it with the local backend (model_code/local_server.py), which speaks the production endpoint's
-   chat request/response and the SageMaker Runtime InvokeEndpoint API;
+2. serves it with the real engine, vLLM's CPU build (model_code/vllm_server.py: the serving venv .venv-serve,
+   engine args from model_code/serving.properties as LMI maps them, SageMaker Runtime's InvokeEndpoint route);
 3. starts AWS emulation (moto's server on 127.0.0.1) with the resources the CDK app defines — versioned image
    bucket, upload queue with its dead-letter queue, labels table with the `by-hotel` and `by-status` indexes —
    and the S3 -> SQS ObjectCreated notification on the upload prefix of cdk.json;
@@ -20,7 +20,8 @@
    table and bucket and prints its URL: click through the photos the model was unsure about; Ctrl-C ends it.
 
 Everything lives in a temporary folder and is removed at the end (servers stopped, threads joined), unless
-`--output-dir` keeps the model, dataset, labels.csv and the handler's log. Takes ~2-3 minutes on 2 cores.
+`--output-dir` keeps the model, dataset, labels.csv and the training, engine and handler logs. Takes ~3 minutes on
+2 idle cores (training ~1.5 min, the engine's start ~1 min).
 
 Differences from AWS, on purpose: no KMS (moto does not enforce key policies); the queue's visibility timeout is
 a few seconds (the stack's is 6x the function timeout) so a retried message comes back quickly; the Lambda
@@ -144,9 +145,18 @@ class Upload:
 _UPLOAD_SHAPES = (((800, 600), "JPEG"), ((600, 800), "JPEG"), ((1280, 720), "JPEG"), ((640, 480), "PNG"))
 
 
-def make_uploads(taxonomy: Taxonomy, per_label: int, rng: np.random.Generator, prefix: str) -> list[Upload]:
-    """New photos of every label (never seen in training) plus four bad files, spread over the hotels."""
-    colours = label_colours(taxonomy)
+def make_uploads(
+    taxonomy: Taxonomy,
+    per_label: int,
+    rng: np.random.Generator,
+    prefix: str,
+    colours: Mapping[str, tuple[int, int, int]] | None = None,
+) -> list[Upload]:
+    """New photos of every label (never seen in training) plus four bad files, spread over the hotels.
+
+    `colours` (label -> RGB) must be the ones the served model learnt; default: the demo's own palette.
+    """
+    colours = colours or label_colours(taxonomy)
     uploads = []
     for label_index, label in enumerate(taxonomy.labels):
         for index in range(per_label):
@@ -864,6 +874,15 @@ def load_app_config() -> DemoConfig:
     )
 
 
+@dataclass(frozen=True)
+class ServedModel:
+    """An engine already serving a trained model (e.g. the test session's), in place of steps 1-2."""
+
+    model_dir: Path
+    base_url: str  # answers SageMaker Runtime's /endpoints/<ENDPOINT_NAME>/invocations
+    colours: Mapping[str, tuple[int, int, int]]  # label -> the colour of the photos it was trained on
+
+
 def run_demo(
     workdir: Path,
     *,
@@ -875,11 +894,14 @@ def run_demo(
     progress: bool = True,
     review: bool = False,
     mode: str = "realtime",
+    served: ServedModel | None = None,
 ) -> DemoResult:
     """Steps 1-5 of the module docstring inside `workdir`; servers are stopped before it returns.
 
-    mode "async" runs step 5 through the async endpoint path instead (`label_async`)."""
-    from model_code.local_server import LocalServer
+    With `served`, steps 1-2 use that engine and its model instead of training and starting new ones.
+    mode "async" runs step 5 through the async endpoint path instead (`label_async`).
+    """
+    from model_code.vllm_server import VllmServer
 
     config = load_app_config()
     seconds: dict[str, float] = {}
@@ -887,18 +909,28 @@ def run_demo(
     taxonomy_file = workdir / "taxonomy.json"
     taxonomy_file.write_text(json.dumps({"labels": list(taxonomy.labels)}, indent=2) + "\n", encoding="utf-8")
 
-    with (workdir / "train.log").open("w", encoding="utf-8") as train_log:
-        _say(f"[1/5] training a tiny LLaVA-NeXT on {len(taxonomy.labels)} labels x {train_per_label} photos ...")
-        began = time.monotonic()
-        model_dir = train_model(
-            workdir, taxonomy, per_label=train_per_label, epochs=epochs, seed=seed, log=train_log
+    seconds["train"] = 0.0
+    if served is None:
+        with (workdir / "train.log").open("w", encoding="utf-8") as train_log:
+            _say(
+                f"[1/5] training a tiny LLaVA-NeXT on {len(taxonomy.labels)} labels x {train_per_label} photos ..."
+            )
+            began = time.monotonic()
+            model_dir = train_model(
+                workdir, taxonomy, per_label=train_per_label, epochs=epochs, seed=seed, log=train_log
+            )
+            seconds["train"] = time.monotonic() - began
+        _say("[2/5] starting the serving engine (vLLM, CPU) and the AWS emulation ...")
+        engine: Any = VllmServer(
+            model_dir, endpoint_name=ENDPOINT_NAME, log_file=workdir / "vllm.log", progress=_say
         )
-        seconds["train"] = time.monotonic() - began
-
-    _say("[2/5] starting the local serving backend and the AWS emulation ...")
-    logging.getLogger("model_code.local_server").setLevel(logging.WARNING)
+    else:
+        model_dir = served.model_dir
+        _say(f"[1/5] using the trained model {model_dir}")
+        _say(f"[2/5] using the running engine {served.base_url}; starting the AWS emulation ...")
+        engine = contextlib.nullcontext(served)
     with (
-        LocalServer(model_dir, endpoint_name=ENDPOINT_NAME) as backend,
+        engine as backend,
         LocalAws(
             bucket=f"{config.name_prefix}-images",
             table=f"{config.name_prefix}-labels",
@@ -908,14 +940,16 @@ def run_demo(
         ) as aws,
         (workdir / "lambda.log").open("w", encoding="utf-8") as lambda_log,
     ):
-        backend.wait_until_ready()
-        _say(f"      backend {backend.url} (model {model_dir.name}), AWS emulation {aws.endpoint_url}")
+        _say(f"      engine {backend.base_url} (model {model_dir.name}), AWS emulation {aws.endpoint_url}")
         _say(
             f"      bucket {aws.bucket} (notifications on {aws.upload_prefix}*), queue {aws.queue_name} "
             f"(+ DLQ after {aws.max_receive_count} receives), table {aws.table} (GSIs by-hotel, by-status)"
         )
 
-        uploads = make_uploads(taxonomy, upload_per_label, np.random.default_rng(seed + 1), aws.upload_prefix)
+        colours = served.colours if served is not None else None
+        uploads = make_uploads(
+            taxonomy, upload_per_label, np.random.default_rng(seed + 1), aws.upload_prefix, colours
+        )
         bad = sum(upload.expected_label is None for upload in uploads)
         _say(f"[3/5] uploading {len(uploads) - bad} new photos and {bad} bad files ...")
         for upload in uploads:
@@ -926,12 +960,14 @@ def run_demo(
         _say(f"[4/5] running lambda/handler.py lambda_handler on the queue (batch size {batch_size}) ...")
         environment = lambda_environment(
             aws,
-            backend.url,
+            backend.base_url,
             taxonomy_file=taxonomy_file,
             config=config,
         )
         if mode == "async":
-            drain = label_async(aws, backend.url, environment, config=config, log=lambda_log, progress=progress)
+            drain = label_async(
+                aws, backend.base_url, environment, config=config, log=lambda_log, progress=progress
+            )
         else:
             with patched_environ(environment), lambda_handler_module(lambda_log) as handler:
                 drain = drain_queue(

@@ -8,8 +8,9 @@ The SageMaker training toolkit in the Hugging Face DLC downloads `sagemaker_subm
     requirements.txt            (copy of training_job/requirements.txt: the toolkit only looks at the root)
     training_job/...            (launch.py, train.py, evaluate.py, configs/ ...)
     classification/...          (the shared contract and taxonomy)
-    model_code/*.py             (the choice scorer evaluate.py shares with the local backend; not
-                                 serving.properties, which belongs to the endpoint)
+
+Nothing of model_code/ ships: it is the endpoint's (serving.properties); the evaluation reproduces the endpoint's
+decoding itself (training_job/constrained.py).
 
 The archive is byte-for-byte reproducible (sorted entries, fixed mtime/owner/mode, gzip without a timestamp) and
 the asset hash is computed from the inputs, so an unchanged tree never uploads a new asset.
@@ -36,11 +37,10 @@ ARCHIVE_NAME = "sourcedir.tar.gz"
 ENTRY_POINT = "training_job/launch.py"  # sagemaker_program, relative to the archive root
 TRAINING_DIR = constants.PROJECT_ROOT / "training_job"
 TRAINING_REQUIREMENTS = TRAINING_DIR / "requirements.txt"
-# (directory, glob): every file of the training code and the contract; only the Python modules of model_code.
+# (directory, glob): every file of the training code and the contract.
 CODE_TREES: tuple[tuple[Path, str], ...] = (
     (TRAINING_DIR, "**/*"),
     (constants.CLASSIFICATION_DIR, "**/*"),
-    (constants.MODEL_CODE_DIR, "*.py"),
 )
 _SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 _SKIPPED_SUFFIXES = {".pyc", ".pyo"}

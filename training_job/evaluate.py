@@ -1,4 +1,4 @@
-"""Evaluate a fine-tuned model on the validation split the way production asks it, constrained and free.
+"""Evaluate a fine-tuned model on the validation split the way the endpoint answers, constrained and free.
 
     python -m training_job.evaluate --model-dir MODEL_DIR --dataset DATASET_DIR --output-dir OUT
                                     [--taxonomy FILE] [--split validation] [--batch-size 8] [--limit N]
@@ -6,23 +6,26 @@
 
 Every photo is evaluated twice:
 - constrained (the production path, and what the gate measures): the photo's stored JPEG goes into the exact
-  request the Lambda sends (`Taxonomy.build_request`), is parsed by the local backend's request parser and
-  answered by its scorer (`model_code.choice_scorer`: the most likely of the request's `structured_outputs.choice`,
-  as vLLM's constrained decoding answers), and the response is read by the Lambda's parser
-  (`Taxonomy.parse_response`): a label and a confidence, the answer's probability. A photo whose confidence is
-  below `--confidence-threshold` (the production default 0.8) would be stored NEEDS_REVIEW instead of LABELED;
+  request the Lambda sends (`Taxonomy.build_request`), is answered as the endpoint answers it
+  (`training_job.constrained`: greedy decoding under vLLM's choice grammar, reproduced with xgrammar, logprobs
+  computed after the grammar's mask as vLLM returns them), and the response is read by the Lambda's parser
+  (`Taxonomy.parse_response`): a label and the Lambda's confidence, exp(sum of the answer's logprobs), i.e. the
+  product of each answer token's probability among the tokens the grammar allowed at its step. A photo whose
+  confidence is below `--confidence-threshold` (the production default 0.8) would be stored NEEDS_REVIEW instead
+  of LABELED;
 - unconstrained: greedy `generate()` from the same prompt, read by `Taxonomy.parse_label`. An answer that names no
   label counts as wrong and as invalid: how often the model would leave the taxonomy if the grammar did not hold
   it (a training-health figure; production cannot return such an answer).
 
 Writes into OUT:
 - `metrics.json`: the constrained figures at the top level (`accuracy`, `macro_f1`, per-class
-  precision/recall/F1/support), the confidence figures (`confidence_threshold`, `below_threshold` and
-  `below_threshold_share`: photos that would need review, `accuracy_at_or_above_threshold`: the accuracy of the
-  photos labelled automatically, `confidence`: mean, quantiles and a 10-bin histogram), `invalid_answers` (the
-  unconstrained count), `unconstrained` (its accuracy, macro-F1, invalid answers, per-class figures), timing;
-  per-photo values are in predictions.jsonl, so metrics.json stays small for the pipeline's ReadMetrics state
-  (Step Functions caps a state's data at 256 KiB);
+  precision/recall/F1/support), the confidence figures (`confidence_definition`: what the confidence is,
+  `confidence_threshold`, `below_threshold` and `below_threshold_share`: photos that would need review,
+  `accuracy_at_or_above_threshold`: the accuracy of the photos labelled automatically, `confidence`: mean,
+  quantiles and a 10-bin histogram), `invalid_answers` (the unconstrained count), `constrained_invalid_answers`
+  (answers cut by `max_tokens`: the Lambda would retry them), `unconstrained` (its accuracy, macro-F1, invalid
+  answers, per-class figures), timing; per-photo values are in predictions.jsonl, so metrics.json stays small for
+  the pipeline's ReadMetrics state (Step Functions caps a state's data at 256 KiB);
 - `confusion_matrix.png`: true label x constrained prediction;
 - `predictions.jsonl`: one line per photo (index, true label, constrained prediction, confidence, whether it is
   below the threshold, the constrained answer, the unconstrained answer and the label it names or null).
@@ -31,9 +34,9 @@ It prints the per-class table and one `eval_<name>=<value>` line per metric for 
 accuracy, the figure the pipeline's AccuracyGate also reads from metrics.json: the exit code is 3 when it is below
 the bar (0: passed, 1: bad input, 3: below the bar).
 
-Limits: one device (the first GPU, in bfloat16, else the CPU in float32); the constrained pass scores one photo
-at a time (its choices in one batch; `--batch-size` is the unconstrained pass's); the dataset's prompt must
-match the taxonomy's (checked first).
+Limits: one device (the first GPU, in bfloat16, else the CPU in float32), the weights loaded once for both passes;
+the constrained pass decodes one photo at a time (`--batch-size` is the unconstrained pass's); the dataset's
+prompt must match the taxonomy's (checked first).
 """
 
 from __future__ import annotations
@@ -49,8 +52,12 @@ from pathlib import Path
 from typing import Any
 
 from classification.contract import DEFAULT_TAXONOMY_PATH, MAX_ANSWER_TOKENS, InvalidAnswer, Taxonomy
-from classification.images import open_rgb
-from model_code.choice_scorer import ModelLoadError
+from training_job.constrained import (
+    CONFIDENCE_DEFINITION,
+    ConstrainedDecoder,
+    ModelLoadError,
+    decode_image,
+)
 
 INVALID = "(invalid)"
 EXIT_BAD_INPUT = 1
@@ -65,7 +72,7 @@ class Sample:
     true_label: str
     predicted: str | None  # None: the answer named no label
     answer: str
-    confidence: float | None = None  # the answer's probability (constrained pass only)
+    confidence: float | None = None  # the Lambda's, from logprobs after the grammar's mask (constrained pass only)
 
 
 def true_label_of(messages: Sequence[dict[str, Any]], taxonomy: Taxonomy) -> str:
@@ -218,12 +225,6 @@ def format_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _jpeg(image: dict[str, Any]) -> bytes:
     # A dataset from build_dataset embeds the normalised JPEG the Lambda would send; a path-only row is read.
     if image.get("bytes"):
@@ -241,7 +242,7 @@ def _undecoded(rows: Any) -> Any:
 
 
 def generate_answers(
-    model_dir: str | Path,
+    decoder: ConstrainedDecoder,
     rows: Any,  # datasets.Dataset with images + messages, images undecoded
     taxonomy: Taxonomy,
     *,
@@ -249,24 +250,20 @@ def generate_answers(
     max_new_tokens: int = MAX_ANSWER_TOKENS,
     progress: bool = True,
 ) -> list[Sample]:
-    """Unconstrained: greedy generate() for every row with the saved model and processor."""
+    """Unconstrained: greedy generate() for every row with the decoder's model and processor."""
     import torch
     from tqdm.auto import tqdm
-    from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    device = _device()
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    processor = AutoProcessor.from_pretrained(model_dir)
-    processor.tokenizer.padding_side = "left"  # generation continues from the right end of every row
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+    processor, model = decoder.processor, decoder.model
     prompt = processor.apply_chat_template(taxonomy.inference_messages(), add_generation_prompt=True)
-
     samples: list[Sample] = []
     starts = range(0, len(rows), batch_size)
     for start in tqdm(starts, desc="unconstrained", unit="batch", disable=not progress):
         batch = rows[start : start + batch_size]
-        # The same decoder as the local backend and the Lambda: identical pixels in both passes.
-        images = [open_rgb(_jpeg(row_images[0])) for row_images in batch["images"]]
+        # The constrained pass's decoder (vLLM's): identical pixels in both passes.
+        images = [decode_image(_jpeg(row_images[0])) for row_images in batch["images"]]
+        # Generation continues from the right end of every row; the constrained pass never pads (one row).
+        processor.tokenizer.padding_side = "left"
         # The chat template adds no BOS and neither does production (vLLM renders the same template).
         inputs = processor(
             images=images,
@@ -274,7 +271,7 @@ def generate_answers(
             padding=True,
             return_tensors="pt",
             add_special_tokens=False,
-        ).to(device)
+        ).to(decoder.device)
         with torch.inference_mode():
             output = model.generate(
                 **inputs,
@@ -289,45 +286,30 @@ def generate_answers(
             except InvalidAnswer:
                 predicted = None
             samples.append(Sample(true_label_of(messages, taxonomy), predicted, answer))
-    del model
-    if device == "cuda":
-        torch.cuda.empty_cache()  # the constrained pass loads the model again
     return samples
 
 
-def score_choices(
-    model_dir: str | Path,
+def decode_constrained(
+    decoder: ConstrainedDecoder,
     rows: Any,  # datasets.Dataset with images + messages, images undecoded
     taxonomy: Taxonomy,
     *,
     progress: bool = True,
 ) -> list[Sample]:
-    """Constrained: each photo through the production request, the local backend's scorer, the Lambda's parser."""
+    """Constrained: each photo through the Lambda's request, the endpoint's decoding, the Lambda's parser."""
     from tqdm.auto import tqdm
 
-    from model_code.chat_protocol import chat_completion, parse_request
-    from model_code.choice_scorer import ChoiceScorer
-
-    scorer = ChoiceScorer(model_dir, device=_device())
     samples: list[Sample] = []
     for index in tqdm(range(len(rows)), desc="constrained", unit="photo", disable=not progress):
         row = rows[index]
-        body = json.dumps(taxonomy.build_request(_jpeg(row["images"][0]))).encode("utf-8")
-        request = parse_request(body)
-        scored = scorer.answer(request)
-        response = chat_completion(
-            content=scored.content,
-            model=str(model_dir),
-            prompt_tokens=scored.prompt_tokens,
-            tokens=scored.tokens,
-            logprobs=request.logprobs,
-        )
-        prediction = taxonomy.parse_response(response)  # a choice always names a label: no InvalidAnswer here
-        samples.append(
-            Sample(
-                true_label_of(row["messages"], taxonomy), prediction.label, scored.content, prediction.confidence
-            )
-        )
+        decoded = decoder.answer(taxonomy.build_request(_jpeg(row["images"][0])))
+        try:
+            prediction = taxonomy.parse_response(decoded.response(str(decoder.model_dir)))
+            predicted, confidence = prediction.label, prediction.confidence
+        except InvalidAnswer:
+            # Only a choice cut by max_tokens gets here: the Lambda would retry it and park it in the DLQ.
+            predicted, confidence = None, None
+        samples.append(Sample(true_label_of(row["messages"], taxonomy), predicted, decoded.content, confidence))
     return samples
 
 
@@ -357,17 +339,20 @@ def evaluate(
     check_prompt(rows[0]["messages"], taxonomy)
     rows = _undecoded(rows)
 
+    decoder = ConstrainedDecoder(model_dir)  # one copy of the weights for both passes
     began = time.monotonic()
-    constrained = score_choices(model_dir, rows, taxonomy, progress=progress)
+    constrained = decode_constrained(decoder, rows, taxonomy, progress=progress)
     constrained_seconds = time.monotonic() - began
     began = time.monotonic()
-    free = generate_answers(model_dir, rows, taxonomy, batch_size=batch_size, progress=progress)
+    free = generate_answers(decoder, rows, taxonomy, batch_size=batch_size, progress=progress)
     free_seconds = time.monotonic() - began
 
     metrics = compute_metrics(constrained, taxonomy)
     free_metrics = compute_metrics(free, taxonomy)
     metrics.update(confidence_metrics(constrained, confidence_threshold))
     metrics.update(
+        confidence_definition=CONFIDENCE_DEFINITION,
+        constrained_invalid_answers=metrics["invalid_answers"],
         invalid_answers=free_metrics["invalid_answers"],
         unconstrained=free_metrics,
         gate="accuracy: constrained to the taxonomy's choices, as production answers",

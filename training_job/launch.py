@@ -22,8 +22,10 @@ training_job/configs/sft_llava_next.yaml), `--checkpoint_dir` (default: `checkpo
 i.e. SageMaker's default CheckpointConfig.LocalPath, so spot restarts resume), `--evaluate true|false`,
 `--min_accuracy` (fail the job when the constrained, production-path accuracy is below it),
 `--confidence_threshold` (the evaluation's NEEDS_REVIEW threshold, default 0.8 as in production),
-`--eval_batch_size`. Any other `--name value` goes to
-training_job.train (e.g. `--num_train_epochs 3 --image_token_profile compact`).
+`--eval_batch_size`, `--preflight true|false` (default true: run `training_job.preflight` on the base model and the
+dataset before accelerate starts; a wrong chat template or a dataset that renders without an answer fails the
+job in seconds). Any other `--name value` goes to training_job.train (e.g. `--num_train_epochs 3
+--image_token_profile compact`).
 
 DeepSpeed: the accelerate config uses it, but it is not in training_job/requirements.txt because its sdist needs
 `pip install --no-build-isolation` (its setup imports torch), which a requirements file cannot say. So when the
@@ -166,6 +168,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--min_accuracy", type=float, default=None)
     parser.add_argument("--confidence_threshold", type=float, default=None)
     parser.add_argument("--eval_batch_size", type=int, default=8)
+    parser.add_argument("--preflight", type=_boolean, default=True)
     return parser.parse_known_args(list(argv))
 
 
@@ -176,10 +179,23 @@ def _boolean(value: str) -> bool:
     return lowered in ("true", "1", "yes")
 
 
+def _option(arguments: Sequence[str], flag: str) -> str | None:
+    """The value of the last `flag value` pair in arguments (the one TrlParser keeps), if any."""
+    values = [arguments[i + 1] for i, argument in enumerate(arguments[:-1]) if argument == flag]
+    return values[-1] if values else None
+
+
+def _config_value(config_file: Path, key: str) -> str | None:
+    import yaml  # accelerate's own dependency, so it is on every training image that can launch
+
+    value = (yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}).get(key)
+    return None if value is None else str(value)
+
+
 def build_commands(
     args: argparse.Namespace, train_args: Sequence[str], env: Mapping[str, str], *, python: str = sys.executable
 ) -> list[list[str]]:
-    """The accelerate command for this host, then (on the first host) the evaluation command."""
+    """The preflight checks, the accelerate command for this host, then (on the first host) the evaluation."""
     cluster = cluster_from_env(env)
     dataset = _require(env, "SM_CHANNEL_TRAIN")
     model_dir = Path(env.get("SM_MODEL_DIR") or _require(env, "SM_OUTPUT_DATA_DIR") + "/model")
@@ -197,6 +213,17 @@ def build_commands(
         launch += ["--model_name_or_path", env["SM_CHANNEL_MODEL"]]
     launch += list(train_args)
     commands = [launch]
+
+    if args.preflight:
+        # Every host checks for itself: one host failing alone would leave the others waiting at the rendezvous.
+        base = _option(launch, "--model_name_or_path") or _config_value(args.train_config, "model_name_or_path")
+        if base is None:
+            raise ValueError(f"no model_name_or_path in {args.train_config} or the hyper-parameters")
+        preflight = [python, "-m", "training_job.preflight", "--model", base, "--dataset", dataset]
+        revision = _option(launch, "--model_revision") or _config_value(args.train_config, "model_revision")
+        if revision is not None:
+            preflight += ["--revision", revision]
+        commands.insert(0, preflight)
 
     if args.evaluate and cluster.is_main:
         evaluate = [python, "-m", "training_job.evaluate", "--model-dir", str(model_dir), "--dataset", dataset]
@@ -218,13 +245,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if uses_deepspeed(args.accelerate_config):
-        code = ensure_deepspeed()
-        if code != 0:
-            return code
+    deepspeed_ready = not uses_deepspeed(args.accelerate_config)
     # The children import training_job, classification and model_code from the asset root, wherever they start.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     for command in commands:
+        if not deepspeed_ready and "accelerate.commands.launch" in command:
+            # After the preflight checks: a failing check should not wait for a DeepSpeed install.
+            code = ensure_deepspeed()
+            if code != 0:
+                return code
+            deepspeed_ready = True
         print("+ " + shlex.join(command), flush=True)
         code = subprocess.run(command, cwd=REPO_ROOT, env=env, check=False).returncode
         if code != 0:

@@ -102,7 +102,8 @@ def weight_names(model_dir: str | Path) -> set[str] | None:
         return set(file.keys())
 
 
-def _base_weight_names(base_model: str, revision: str | None) -> set[str] | None:
+def base_weight_names(base_model: str, revision: str | None = None) -> set[str] | None:
+    """Tensor names of the base checkpoint (a local directory or the HF cache); None if none is found locally."""
     local = Path(base_model)
     if local.is_dir():
         return weight_names(local)
@@ -117,21 +118,40 @@ def _base_weight_names(base_model: str, revision: str | None) -> set[str] | None
     return None
 
 
+class WeightNamesError(ValueError):
+    """The tensor names a model saves (or would save) differ from its base checkpoint's."""
+
+
+def compare_weight_names(names: set[str], base: set[str], *, what: str) -> None:
+    """Raise WeightNamesError listing the missing and unexpected names when `names` differ from `base`."""
+    if names == base:
+        return
+    missing, extra = sorted(base - names), sorted(names - base)
+    raise WeightNamesError(
+        f"{what} differ from the base checkpoint's: {len(missing)} missing {_sample(missing)}, "
+        f"{len(extra)} unexpected {_sample(extra)}. The serving image loads the base checkpoint's names only "
+        "(vLLM: 'There is no module or parameter named ...')"
+    )
+
+
+def _sample(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    more = f", ... (+{len(names) - limit} more)" if len(names) > limit else ""
+    return f"[{shown}{more}]"
+
+
 def check_weight_names(model_dir: str | Path, base_model: str, revision: str | None = None) -> None:
     """Fail if the saved tensor names differ from the base checkpoint's (the layout the serving stack loads).
 
     SFT changes values, never names; a renamed tensor means a save-path bug that would only surface when the
-    endpoint fails to start, hours later.
+    endpoint fails to start, hours later. Training runs the same comparison before its first step
+    (`training_job.train.check_names_before_training`).
     """
-    base = _base_weight_names(base_model, revision)
+    base = base_weight_names(base_model, revision)
     saved = weight_names(model_dir)
-    if base is None or saved is None or saved == base:
+    if base is None or saved is None:
         return
-    missing, extra = sorted(base - saved), sorted(saved - base)
-    raise ValueError(
-        f"the saved model's tensor names differ from the base model's ({len(missing)} missing, e.g. "
-        f"{missing[:3]}; {len(extra)} unexpected, e.g. {extra[:3]}): the serving image could not load it"
-    )
+    compare_weight_names(saved, base, what="the saved model's tensor names")
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -6,6 +6,13 @@ the model and the processor config, and the real chat template — and shrinks o
 and 2 text layers, small hidden sizes, and a byte-level BPE vocabulary of a few hundred tokens trained offline on
 the taxonomy's own prompt and answers (a 32k vocabulary makes TRL's CPU loss 25-40x slower).
 
+Two things the serving engine checks are kept faithful on purpose:
+- the weights are saved under the llava-hf checkpoint's tensor names (`vision_tower.vision_model.*`,
+  `language_model.model.*`, `language_model.lm_head.*`, `multi_modal_projector.*`, `image_newline`), the layout
+  vLLM's LLaVA-NeXT loader and the transformers 4.x in the serving image expect, and the layout training has to
+  reproduce when it saves (a model built from a config would save `vision_tower.*` without `vision_model.`);
+- the text attention head size is 32, one that vLLM's CPU attention supports (it refuses 16).
+
     python -m training_job.tiny_model OUTPUT_DIR [--taxonomy classification/taxonomy.json] [--profile compact]
 
 Nothing is downloaded: it builds in well under a second and loads with AutoModelForImageTextToText /
@@ -32,6 +39,21 @@ PAD_TOKEN = "<pad>"
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", PAD_TOKEN, IMAGE_TOKEN]
 # Byte-level BPE keeps every string encodable (no <unk>), so free-form generations still decode.
 VOCAB_SIZE = 512
+# vLLM's CPU attention kernels exist for these head sizes only ("Unsupported CPU attention configuration").
+VLLM_CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+TEXT_HIDDEN_SIZE = 64
+TEXT_HEADS = 2  # head size 64 / 2 = 32: the smallest vLLM's CPU attention takes
+TEXT_KV_HEADS = 1  # grouped-query attention, as in Mistral-7B (32 query heads, 8 key/value heads)
+
+# How the llava-hf checkpoint names what transformers 5 holds in memory, first match wins. transformers 5 flattens
+# CLIPVisionModel (no `vision_model.` level) and moves the submodels under `model.`; it renames back on load.
+HUB_NAME_PREFIXES = (
+    ("lm_head.", "language_model.lm_head."),
+    ("model.language_model.", "language_model.model."),
+    ("model.vision_tower.", "vision_tower.vision_model."),
+    ("model.multi_modal_projector.", "multi_modal_projector."),
+    ("model.image_newline", "image_newline"),
+)
 
 
 def _tokenizer_corpus(taxonomy: Taxonomy) -> list[str]:
@@ -71,6 +93,25 @@ def build_tokenizer(taxonomy: Taxonomy):  # -> transformers.PreTrainedTokenizerF
         model_max_length=32768,
     )
     return tokenizer
+
+
+def hub_weight_name(name: str) -> str:
+    """The llava-hf checkpoint's name for an in-memory LlavaNextForConditionalGeneration tensor name."""
+    for memory_prefix, hub_prefix in HUB_NAME_PREFIXES:
+        if name.startswith(memory_prefix):
+            return hub_prefix + name[len(memory_prefix) :]
+    raise ValueError(f"no llava-hf checkpoint name for the tensor {name!r}: the LLaVA-NeXT layout changed")
+
+
+def save_hub_layout_weights(model, output: Path) -> list[str]:  # model: LlavaNextForConditionalGeneration
+    """Write model.safetensors under the llava-hf names (what the serving stack loads); returns the names."""
+    from safetensors.torch import save_file
+
+    tensors = {hub_weight_name(name): tensor.contiguous() for name, tensor in model.state_dict().items()}
+    for stale in output.glob("model*.safetensors*"):
+        stale.unlink()  # a sharded or differently named save would shadow or contradict this file
+    save_file(tensors, str(output / "model.safetensors"), metadata={"format": "pt"})
+    return sorted(tensors)
 
 
 def build_tiny_model(output_dir: str | Path, taxonomy: Taxonomy, *, profile: str = "compact") -> Path:
@@ -121,11 +162,11 @@ def build_tiny_model(output_dir: str | Path, taxonomy: Taxonomy, *, profile: str
     )
     text = MistralConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
+        hidden_size=TEXT_HIDDEN_SIZE,
         intermediate_size=128,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=TEXT_HEADS,
+        num_key_value_heads=TEXT_KV_HEADS,
         max_position_embeddings=8192,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -144,7 +185,11 @@ def build_tiny_model(output_dir: str | Path, taxonomy: Taxonomy, *, profile: str
     torch.manual_seed(0)  # the same "random" model every time: test failures reproduce
     model = LlavaNextForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(output)
+    head_size = config.text_config.head_dim
+    if head_size not in VLLM_CPU_HEAD_SIZES:
+        raise ValueError(f"text head size {head_size} is not one vLLM's CPU attention takes {VLLM_CPU_HEAD_SIZES}")
+    model.save_pretrained(output)  # config.json and generation_config.json
+    save_hub_layout_weights(model, output)  # replaces the weights save_pretrained wrote under transformers-5 names
     processor.save_pretrained(output)
     return output
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config
 
 from classification.image_tokens import DEFAULT_PROFILE, GRID_PINPOINTS
-from training_job.serving_export import export_for_serving
+from training_job.serving_export import base_weight_names, compare_weight_names, export_for_serving
 
 
 @dataclass
@@ -73,10 +73,7 @@ def build_trainer(
         image_grid_pinpoints=pinpoints,  # the model and the processor must agree, or forward() fails
     )
     if is_deepspeed_zero3_enabled():
-        # transformers 5.24 loads under ZeRO-3 without recording which key renamings the checkpoint needed, and
-        # save_pretrained then reverts every legacy renaming: `language_model.model.model.*` keys that vLLM cannot
-        # load. Without the record, saving reverts only the model's own mapping: the base checkpoint's layout.
-        model._weight_conversions = None
+        keep_used_weight_conversions(model)
     processor = AutoProcessor.from_pretrained(
         model_args.model_name_or_path,
         revision=model_args.model_revision,
@@ -102,11 +99,51 @@ def build_trainer(
     return trainer
 
 
+def keep_used_weight_conversions(model) -> None:  # model: transformers.PreTrainedModel
+    """Make a ZeRO-3 save revert exactly the renamings the base checkpoint needed on load.
+
+    transformers 5.24's ZeRO-3 loader records every conversion it tried as `model._weight_conversions`, so
+    save_pretrained would revert renamings the checkpoint never needed (legacy ones:
+    `language_model.model.model.*`).
+    Dropping the record (`None`) is no better: saving then falls back to the model's own mapping minus its prefix
+    rules, and CLIPVisionModel's `vision_model.` prefix is lost (`vision_tower.*` for the hub's
+    `vision_tower.vision_model.*`). The loader marks each conversion that matched a checkpoint key, as the
+    single-process loader does before it keeps only those: keep the same subset.
+    """
+    conversions = getattr(model, "_weight_conversions", None)
+    if conversions is not None:
+        model._weight_conversions = [conversion for conversion in conversions if conversion.was_used()]
+
+
+def names_to_be_saved(model) -> set[str]:  # model: transformers.PreTrainedModel
+    """The tensor names `save_pretrained` will write for `model`, computed as its save path does (no I/O)."""
+    from transformers.core_model_loading import revert_weight_conversion
+
+    skipped = set(model._keys_to_ignore_on_save or ()) | set(getattr(model, "all_tied_weights_keys", None) or ())
+    state = {name: tensor for name, tensor in model.state_dict().items() if name not in skipped}
+    return set(revert_weight_conversion(model, state))
+
+
+def check_names_before_training(model, base_model: str, revision: str | None = None) -> str:
+    """Fail in seconds, before the first step, if the save would not reproduce the base checkpoint's names.
+
+    The same comparison runs again on the saved files (serving_export.check_weight_names); this one costs a
+    minute of a booked cluster instead of a whole training run. Returns a line for the log.
+    """
+    base = base_weight_names(base_model, revision)
+    if base is None:
+        return f"weight names: not checked before training (no local safetensors for {base_model})"
+    compare_weight_names(names_to_be_saved(model), base, what="the tensor names this training would save")
+    return f"weight names: the save will write the base checkpoint's {len(base)} tensor names"
+
+
 def main(script_args: PhotoScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path:
     from transformers.trainer_utils import get_last_checkpoint
 
     trainer = build_trainer(script_args, training_args, model_args)
     pinpoints = GRID_PINPOINTS[script_args.image_token_profile]
+    names = check_names_before_training(trainer.model, model_args.model_name_or_path, model_args.model_revision)
+    trainer.accelerator.print(names)
     state = trainer.accelerator.state
     trainer.accelerator.print(
         f"{state.distributed_type.value} x{state.num_processes} (ZeRO stage "

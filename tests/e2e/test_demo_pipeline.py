@@ -1,47 +1,51 @@
-"""The offline demo's path, smaller: train -> local backend -> moto S3/SQS/DynamoDB -> the real Lambda handler.
+"""The offline demo's path on the session's model: the real vLLM engine -> moto S3/SQS/DynamoDB -> the real Lambda.
 
+The session's trained tiny model and its engine (tests/conftest.py `trained_model`, `vllm_server`) stand in for the
+demo's steps 1-2, which `make demo` runs in full; this reuses them to save a training run and an engine start.
 Every upload must reach its terminal status in the labels table (good photos LABELED or NEEDS_REVIEW with a
 taxonomy label, bad files REJECTED with the reason), and nothing may be left in the queue or its DLQ.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+from training_testkit import COLOURS, SESSION_ENDPOINT_NAME
 
 from classification.contract import Taxonomy
 from scripts import demo
 
-# Four labels, one with a slash and one with spaces (URL-encoded in S3 event keys).
-LABELS = ("Pool", "Room", "Staircase/Elevator", "Surrounding environment and attractions")
 
-
-@pytest.fixture(scope="module")
-def result(tmp_path_factory: pytest.TempPathFactory) -> demo.DemoResult:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+@pytest.fixture(scope="module", params=["realtime", "async"])
+def result(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy, vllm_server: Any
+) -> demo.DemoResult:
+    # Both endpoint modes on the same engine: async goes through tools/async_worker.py playing SageMaker.
+    assert demo.ENDPOINT_NAME == SESSION_ENDPOINT_NAME  # the name the Lambda's InvokeEndpoint calls use
     return demo.run_demo(
         tmp_path_factory.mktemp("demo"),
-        taxonomy=Taxonomy(LABELS),
-        # 7 training photos per label (one goes to validation) x 12 epochs = 84 steps of 4: enough for 4 colours.
-        train_per_label=8,
+        taxonomy=taxonomy,
+        train_per_label=0,
         upload_per_label=2,
-        epochs=12,
+        epochs=0,
         progress=False,
+        served=demo.ServedModel(vllm_server.model_dir, vllm_server.base_url, COLOURS),
+        mode=request.param,
     )
 
 
 @pytest.mark.slow
-def test_every_upload_reaches_its_terminal_status(result: demo.DemoResult) -> None:
+def test_every_upload_reaches_its_terminal_status(result: demo.DemoResult, taxonomy: Taxonomy) -> None:
     good = [row for row in result.rows if row.expected is not None]
     bad = {row.uri.rsplit("/", 1)[1]: row for row in result.rows if row.expected is None}
 
     # Good photos are labelled with a label of the taxonomy and a probability
-    assert len(good) == 2 * len(LABELS)
+    assert len(good) == 2 * len(taxonomy.labels)
     for row in good:
         assert row.status in ("LABELED", "NEEDS_REVIEW"), row
-        assert row.label in LABELS
+        assert row.label in taxonomy.labels
         assert row.confidence is not None and 0 < row.confidence <= 1
         if row.status == "NEEDS_REVIEW":
             assert row.reason is not None and "below" in row.reason
@@ -61,13 +65,19 @@ def test_the_queue_is_drained_without_retries_or_dead_letters(result: demo.DemoR
     assert result.queue_left == 0
     assert result.dead_letters == 0
     assert result.drain.failed_records == 0
-    # One message per upload plus S3's s3:TestEvent, which the handler consumes without a table write.
-    assert result.drain.messages == len(result.rows) + 1
+    endpoint = result.drain.endpoint
+    if endpoint is None:
+        # One message per upload plus S3's s3:TestEvent, which the handler consumes without a table write.
+        assert result.drain.messages == len(result.rows) + 1
+    else:
+        # Async: exactly one inference per good photo (bad files are rejected before submission), none repeated.
+        good = sum(row.expected is not None for row in result.rows)
+        assert (endpoint.submissions, endpoint.inferences, endpoint.duplicate_submissions) == (good, good, 0)
 
 
 @pytest.mark.slow
 def test_the_trained_model_recognises_most_new_photos(result: demo.DemoResult) -> None:
-    # A learnability check of the whole path (photo -> Lambda normalisation -> request -> backend -> parser), with
+    # A learnability check of the whole path (photo -> Lambda normalisation -> request -> engine -> parser), with
     # a bar loose enough for a short CPU run: chance is 1 in 4.
     correct, total = demo.accuracy(result.rows)
     assert correct / total >= 0.75, demo.format_table(result.rows)

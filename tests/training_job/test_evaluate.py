@@ -164,6 +164,8 @@ def test_the_trained_model_is_evaluated_through_the_production_request_and_parse
     assert metrics["invalid_answers"] == metrics["unconstrained"]["invalid_answers"] == 0
     assert (metrics["confidence_threshold"], metrics["below_threshold_share"]) == (0.01, 0.0)
     assert metrics["accuracy_at_or_above_threshold"] == metrics["accuracy"]
+    assert "after the choice grammar's mask" in metrics["confidence_definition"]
+    assert metrics["constrained_invalid_answers"] == 0
     assert sum(metrics["confidence"]["histogram"]["counts"]) == metrics["samples"] == 24
     # Every photo's answer is one of the request's choices verbatim, with the probability the Lambda would store
     taxonomy = Taxonomy.load(dataset_dir / "taxonomy.json")
@@ -177,29 +179,28 @@ def test_the_trained_model_is_evaluated_through_the_production_request_and_parse
 
 
 @pytest.mark.slow
-def test_choices_without_the_leading_space_score_far_worse_on_the_trained_model(
+def test_choices_without_the_leading_space_are_far_less_likely_on_the_trained_model(
     trained_model: Path, taxonomy: Taxonomy
 ) -> None:
-    # Given the trained model behind the local backend's scorer, and a fresh photo of every label
-    from model_code.chat_protocol import parse_request
-    from model_code.choice_scorer import ChoiceScorer
+    # Given the trained model behind the endpoint's decoding, and a fresh photo of every label
+    from training_job.constrained import ConstrainedDecoder
 
-    scorer = ChoiceScorer(trained_model)
+    decoder = ConstrainedDecoder(trained_model, device="cpu")
     rng = np.random.default_rng(7)
     for label in COLOURS:
         buffer = io.BytesIO()
         colour_photo(label, rng).save(buffer, format="JPEG", quality=90)
         request = taxonomy.build_request(buffer.getvalue())
 
-        # When the request is scored with the taxonomy's choices, and with the same sentences missing the space
-        trained = scorer.answer(parse_request(json.dumps(request).encode()))
+        # When it is asked with the taxonomy's choices, and with the same sentences missing the space
+        trained = decoder.answer(request)
         stripped_choices = [choice.lstrip() for choice in taxonomy.choices]
-        stripped_request = request | {"structured_outputs": {"choice": stripped_choices}}
-        stripped = scorer.answer(parse_request(json.dumps(stripped_request).encode()))
+        stripped = decoder.answer(request | {"structured_outputs": {"choice": stripped_choices}})
 
-        # Then the trained spelling is the likely one: the stripped one starts with a token the model never
-        # learnt to emit, which costs orders of magnitude of probability (vLLM's grammar would force it)
+        # Then the trained spelling is the one the model would write on its own: the stripped one starts with a
+        # token the model never learnt to emit, orders of magnitude less likely under the whole vocabulary (the
+        # grammar would force it, and the returned logprobs, renormalised after the mask, would not show it)
         assert taxonomy.parse_label(trained.content) == label
-        trained_logprob = sum(t.logprob for t in trained.tokens)
-        stripped_logprob = sum(t.logprob for t in stripped.tokens)
+        trained_logprob = sum(t.full_logprob for t in trained.tokens)
+        stripped_logprob = sum(t.full_logprob for t in stripped.tokens)
         assert trained_logprob - stripped_logprob > math.log(1000)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -34,9 +37,19 @@ def _value(command: list[str], flag: str) -> str:
 
 def test_two_p5_hosts_launch_sixteen_processes_with_the_first_host_as_rendezvous() -> None:
     # When the second of two 8-GPU hosts builds its commands
-    (train,) = _commands(SM_ENV, "--num_train_epochs", "3", "--image_token_profile", "compact")
+    preflight, train = _commands(SM_ENV, "--num_train_epochs", "3", "--image_token_profile", "compact")
 
-    # Then accelerate spans both machines with this host's rank, and only host 1 evaluates
+    # Then the preflight checks run first on the config's base model and the train channel
+    assert preflight == [
+        "python",
+        "-m",
+        "training_job.preflight",
+        "--model",
+        "llava-hf/llava-v1.6-mistral-7b-hf",
+        "--dataset",
+        "/data/train",
+    ]
+    # and accelerate spans both machines with this host's rank, and only host 1 evaluates
     assert train[:3] == ["python", "-m", "accelerate.commands.launch"]
     assert _value(train, "--num_machines") == "2"
     assert _value(train, "--num_processes") == "16"
@@ -52,9 +65,10 @@ def test_two_p5_hosts_launch_sixteen_processes_with_the_first_host_as_rendezvous
 
 def test_the_first_host_also_evaluates_into_the_model_folder() -> None:
     env = {**SM_ENV, "SM_CURRENT_HOST": "algo-1", "SM_CHANNEL_MODEL": "/data/base"}
-    train, evaluate = _commands(
+    preflight, train, evaluate = _commands(
         env, "--min_accuracy", "0.85", "--eval_batch_size", "4", "--confidence_threshold", "0.7"
     )
+    assert _value(preflight, "--model") == "/data/base"  # the base the training will load
     assert _value(train, "--machine_rank") == "0"
     assert _value(train, "--model_name_or_path") == "/data/base"  # base weights from the model channel
     assert evaluate[:3] == ["python", "-m", "training_job.evaluate"]
@@ -67,7 +81,7 @@ def test_the_first_host_also_evaluates_into_the_model_folder() -> None:
 
 def test_single_host_without_gpus_runs_one_process_and_can_skip_evaluation() -> None:
     env = {"SM_CHANNEL_TRAIN": "/data/train", "SM_MODEL_DIR": "/job/model", "SM_NUM_GPUS": "0"}
-    commands = _commands(env, "--evaluate", "false")
+    commands = _commands(env, "--evaluate", "false", "--preflight", "false")
     assert len(commands) == 1
     assert _value(commands[0], "--num_processes") == "1"
     assert "--main_process_ip" not in commands[0]
@@ -166,16 +180,21 @@ def test_the_launcher_checks_deepspeed_before_accelerate_runs(
 ) -> None:
     # Given a host where DeepSpeed cannot be installed, and a recorder in place of the subprocesses
     launched: list[list[str]] = []
+
+    def record(command: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        launched.append(command)
+        return subprocess.CompletedProcess(command, 0)
+
     monkeypatch.setattr(launch, "ensure_deepspeed", lambda: launch.EXIT_DEEPSPEED_MISSING)
-    monkeypatch.setattr(launch.subprocess, "run", lambda command, **_: launched.append(command))
+    monkeypatch.setattr(launch.subprocess, "run", record)
     env = {"SM_CHANNEL_TRAIN": str(tmp_path), "SM_MODEL_DIR": str(tmp_path / "model"), "SM_NUM_GPUS": "0"}
 
     # When the launcher runs with the shipped (DeepSpeed) accelerate config
     code = launch.main([], env=env)
 
-    # Then it stops with the DeepSpeed exit code and never starts accelerate
+    # Then only the preflight checks ran: it stops with the DeepSpeed exit code and never starts accelerate
     assert code == launch.EXIT_DEEPSPEED_MISSING
-    assert launched == []
+    assert [command[2] for command in launched] == ["training_job.preflight"]
 
 
 @pytest.mark.slow
@@ -201,9 +220,82 @@ def test_zero3_run_through_accelerate_saves_full_weights_in_the_base_layout(
     assert f"deepspeed {launch.DEEPSPEED_VERSION} is installed" in result.stdout  # checked before accelerate ran
     assert "DEEPSPEED x1 (ZeRO stage 3)" in result.stdout + result.stderr
     before = load_file(tiny_model_dir / "model.safetensors")
+    # checked before the first step (the launcher's preflight ran even earlier) ...
+    assert "PASS  preflight: 2 checks passed" in result.stdout
+    names = f"weight names: the save will write the base checkpoint's {len(before)} tensor names"
+    assert names in result.stdout + result.stderr
+    # ... and true after the save: the hub checkpoint's names (vision_tower.vision_model.*), not transformers 5's
     after = load_file(tmp_path / "model" / "model.safetensors")
     assert set(after) == set(before)
     assert all(after[name].shape == before[name].shape for name in before)
     assert any(not torch.equal(before[name], after[name]) for name in before)
     metrics = json.loads((tmp_path / "model" / "evaluation" / "metrics.json").read_text())
     assert metrics["samples"] == 24
+
+
+class LaunchRecorder:
+    """Records how accelerate starts a DeepSpeed job: torchrun in this process, or a `deepspeed` child process."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import torch.distributed.run as torchrun
+        from accelerate.commands import launch as accelerate_launch
+
+        self.torchrun: list[Any] = []
+        self.children: list[list[str]] = []
+        monkeypatch.setattr(torchrun, "run", self.torchrun.append)
+        # Only accelerate's launcher module sees the fake: its GPU probe elsewhere keeps the real subprocess.
+        fake = SimpleNamespace(Popen=self._popen, CalledProcessError=subprocess.CalledProcessError)
+        monkeypatch.setattr(accelerate_launch, "subprocess", fake)
+
+    def _popen(self, command: list[str], **_: Any) -> Any:
+        self.children.append(command)
+        return SimpleNamespace(wait=lambda: 0, returncode=0)
+
+    def launch(self, command: list[str]) -> None:
+        from accelerate.commands.launch import launch_command, launch_command_parser
+
+        assert command[1:3] == ["-m", "accelerate.commands.launch"]
+        launch_command(launch_command_parser().parse_args(command[3:]))
+
+
+def test_two_hosts_start_torchrun_on_each_host_not_pdsh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Given the command the second of two 8-GPU hosts builds with the shipped accelerate config
+    monkeypatch.chdir(tmp_path)  # a pdsh launch would write .deepspeed_env here
+    (train,) = _commands(SM_ENV, "--evaluate", "false", "--preflight", "false")
+    recorder = LaunchRecorder(monkeypatch)
+
+    # When accelerate's own launcher runs it (up to the point where it starts processes)
+    recorder.launch(train)
+
+    # Then it runs torchrun here, as node 1 of 2 with 8 processes, meeting at the first host; no pdsh/ssh child
+    assert recorder.children == []
+    (torchrun_args,) = recorder.torchrun
+    assert (torchrun_args.nnodes, torchrun_args.node_rank, torchrun_args.nproc_per_node) == ("2", 1, "8")
+    # torchrun's static rendezvous: every host dials the first host's port (SM_HOSTS[0])
+    assert torchrun_args.rdzv_backend == "static"
+    assert torchrun_args.rdzv_endpoint == f"algo-1:{launch.RENDEZVOUS_PORT}"
+    assert torchrun_args.module and torchrun_args.training_script == "training_job.train"
+
+
+def test_without_the_standard_launcher_accelerate_would_need_pdsh(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given the shipped accelerate config minus its multi-node launcher setting (the bug's configuration)
+    monkeypatch.chdir(tmp_path)
+    shipped = (launch.CONFIGS / "accelerate_zero3.yaml").read_text(encoding="utf-8")
+    assert "deepspeed_multinode_launcher: standard" in shipped
+    pdsh_config = tmp_path / "accelerate_pdsh.yaml"
+    pdsh_config.write_text(shipped.replace("deepspeed_multinode_launcher: standard", ""), encoding="utf-8")
+    (train,) = _commands(
+        SM_ENV, "--evaluate", "false", "--preflight", "false", "--accelerate_config", str(pdsh_config)
+    )
+    recorder = LaunchRecorder(monkeypatch)
+
+    # When accelerate's launcher runs it
+    recorder.launch(train)
+
+    # Then it would start `deepspeed --launcher pdsh`, which SageMaker hosts cannot run
+    assert recorder.torchrun == []
+    (child,) = recorder.children
+    assert child[0] == "deepspeed"
+    assert child[child.index("--launcher") + 1] == "pdsh"

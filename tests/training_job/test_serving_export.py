@@ -92,7 +92,10 @@ def test_renamed_tensors_are_caught_before_they_reach_serving(saved_model: Path,
     broken = Path(shutil.copytree(saved_model, tmp_path / "broken"))
     save_file(renamed, broken / "model.safetensors", metadata={"format": "pt"})
 
-    # Then the check names what is missing
-    with pytest.raises(ValueError, match="tensor names differ from the base model's"):
+    # Then the check names what is missing and what is unexpected
+    with pytest.raises(ValueError, match="tensor names differ from the base checkpoint's") as error:
         check_weight_names(broken, str(saved_model))
+    missing = sorted(name for name in tensors if name.startswith(drift[0]))
+    assert f"{len(missing)} missing [{missing[0]}, " in str(error.value)
+    assert f"{len(missing)} unexpected [{missing[0].replace(*drift)}, " in str(error.value)
     check_weight_names(saved_model, str(saved_model))  # identical names pass

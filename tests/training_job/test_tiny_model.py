@@ -11,7 +11,69 @@ from PIL import Image
 
 from classification.contract import Taxonomy
 from classification.image_tokens import GRID_PINPOINTS
-from training_job.tiny_model import build_tiny_model, main
+from training_job.tiny_model import VLLM_CPU_HEAD_SIZES, build_tiny_model, hub_weight_name, main
+
+# The top-level tensor name prefixes of llava-hf/llava-v1.6-mistral-7b-hf's safetensors (its index.json).
+HUB_PREFIXES = {
+    "vision_tower.vision_model.",
+    "language_model.model.",
+    "language_model.lm_head.",
+    "multi_modal_projector.",
+    "image_newline",
+}
+
+
+def _saved_names(model_dir: Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(model_dir / "model.safetensors"), framework="pt") as file:
+        return list(file.keys())
+
+
+def test_tiny_model_saves_the_llava_hf_checkpoint_names(tiny_model_dir: Path) -> None:
+    # Given the weights file the tiny model was saved with
+    names = _saved_names(tiny_model_dir)
+
+    # Then every tensor sits under one of the hub checkpoint's prefixes, and every prefix is there
+    unmatched = [name for name in names if not any(name.startswith(prefix) for prefix in HUB_PREFIXES)]
+    assert unmatched == []
+    assert {prefix for prefix in HUB_PREFIXES if any(name.startswith(prefix) for name in names)} == HUB_PREFIXES
+    assert "vision_tower.vision_model.embeddings.patch_embedding.weight" in names
+    assert "language_model.model.layers.0.self_attn.q_proj.weight" in names
+    assert "language_model.lm_head.weight" in names
+
+
+def test_tiny_model_text_head_size_is_one_vllm_cpu_attention_supports(tiny_model_dir: Path) -> None:
+    # Given the saved text config
+    text = json.loads((tiny_model_dir / "config.json").read_text())["text_config"]
+
+    # Then its attention head size (explicit, and as hidden / heads) is one vLLM's CPU kernels exist for
+    assert text["head_dim"] == text["hidden_size"] // text["num_attention_heads"]
+    assert text["head_dim"] in VLLM_CPU_HEAD_SIZES
+    # grouped-query attention like Mistral-7B's, so serving exercises the same KV-head path
+    assert text["num_key_value_heads"] < text["num_attention_heads"]
+
+
+def test_tiny_model_loads_offline_with_every_weight_matched(tiny_model_dir: Path) -> None:
+    # Given the hub-named checkpoint
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText
+
+    saved = load_file(str(tiny_model_dir / "model.safetensors"))
+
+    # When transformers loads it (HF_HUB_OFFLINE=1 for the whole session)
+    model, info = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, output_loading_info=True)
+
+    # Then no tensor is missing, unexpected or mismatched, and each loaded value is the saved one
+    assert {key: value for key, value in info.items() if value} == {}
+    loaded = {hub_weight_name(name): tensor for name, tensor in model.state_dict().items()}
+    assert loaded.keys() == saved.keys()
+    assert all(torch.equal(loaded[name], saved[name]) for name in saved)
+
+
+def test_an_unknown_tensor_name_has_no_hub_name() -> None:
+    with pytest.raises(ValueError, match=r"no llava-hf checkpoint name for the tensor 'model\.extra\.weight'"):
+        hub_weight_name("model.extra.weight")
 
 
 def test_tiny_model_loads_with_auto_classes_and_runs_a_photo(tiny_model_dir: Path, taxonomy: Taxonomy) -> None:

@@ -7,18 +7,25 @@ config file, three epochs, CPU overrides).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from training_testkit import COLOURS, CPU_TRAINING_ARGS, colour_photo
+from training_testkit import COLOURS, CPU_TRAINING_ARGS, colour_photo, run_cli
 
 from classification.contract import Taxonomy
 from classification.image_tokens import GRID_PINPOINTS
 from training_job import evaluate as evaluation
-from training_job.train import build_trainer, make_parser
+from training_job.serving_export import WeightNamesError, weight_names
+from training_job.train import (
+    build_trainer,
+    check_names_before_training,
+    keep_used_weight_conversions,
+    make_parser,
+)
 
 pytestmark = pytest.mark.slow
 CONFIG = "training_job/configs/sft_llava_next.yaml"
@@ -80,6 +87,8 @@ def test_training_changed_the_weights_and_logged_a_falling_loss(trained_model: P
     assert set(after) == set(before)  # same tensor names: the layout the serving image loads
     assert any(not torch.equal(before[name], after[name]) for name in before)
     log = (trained_model.parent / "train.log").read_text()
+    # the names were checked before the first step, against the base checkpoint's
+    assert f"weight names: the save will write the base checkpoint's {len(before)} tensor names" in log
     losses = [float(line.split("'loss': '")[1].split("'")[0]) for line in log.splitlines() if "'loss': '" in line]
     assert len(losses) >= 3
     assert losses[-1] < losses[0] / 2
@@ -135,10 +144,18 @@ def test_the_shipped_config_carries_the_seed_hyper_parameters(tmp_path: Path) ->
     assert training_args.num_train_epochs == 20
     assert training_args.warmup_steps == 0.03
     assert training_args.weight_decay == 0.0
-    assert (training_args.save_strategy, training_args.save_steps) == ("steps", 100)
     assert training_args.assistant_only_loss is True
     assert training_args.max_length is None
     assert script_args.image_token_profile == "stock"
+
+
+def test_the_shipped_config_checkpoints_once_per_epoch_and_keeps_the_latest_two(tmp_path: Path) -> None:
+    # ~120 GB per ZeRO-3 checkpoint of the 7B model: every 100 steps would write ~25 of them (README's figure)
+    _, training_args, _ = make_parser().parse_args_and_config(
+        ["--config", CONFIG, "--dataset_name", "data", "--output_dir", str(tmp_path), "--bf16", "false"]
+    )
+    assert training_args.save_strategy == "epoch"
+    assert training_args.save_total_limit == 2
 
 
 def test_untrained_model_fails_the_accuracy_gate(
@@ -164,3 +181,93 @@ def test_evaluation_of_a_dataset_from_another_taxonomy_is_refused(
     args = ["--model-dir", str(trained_model), "--dataset", str(dataset_dir), "--output-dir", str(tmp_path)]
     assert evaluation.main([*args, "--taxonomy", str(other), "--no-progress"]) == evaluation.EXIT_BAD_INPUT
     assert "different taxonomy" in capsys.readouterr().err
+
+
+def _loaded(model_dir: Path):  # -> LlavaNextForConditionalGeneration
+    from transformers import AutoModelForImageTextToText
+
+    return AutoModelForImageTextToText.from_pretrained(model_dir)
+
+
+def test_zero3s_record_of_every_conversion_tried_is_cut_to_the_ones_the_checkpoint_used(
+    tiny_model_dir: Path,
+) -> None:
+    # Given a model whose conversion record is what transformers' ZeRO-3 loader leaves: every conversion it
+    # tried (legacy ones included), each marked by whether a checkpoint key matched it
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.integrations.deepspeed import _apply_weight_conversions_to_state_dict
+
+    model = _loaded(tiny_model_dir)
+    tried = get_model_conversion_mapping(model)
+    for _ in _apply_weight_conversions_to_state_dict(
+        model, load_file(tiny_model_dir / "model.safetensors"), tried
+    ):
+        pass  # the ZeRO-3 loader's renaming pass, which marks the conversions it used
+    model._weight_conversions = tried
+
+    # Then as recorded the save would revert legacy renamings too, and the check says so before training
+    with pytest.raises(WeightNamesError, match=r"20 unexpected \[language_model\.model\.model\."):
+        check_names_before_training(model, str(tiny_model_dir))
+
+    # When train.py keeps only the conversions the checkpoint used
+    keep_used_weight_conversions(model)
+
+    # Then the save will write exactly the base checkpoint's names
+    assert check_names_before_training(model, str(tiny_model_dir)) == (
+        f"weight names: the save will write the base checkpoint's {len(weight_names(tiny_model_dir))} tensor names"
+    )
+
+
+def test_dropping_the_conversion_record_loses_clips_prefix_and_is_caught_before_training(
+    tiny_model_dir: Path,
+) -> None:
+    # Given what train.py used to do under ZeRO-3: no record of the conversions at all
+    model = _loaded(tiny_model_dir)
+    model._weight_conversions = None
+
+    # Then the check fails before any step, naming the 39 vision tensors that lost `vision_model.`
+    with pytest.raises(WeightNamesError) as error:
+        check_names_before_training(model, str(tiny_model_dir))
+    message = str(error.value)
+    assert "39 missing [vision_tower.vision_model.embeddings.class_embedding, " in message
+    assert "39 unexpected [vision_tower.embeddings.class_embedding, " in message
+
+
+def test_training_from_a_base_whose_names_the_save_cannot_reproduce_stops_before_the_first_step(
+    tiny_model_dir: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    # Given a base checkpoint with a tensor the model class does not have (its save would drop it)
+    from safetensors.torch import save_file
+
+    base = Path(shutil.copytree(tiny_model_dir, tmp_path / "drifted"))
+    tensors = load_file(base / "model.safetensors")
+    tensors["multi_modal_projector.linear_3.weight"] = torch.zeros(2, 2)
+    save_file(tensors, base / "model.safetensors", metadata={"format": "pt"})
+
+    # When the training CLI starts from it
+    result = run_cli(
+        [
+            "-m",
+            "training_job.train",
+            "--config",
+            CONFIG,
+            "--model_name_or_path",
+            str(base),
+            "--dataset_name",
+            str(dataset_dir),
+            "--output_dir",
+            str(tmp_path / "checkpoints"),
+            "--image_token_profile",
+            "compact",
+            *CPU_TRAINING_ARGS,
+        ]
+    )
+
+    # Then it fails with the missing name, before any training step or save
+    assert result.returncode != 0
+    assert (
+        "WeightNamesError: the tensor names this training would save differ from the base checkpoint's: "
+        "1 missing [multi_modal_projector.linear_3.weight], 0 unexpected []"
+    ) in result.stderr
+    assert "'loss'" not in result.stdout + result.stderr
+    assert not (tmp_path / "checkpoints" / "model.safetensors").exists()

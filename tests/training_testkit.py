@@ -1,8 +1,9 @@
-"""Helpers shared by the training tests (imported by conftest.py and the test modules)."""
+"""Helpers shared by the tests that train or serve a model (tests/conftest.py and the test modules import them)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 # One solid colour per label, with noise: learnable from pixels alone, so accuracy measures the pipeline.
 COLOURS = {"Pool": (30, 80, 220), "Room": (220, 60, 40), "Bar": (40, 180, 60), "Lobby": (230, 220, 60)}
 PHOTOS_PER_LABEL = 24
@@ -44,21 +45,38 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+# A hang guard, not a speed check: the session's 3-epoch training takes minutes on 2 cores shared with other work.
+CLI_TIMEOUT = 900  # seconds
+
+
 def run_cli(
-    args: list[str], *, timeout: int = 300, extra_env: dict[str, str] | None = None
+    args: list[str], *, timeout: int = CLI_TIMEOUT, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    # Its own process group: on a timeout the launcher's grandchildren (accelerate, the trainer) go too, instead of
+    # training on as orphans and slowing every later test.
+    with subprocess.Popen(
         [sys.executable, *args],
         cwd=REPO_ROOT,
         env={**subprocess_env(), **(extra_env or {})},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        check=False,
-    )
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def colour_photo(label: str, rng: np.random.Generator, size: tuple[int, int] = (160, 120)) -> Image.Image:
     width, height = size
     pixels = np.array(COLOURS[label])[None, None, :] + rng.normal(0, 25, (height, width, 3))
     return Image.fromarray(np.clip(pixels, 0, 255).astype("uint8"))
+
+
+# The endpoint name the session's vLLM server answers to on SageMaker Runtime's route (the demo's name).
+SESSION_ENDPOINT_NAME = "photo-labeler-local"

@@ -1,0 +1,219 @@
+"""Deploy smoke test: does the endpoint answer as the model was trained to be asked?
+
+    python -m tools.smoke_test --endpoint NAME --model-dir MODEL_DIR [--region eu-west-1] [--photo FILE]
+                               [--taxonomy classification/taxonomy.json] [--endpoint-url URL]
+
+Sends two requests through boto3's `sagemaker-runtime` InvokeEndpoint (the Lambda's path) and prints one line per
+check, then a verdict; exit code 0 when every check passes, 1 when one fails, 2 on a usage error:
+
+1. constraint honoured - a forced-choice probe (the photo, `structured_outputs.choice` = one label that is not
+   the model's answer) comes back as exactly that choice: the serving image applies structured outputs.
+2. answer in taxonomy - the production request (classification.contract's `build_request`, the photo normalised
+   by the Lambda's own classification.images.normalize) is answered with one of the taxonomy's choices.
+3. logprobs present - both answers carry per-token logprobs, so the Lambda can compute a confidence.
+4. prompt tokens match - the answer's `usage.prompt_tokens` equals the count the training processor (MODEL_DIR's
+   tokenizer, chat template and image processor, the files training saved) gives for the same photo and prompt.
+   A different tokenizer `legacy` flag, chat template or image processor (grid pinpoints) in the serving image
+   changes that count, and would silently change what the model sees.
+
+MODEL_DIR is a local copy of the served model's processor files (the weights are not read), e.g.
+`aws s3 sync s3://BUCKET/PREFIX/model/ DIR --exclude "*.safetensors"`. `--endpoint-url` points boto3 at another
+server, e.g. the local engine (`python -m model_code.vllm_server`). Without `--photo` a generated 1600x1200 photo
+is used (a 4:3 camera shape: the stock profile tiles it as a real one). Limits: one photo, one probe; it checks
+the contract, not accuracy (training's metrics.json does that). Each request is billed as an endpoint invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from classification.contract import DEFAULT_TAXONOMY_PATH, InvalidAnswer, Taxonomy
+from classification.images import InvalidImage, normalize
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'PASS' if self.passed else 'FAIL'}  {self.name}: {self.detail}"
+
+
+def default_photo(size: tuple[int, int] = (1600, 1200)) -> bytes:
+    """A camera-shaped photo (a horizon gradient with a few blocks), generated so the tool needs no file."""
+    from PIL import Image, ImageDraw
+
+    width, height = size
+    image = Image.new("RGB", size)
+    draw = ImageDraw.Draw(image)
+    for y in range(height):
+        shade = int(80 + 150 * y / height)
+        draw.line([(0, y), (width, y)], fill=(shade // 2, shade // 2 + 40, shade))
+    for index in range(5):
+        left = 100 + index * 290
+        draw.rectangle([left, 600, left + 200, 1100], fill=(200 - index * 30, 120, 60 + index * 30))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def expected_prompt_tokens(model_dir: str | Path, taxonomy: Taxonomy, jpeg: bytes) -> int:
+    """Prompt tokens the training processor produces for the production request's prompt and this photo."""
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(str(model_dir))
+    text = processor.apply_chat_template(taxonomy.inference_messages(), add_generation_prompt=True, tokenize=False)
+    # The chat template writes the BOS token itself; vLLM does not add a second one to a rendered chat prompt.
+    inputs = processor(
+        text=text,
+        images=[Image.open(io.BytesIO(jpeg)).convert("RGB")],
+        add_special_tokens=False,
+        return_tensors="np",
+    )
+    return int(inputs["input_ids"].shape[-1])
+
+
+def _logprobs_ok(answer: Mapping[str, Any]) -> bool:
+    try:
+        tokens = answer["choices"][0]["logprobs"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return False
+    return bool(tokens) and all(isinstance(t.get("logprob"), (int, float)) and t["logprob"] <= 0 for t in tokens)
+
+
+def _content(answer: Mapping[str, Any]) -> str | None:
+    try:
+        content = answer["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return content if isinstance(content, str) else None
+
+
+def run_checks(
+    invoke: Callable[[dict[str, Any]], dict[str, Any]], taxonomy: Taxonomy, jpeg: bytes, expected_tokens: int
+) -> list[Check]:
+    """The four checks of the module docstring; `invoke` sends one request and returns the JSON answer."""
+    checks: list[Check] = []
+    answer = invoke(taxonomy.build_request(jpeg))
+    content = _content(answer)
+    try:
+        label = taxonomy.parse_response(answer).label
+        checks.append(Check("answer in taxonomy", True, f"{content!r} names {label!r}"))
+    except InvalidAnswer as error:
+        label = None
+        checks.append(Check("answer in taxonomy", False, str(error)))
+
+    # Force a label the model did not pick: only the grammar can make the engine answer it.
+    forced = taxonomy.completion(next(other for other in taxonomy.labels if other != label))
+    probe = invoke(taxonomy.build_request(jpeg) | {"structured_outputs": {"choice": [forced]}})
+    probe_content = _content(probe)
+    checks.append(
+        Check(
+            "constraint honoured",
+            probe_content == forced,
+            f"forced {forced!r}, got {probe_content!r}"
+            + ("" if probe_content == forced else " (structured_outputs ignored by the serving image?)"),
+        )
+    )
+    both = _logprobs_ok(answer) and _logprobs_ok(probe)
+    tokens = answer.get("choices", [{}])[0].get("logprobs", {}) or {}
+    count = len(tokens.get("content") or [])
+    confidence = math.exp(sum(t["logprob"] for t in tokens["content"])) if both else None
+    checks.append(
+        Check(
+            "logprobs present",
+            both,
+            f"{count} answer tokens, confidence {confidence:.3f}"
+            if both
+            else "an answer has no per-token logprobs",
+        )
+    )
+    served = (answer.get("usage") or {}).get("prompt_tokens")
+    checks.append(
+        Check(
+            "prompt tokens match",
+            served == expected_tokens,
+            f"endpoint counted {served}, the training processor {expected_tokens}"
+            + ("" if served == expected_tokens else " (tokenizer, chat template or image processor differs)"),
+        )
+    )
+    return checks
+
+
+def runtime_invoker(
+    endpoint: str, *, region: str | None, endpoint_url: str | None
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    import boto3
+
+    client = boto3.client("sagemaker-runtime", region_name=region, endpoint_url=endpoint_url)
+
+    def invoke(request: dict[str, Any]) -> dict[str, Any]:
+        response = client.invoke_endpoint(
+            EndpointName=endpoint,
+            ContentType="application/json",
+            Accept="application/json",
+            Body=json.dumps(request, separators=(",", ":")).encode(),
+        )
+        return dict(json.loads(response["Body"].read()))
+
+    return invoke
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.smoke_test",
+        description="Check a deployed endpoint: structured outputs, logprobs, and the prompt token count the "
+        "training processor gives for the same photo.",
+    )
+    parser.add_argument("--endpoint", required=True, help="SageMaker endpoint name")
+    parser.add_argument("--model-dir", type=Path, required=True, help="local copy of the served model's files")
+    parser.add_argument("--region", default=None, help="AWS region (default: the SDK's configuration)")
+    parser.add_argument("--photo", type=Path, default=None, help="a photo file (default: a generated 4:3 photo)")
+    parser.add_argument(
+        "--taxonomy", type=Path, default=DEFAULT_TAXONOMY_PATH, help="the taxonomy the model serves"
+    )
+    parser.add_argument("--endpoint-url", default=None, help="send to this URL instead of AWS (a local engine)")
+    args = parser.parse_args(argv)
+    if not (args.model_dir / "tokenizer_config.json").is_file():
+        parser.error(f"--model-dir {args.model_dir} has no tokenizer_config.json: not a saved model's files")
+    if args.photo is not None and not args.photo.is_file():
+        parser.error(f"--photo {args.photo} is not a file")
+    try:
+        taxonomy = Taxonomy.load(args.taxonomy)
+        raw = args.photo.read_bytes() if args.photo is not None else default_photo()
+        jpeg = normalize(raw).jpeg  # exactly what the Lambda sends for this photo
+    except (InvalidImage, ValueError, OSError) as error:
+        parser.error(str(error))
+    if len(taxonomy.labels) < 2:
+        parser.error("the taxonomy needs at least two labels to force one the model did not pick")
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    print(f"smoke test of endpoint {args.endpoint} ({len(taxonomy.labels)} labels, model files {args.model_dir})")
+    expected = expected_prompt_tokens(args.model_dir, taxonomy, jpeg)
+    invoke = runtime_invoker(args.endpoint, region=args.region, endpoint_url=args.endpoint_url)
+    try:
+        checks = run_checks(invoke, taxonomy, jpeg, expected)
+    except (ClientError, BotoCoreError) as error:
+        checks = [Check("invoke endpoint", False, str(error))]
+    for check in checks:
+        print(check.line())
+    failed = [check.name for check in checks if not check.passed]
+    verdict = "PASSED" if not failed else "FAILED (" + ", ".join(failed) + ")"
+    print(f"verdict: {verdict}: {len(checks) - len(failed)}/{len(checks)} checks passed")
+    return 0 if not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
