@@ -1,7 +1,7 @@
 """The whole pipeline on one machine, offline, without an AWS account or a GPU.
 
     python -m scripts.demo [--labels N] [--train-per-label 8] [--upload-per-label 2] [--epochs 3]
-                           [--output-dir DIR] [--seed 0] [--review] [--mode realtime|async]
+                           [--output-dir DIR] [--seed 0] [--[no-]review] [--mode realtime|async]
 
 1. builds a tiny LLaVA-NeXT (training_job/tiny_model.py) and fine-tunes it with the project's own training
    entry point (`python -m training_job.train`, the real config file plus CPU overrides) on generated photos
@@ -16,8 +16,9 @@
    the emulation and the backend through `AWS_ENDPOINT_URL*` variables) from the queue the way Lambda's SQS
    event source does (batches of cdk.json's `batch_size`, partial batch failures left for redelivery) until the
    queue is empty, and prints the labels table and the accuracy against the known labels.
-6. with `--review`, serves the review page (review_api/local.py, LOCAL MODE without sign-in) on the emulated
-   table and bucket and prints its URL: click through the photos the model was unsure about; Ctrl-C ends it.
+6. in a terminal (or with `--review`; `--no-review` skips it), serves the review page (review_api/local.py,
+   LOCAL MODE without sign-in) on the emulated table and bucket and prints its URL: click through the photos
+   the model was unsure about; Ctrl-C ends it.
 
 Everything lives in a temporary folder and is removed at the end (servers stopped, threads joined), unless
 `--output-dir` keeps the model, dataset, labels.csv and the training, engine and handler logs. Takes ~3 minutes on
@@ -1038,8 +1039,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--review",
-        action="store_true",
-        help="then serve the review page on the emulated table and bucket until Ctrl-C (local mode, no sign-in)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="then serve the review page on the emulated table and bucket until Ctrl-C (local mode, no sign-in); "
+        "default: on in a terminal, off otherwise (CI, pipes), so `make demo` ends on the page for a person only",
     )
     args = parser.parse_args(argv)
     if args.train_per_label < 1 or args.upload_per_label < 1 or args.epochs < 1:
@@ -1070,7 +1073,7 @@ def main(argv: list[str] | None = None) -> int:
             upload_per_label=args.upload_per_label,
             epochs=args.epochs,
             seed=args.seed,
-            review=args.review,
+            review=sys.stdin.isatty() if args.review is None else args.review,
             mode=args.mode,
         )
     except Exception as error:
