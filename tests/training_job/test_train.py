@@ -164,12 +164,14 @@ def test_untrained_model_fails_the_accuracy_gate(
     # Given the random tiny model, whose answers name no label
     args = ["--model-dir", str(tiny_model_dir), "--dataset", str(dataset_dir), "--output-dir", str(tmp_path)]
 
-    # When evaluated with a bar (constrained scoring lets a random model hit chance, well below it)
-    code = evaluation.main([*args, "--limit", "4", "--min-accuracy", "0.9", "--no-progress"])
+    # When evaluated with a bar on the whole validation split (the grammar lets a random model answer a label, but
+    # the same one for every photo: chance, well below the bar; a --limit could pick rows of that one label only)
+    code = evaluation.main([*args, "--min-accuracy", "0.9", "--no-progress"])
 
-    # Then the gate's exit code says "below the bar" and the invalid answers are counted
+    # Then the gate's exit code says "below the bar" and every free-text answer is counted as invalid
     assert code == evaluation.EXIT_BELOW_BAR
-    assert json.loads((tmp_path / "metrics.json").read_text())["invalid_answers"] == 4
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["invalid_answers"] == metrics["samples"] > 0
     assert "below the bar" in capsys.readouterr().err
 
 
