@@ -163,3 +163,23 @@ def engine_args(properties: dict[str, str], *, device: Literal["gpu", "cpu"]) ->
         args = {name: value for name, value in args.items() if name not in GPU_ONLY}
         args["dtype"] = "float32"
     return args
+
+
+def engine_batch_size(properties: dict[str, str]) -> int:
+    """`option.max_rolling_batch_size`: the requests one instance's engine runs at once (vLLM max_num_seqs).
+
+    Required rather than defaulted: the synth-time load check (stacks/endpoint_load.py) sizes the labellers'
+    concurrency against it, and LMI's own default differs between releases.
+    """
+    key = "option.max_rolling_batch_size"
+    value = properties.get(key)
+    if value is None:
+        raise InvalidServingProperties(
+            f"{constants.SERVING_PROPERTIES_FILE.name}: {key} must be set; the labellers' concurrency is checked "
+            "against it at synth"
+        )
+    if not value.isdigit() or int(value) < 1:
+        raise InvalidServingProperties(
+            f"{constants.SERVING_PROPERTIES_FILE.name}: {key} must be a positive integer, got {value!r}"
+        )
+    return int(value)
