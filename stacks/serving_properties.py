@@ -69,26 +69,6 @@ def to_environment(properties: dict[str, str]) -> dict[str, str]:
     return {"OPTION_" + key.removeprefix("option.").upper(): value for key, value in properties.items()}
 
 
-def engine_batch_size(properties: dict[str, str]) -> int:
-    """`option.max_rolling_batch_size`: the requests one instance's engine runs at once (vLLM max_num_seqs).
-
-    Required rather than defaulted: the synth-time load check (stacks/endpoint_load.py) sizes the labellers'
-    concurrency against it, and LMI's own default differs between releases.
-    """
-    key = "option.max_rolling_batch_size"
-    value = properties.get(key)
-    if value is None:
-        raise InvalidServingProperties(
-            f"{constants.SERVING_PROPERTIES_FILE.name}: {key} must be set; the labellers' concurrency is checked "
-            "against it at synth"
-        )
-    if not value.isdigit() or int(value) < 1:
-        raise InvalidServingProperties(
-            f"{constants.SERVING_PROPERTIES_FILE.name}: {key} must be a positive integer, got {value!r}"
-        )
-    return int(value)
-
-
 # LMI's names for vLLM engine args (VllmRbProperties: the DJL name is the one accepted).
 LMI_TO_VLLM = {
     "max_rolling_batch_size": "max_num_seqs",
