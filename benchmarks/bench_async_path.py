@@ -7,7 +7,7 @@ The real handlers (lambda/handler.py submitting, lambda/async_handler.py writing
 against moto's server, with tools/async_worker.py as the async endpoint, exactly as `scripts/demo.py --mode async`
 wires them. S3 delivers notifications at least once, so a fraction (--duplicates) of the upload notifications is
 delivered twice, and a fraction of the photos (--overwrites) gets a second version while the first may be in
-flight. The model is --model-url (anything serving POST /invocations: vLLM, model_code/local_server.py) or, by
+flight. The model is --model-url (anything serving POST /invocations: vLLM via model_code/vllm_server.py) or, by
 default, a stub that answers one taxonomy label instantly (the path is measured, not the model).
 
 Prints photos, versions, notifications, InvokeEndpointAsync submissions, inferences run, duplicate submissions,

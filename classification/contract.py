@@ -53,8 +53,8 @@ class InvalidTaxonomy(ValueError):
 @dataclass(frozen=True)
 class Prediction:
     label: str
-    # Probability of the whole answer under the model (product of its token probabilities); None when the
-    # response carried no logprobs.
+    # Probability of the whole answer as the endpoint decodes it: the product of its token probabilities after
+    # vLLM's choice-grammar mask (renormalised over the tokens the grammar allows); None without logprobs.
     confidence: float | None
 
 

@@ -5,8 +5,8 @@ It plays the three parts SageMaker plays for an async endpoint:
    the InputLocation and InferenceId headers) answers 202 with the output and failure locations, and queues the
    request;
 2. the instance: up to `max_concurrent_invocations` requests at once (AsyncInferenceConfig.ClientConfig) are read
-   from S3 and POSTed unchanged to the model server's `/invocations` (vLLM's OpenAI server and
-   model_code/local_server.py both serve it, as the LMI container does);
+   from S3 and POSTed unchanged to the model server's `/invocations` (vLLM's OpenAI server
+   serves it, as the LMI container does);
 3. the output: the response (or the failure) is written under the output (or failure) prefix and SageMaker's
    notification JSON is sent to the completion queue, as SNS does with raw message delivery.
 

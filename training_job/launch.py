@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(f"error: {error}", file=sys.stderr)
         return 1
     deepspeed_ready = not uses_deepspeed(args.accelerate_config)
-    # The children import training_job, classification and model_code from the asset root, wherever they start.
+    # The children import training_job and classification from the asset root, wherever they start.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     for command in commands:
         if not deepspeed_ready and "accelerate.commands.launch" in command:
