@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -309,6 +310,9 @@ class LocalAws:
 
     def __exit__(self, *exc: object) -> None:
         if self._server is not None:
+            # moto keeps its backends per process, not per server: forget this emulation's bucket, queues and table
+            # so a second run in the same process (the tests run both endpoint modes) starts from nothing.
+            urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST"))
             self._server.stop()
             self._server = None
 
