@@ -49,7 +49,7 @@ class TrainingPipelineConfig:
     instance_type: str = "ml.p5.48xlarge"  # 8x H100; launch.py spreads over SM_NUM_GPUS and SM_HOSTS
     instance_count: int = 1
     max_instance_count: int = 4  # the most an execution may ask for with `instance_count`
-    volume_size_gb: int = 500  # base weights ~15 GB + two ZeRO-3 checkpoints of ~100 GB + the final model
+    volume_size_gb: int = 500  # base ~15 GB + up to three ~120-GB ZeRO-3 checkpoints while rotating + final model
     max_runtime_seconds: int = 2 * 24 * 3600
     # P5 spot capacity is scarce: on by choice only. Spot restarts resume from the S3 checkpoints.
     use_spot: bool = False
@@ -63,7 +63,7 @@ class TrainingPipelineConfig:
     # mounted as the `model` channel; None: the Hub id of the training config (the job has internet: no VPC).
     base_model_prefix: str | None = None
     min_accuracy: float = 0.9  # the gate: validation accuracy below it stops the pipeline before registering
-    checkpoint_retention_days: int = 14  # checkpoints are ~100 GB each; spot resumes need them only while running
+    checkpoint_retention_days: int = 14  # checkpoints are ~120 GB each; spot resumes need them only while running
     serve_registered_model: bool = False  # the endpoint serves the registry's model (run the pipeline once first)
 
     def __post_init__(self) -> None:

@@ -33,7 +33,7 @@ def model_parameter_environment(model_registry: ModelStore | None) -> dict[str, 
 class ModelStore(Construct):
     """The training bucket (datasets, base weights, trained models, checkpoints) and the model registry parameter.
 
-    A bucket of its own, not the photo bucket: checkpoint churn (~100 GB every save) needs its own lifecycle, the
+    A bucket of its own, not the photo bucket: checkpoint churn (~120 GB every save) needs its own lifecycle, the
     training role never touches photos, and a backfill over the photo bucket never meets model files.
     """
 
