@@ -14,15 +14,15 @@ from cdk_nag import AwsSolutionsChecks
 
 from stacks import constants
 from stacks.config import AppConfig, ConfigError
-from stacks.photo_labeler_stack import PhotoLabelerStack
+from stacks.photo_labeller_stack import PhotoLabellerStack
 from stacks.serving_properties import InvalidServingProperties
 
 
-def build_app(app: cdk.App | None = None) -> tuple[cdk.App, PhotoLabelerStack]:
+def build_app(app: cdk.App | None = None) -> tuple[cdk.App, PhotoLabellerStack]:
     app = app or cdk.App()
     context = app.node.get_all_context()
     config = AppConfig.from_context(context.get(constants.CONTEXT_KEY), overrides=context)
-    stack = PhotoLabelerStack(app, config.name_prefix, config=config)
+    stack = PhotoLabellerStack(app, config.name_prefix, config=config)
     # cdk-nag v3 is a policy-validation plugin: any unacknowledged AwsSolutions finding fails `cdk synth`.
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app, stack

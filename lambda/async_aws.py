@@ -1,6 +1,6 @@
 """Data access for endpoint.mode async: the request bucket, InvokeEndpointAsync and the claim writes.
 
-Like labeler_aws.py, the only place that knows botocore's shapes; it speaks async_core's vocabulary.
+Like labeller_aws.py, the only place that knows botocore's shapes; it speaks async_core's vocabulary.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from async_core import (
 )
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from labeler_aws import DynamoLabelStore, S3ObjectStore, _error_text
-from labeler_core import HUMAN_DECISION_ATTRIBUTE, ConfigError, LabelerConfig, Status, TransientFault
+from labeller_aws import DynamoLabelStore, S3ObjectStore, _error_text
+from labeller_core import HUMAN_DECISION_ATTRIBUTE, ConfigError, LabellerConfig, Status, TransientFault
 
 # InvokeEndpointAsync only queues the request: it answers in milliseconds, so fail fast and let SQS retry.
 ASYNC_CLIENT_CONFIG = Config(
@@ -30,7 +30,7 @@ ASYNC_CLIENT_CONFIG = Config(
 DEFAULT_REQUEST_PREFIX = "requests/"  # stacks/async_inference.py writes the same default
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
-# The claim's condition, on top of the real-time path's version ordering (labeler_aws.RESULT_CONDITION):
+# The claim's condition, on top of the real-time path's version ordering (labeller_aws.RESULT_CONDITION):
 # no reviewer's decision; the existing *result* is older, or the same version without a final result from this
 # model; and any existing *claim* is for an older version, for another version or model of the same second,
 # or is this inference's own claim that failed, was abandoned before its invoke, or went stale.
@@ -262,9 +262,9 @@ def async_endpoint_from_env(
 
 
 def build_submitter(
-    config: LabelerConfig, session: Any, environ: Mapping[str, str], *, model_id: Callable[[], str] | None
+    config: LabellerConfig, session: Any, environ: Mapping[str, str], *, model_id: Callable[[], str] | None
 ) -> AsyncSubmitter:
-    """The upload path's / backfill's labeller when ENDPOINT_MODE=async (handler.get_labeler)."""
+    """The upload path's / backfill's labeller when ENDPOINT_MODE=async (handler.get_labeller)."""
     settings = AsyncSettings.from_env(environ)
     return AsyncSubmitter(
         config,
@@ -280,7 +280,7 @@ def build_submitter(
 def build_label_writer(session: Any, environ: Mapping[str, str]) -> LabelWriter:
     """The completion Lambda's writer (async_handler.get_writer)."""
     _required(environ, "TABLE_NAME", "ENDPOINT_NAME", "MODEL_ID")
-    config = LabelerConfig.from_env(environ)
+    config = LabellerConfig.from_env(environ)
     settings = AsyncSettings.from_env(environ)
     return LabelWriter(
         config,

@@ -2,11 +2,11 @@
 
 Two halves, each behind small protocols (async_aws.py implements them with boto3; tests use moto):
 
-- AsyncSubmitter (the upload path's and the backfill's labeller in async mode) is labeler_core.Labeler with one
+- AsyncSubmitter (the upload path's and the backfill's labeller in async mode) is labeller_core.Labeller with one
   step changed: every rule before the endpoint call is the same code (prefix, reviewer's decision, cheap resume,
   If-Match read, MISSING, REJECTED for bad inputs), then instead of waiting for the answer it
     1. claims the photo version in the labels table (conditional UpdateItem of `pending_*` attributes),
-    2. writes the exact request body the real-time path sends (labeler_core.encode_request) and a ticket naming
+    2. writes the exact request body the real-time path sends (labeller_core.encode_request) and a ticket naming
        the photo version to the request bucket,
     3. calls InvokeEndpointAsync(InputLocation=<request>, InferenceId=<deterministic id of bucket, key, version,
        model>) and marks the claim invoked.
@@ -39,12 +39,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from labeler_core import (
+from labeller_core import (
     FINAL_STATUSES,
     HUMAN_DECISION_ATTRIBUTE,
     ConfigError,
-    Labeler,
-    LabelerConfig,
+    Labeller,
+    LabellerConfig,
     ObjectRef,
     Outcome,
     Status,
@@ -309,12 +309,12 @@ class AsyncSettings:
 # -- the request side ---------------------------------------------------------------------------------------
 
 
-class AsyncSubmitter(Labeler):
-    """Labeler whose endpoint step submits an async request and records the claim (module docstring)."""
+class AsyncSubmitter(Labeller):
+    """Labeller whose endpoint step submits an async request and records the claim (module docstring)."""
 
     def __init__(
         self,
-        config: LabelerConfig,
+        config: LabellerConfig,
         *,
         objects: Any,
         labels: PendingStore,
@@ -412,7 +412,7 @@ class Completion:
 class LabelWriter:
     def __init__(
         self,
-        config: LabelerConfig,
+        config: LabellerConfig,
         *,
         labels: PendingStore,
         requests: RequestStore,

@@ -1,6 +1,6 @@
 """Powertools adapter of the labeller: SQS batches of S3 notifications, and Step Functions backfill batches.
 
-All decisions live in labeler_core; this module parses events, wires the boto3-backed data access, and turns
+All decisions live in labeller_core; this module parses events, wires the boto3-backed data access, and turns
 outcomes into logs (image URI on every line) and EMF metrics (names in docs/interfaces.md).
 """
 
@@ -17,7 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from labeler_aws import (
+from labeller_aws import (
     ENDPOINT_CLIENT_CONFIG,
     SSM_CLIENT_CONFIG,
     DynamoLabelStore,
@@ -25,12 +25,12 @@ from labeler_aws import (
     SageMakerEndpoint,
     SsmModelRegistry,
 )
-from labeler_core import (
+from labeller_core import (
     BACKFILL_TIME_MARGIN_MS,
     BackfillBatch,
     ConfigError,
-    Labeler,
-    LabelerConfig,
+    Labeller,
+    LabellerConfig,
     ObjectRef,
     Outcome,
     Status,
@@ -66,12 +66,12 @@ class TransientBatchError(Exception):
 
 
 @cache
-def get_labeler() -> Labeler:
+def get_labeller() -> Labeller:
     """Built on first use (not at import) so tests and the cold start read the final environment."""
     missing = [name for name in ("TABLE_NAME", "ENDPOINT_NAME", "MODEL_ID") if not os.environ.get(name)]
     if missing:
         raise ConfigError(f"environment variables not set: {', '.join(missing)}")
-    config = LabelerConfig.from_env(os.environ)
+    config = LabellerConfig.from_env(os.environ)
     mode = os.environ.get("ENDPOINT_MODE", "realtime")
     if mode not in ("realtime", "async"):
         raise ConfigError(f"ENDPOINT_MODE must be 'realtime' or 'async', got {mode!r}")
@@ -90,7 +90,7 @@ def get_labeler() -> Labeler:
         from async_aws import build_submitter
 
         return build_submitter(config, session, os.environ, model_id=registry)
-    return Labeler(
+    return Labeller(
         config,
         objects=S3ObjectStore(session.client("s3")),
         endpoint=SageMakerEndpoint(
@@ -106,7 +106,7 @@ def label_one(ref: ObjectRef, *, reclassify: bool = False) -> Outcome:
     logger.append_keys(image_uri=ref.image_uri)
     try:
         try:
-            outcome = get_labeler().process(ref, reclassify=reclassify)
+            outcome = get_labeller().process(ref, reclassify=reclassify)
         except TransientFault as error:
             metrics.add_metric(name="TransientFailures", unit=MetricUnit.Count, value=1)
             logger.warning("transient failure, will be retried", extra={"error": str(error)})

@@ -10,7 +10,7 @@ A decision is stored on the photo's own item, beside the model's result, which s
 - `reviewed_by`, `reviewed_by_sub`, `reviewed_at`   who (the JWT's name and subject) and when (ISO-8601 UTC)
 - `status_before_review`   what the model had decided, so an undo restores it exactly
 `label`, `confidence`, `model`, `classified_at`, `reason` stay as the model wrote them (the review report compares
-the two). The labeller never overwrites an item carrying `review_decision` (lambda/labeler_core.py).
+the two). The labeller never overwrites an item carrying `review_decision` (lambda/labeller_core.py).
 
 Concurrency: every photo shown carries a `token` naming the state it was shown in (status, classified_at,
 reviewed_at); a decision is written only if the item is still in that state, so two reviewers never silently
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-# The attribute whose presence marks a human decision; the labeller checks the same name (labeler_core).
+# The attribute whose presence marks a human decision; the labeller checks the same name (labeller_core).
 DECISION_ATTRIBUTE = "review_decision"
 REVIEWED = "REVIEWED"
 REVIEW_REJECTED = "REVIEW_REJECTED"

@@ -482,13 +482,13 @@ def lambda_handler_module(log: TextIO) -> Iterator[Any]:
         sys.path.insert(0, str(LAMBDA_DIR))
     import handler
 
-    handler.get_labeler.cache_clear()  # built from the environment set above, not an earlier one
+    handler.get_labeller.cache_clear()  # built from the environment set above, not an earlier one
     registered = handler.logger.registered_handler
     previous_stream = registered.setStream(log) if isinstance(registered, logging.StreamHandler) else None
     try:
         yield handler
     finally:
-        handler.get_labeler.cache_clear()
+        handler.get_labeller.cache_clear()
         if previous_stream is not None:
             registered.setStream(previous_stream)
 

@@ -1,1 +1,1 @@
-"""The CDK app's constructs: one module per capability, composed by `photo_labeler_stack.PhotoLabelerStack`."""
+"""The CDK app's constructs: one module per capability, composed by `photo_labeller_stack.PhotoLabellerStack`."""

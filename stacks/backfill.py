@@ -241,7 +241,7 @@ class Backfill(Construct):
         role = self.function_role
         objects_arn = self._source_objects_arn()
         role.add_to_policy(
-            # The current version only (labeler_aws.S3ObjectStore reads with IfMatch, never a VersionId).
+            # The current version only (labeller_aws.S3ObjectStore reads with IfMatch, never a VersionId).
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects_arn])
         )
         # With ListBucket a photo deleted since the listing reads as 404 (recorded MISSING) instead of 403.

@@ -30,8 +30,8 @@ ESM_MAX_MAX_CONCURRENCY = 1000  # and its upper bound
 SQS_MAX_BATCH_SIZE = 10  # without a batching window; larger batches would need one
 SQS_MAX_RECEIVE_COUNT = 1000  # SQS redrive policy limit
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
-# One photo's worst case in the labeller (lambda/labeler_core.BACKFILL_TIME_MARGIN_MS): two endpoint attempts of
-# 5 s connect + 60 s read (labeler_aws.ENDPOINT_CLIENT_CONFIG) plus S3/DynamoDB. Both handlers stop taking records
+# One photo's worst case in the labeller (lambda/labeller_core.BACKFILL_TIME_MARGIN_MS): two endpoint attempts of
+# 5 s connect + 60 s read (labeller_aws.ENDPOINT_CLIENT_CONFIG) plus S3/DynamoDB. Both handlers stop taking records
 # when less than this is left of the invocation, so a function timeout must hold at least one.
 LABELLER_RECORD_WORST_CASE_SECONDS = 140
 LAMBDA_MIN_MEMORY_MB = 128

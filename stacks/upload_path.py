@@ -201,7 +201,7 @@ class UploadPath(Construct):
         endpoint: InferenceEndpoint | None,
         upload_prefix: str,
     ) -> None:
-        # Read only the upload prefix, current versions only: labeler_aws.S3ObjectStore reads with IfMatch (the
+        # Read only the upload prefix, current versions only: labeller_aws.S3ObjectStore reads with IfMatch (the
         # notification's ETag) and never passes a VersionId, so s3:GetObjectVersion is not needed.
         uploads_arn = bucket.arn_for_objects(f"{upload_prefix}*")
         self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[uploads_arn]))

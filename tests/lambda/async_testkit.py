@@ -11,9 +11,9 @@ from typing import Any
 import boto3
 from async_aws import DynamoPendingStore, S3RequestStore
 from async_core import AsyncSettings, AsyncSubmitter, LabelWriter
-from labeler_aws import S3ObjectStore
-from labeler_core import LabelerConfig, TransientFault
-from labeler_testkit import MODEL_ID, REGION, TABLE
+from labeller_aws import S3ObjectStore
+from labeller_core import LabellerConfig, TransientFault
+from labeller_testkit import MODEL_ID, REGION, TABLE
 
 from classification.contract import Taxonomy
 
@@ -62,8 +62,8 @@ def create_async_bucket() -> Any:
     return s3
 
 
-def config(threshold: float = 0.6) -> LabelerConfig:
-    return LabelerConfig(model_id=MODEL_ID, taxonomy=Taxonomy.load(), confidence_threshold=threshold)
+def config(threshold: float = 0.6) -> LabellerConfig:
+    return LabellerConfig(model_id=MODEL_ID, taxonomy=Taxonomy.load(), confidence_threshold=threshold)
 
 
 def parts(

@@ -21,7 +21,7 @@ if str(LAMBDA_DIR) not in sys.path:
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "photo-labeler")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "HotelPhotos")
 
-from labeler_testkit import BUCKET, ENDPOINT, MODEL_ID, REGION, TABLE, Aws  # noqa: E402
+from labeller_testkit import BUCKET, ENDPOINT, MODEL_ID, REGION, TABLE, Aws  # noqa: E402
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def aws(lambda_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         )
         import handler
 
-        handler.get_labeler.cache_clear()
+        handler.get_labeller.cache_clear()
         # The Logger bound sys.stdout at import (collection time); give each test its own readable stream.
         monkeypatch.setattr(handler.logger.registered_handler, "stream", io.StringIO())
         # A labeller built in an earlier test holds clients of a finished mock: start from a clean cache.

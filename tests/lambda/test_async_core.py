@@ -24,16 +24,16 @@ from async_testkit import (
     parts,
     success_notification,
 )
-from labeler_core import (
+from labeller_core import (
     ConfigError,
-    Labeler,
+    Labeller,
     ObjectRef,
     Status,
     TransientFault,
     clean_etag,
     encode_request,
 )
-from labeler_testkit import BUCKET, MODEL_ID, Aws, photo, vllm_answer
+from labeller_testkit import BUCKET, MODEL_ID, Aws, photo, vllm_answer
 
 from classification.contract import Taxonomy
 from classification.images import normalize
@@ -86,7 +86,7 @@ def test_a_photo_is_submitted_once_with_the_exact_real_time_request_and_complete
         def put_result(self, item: Any, *, final_statuses: Any) -> bool:
             return True
 
-    Labeler(submitter.config, objects=submitter._objects, endpoint=Capture(), labels=NoLabels()).process(ref)  # type: ignore[arg-type]
+    Labeller(submitter.config, objects=submitter._objects, endpoint=Capture(), labels=NoLabels()).process(ref)  # type: ignore[arg-type]
     assert real_time_bodies == [sent]
     # and the table says PENDING, with the claim naming this inference
     item = aws.item(KEY)

@@ -16,10 +16,10 @@ from async_aws import S3RequestStore, SageMakerAsyncEndpoint
 from async_testkit import ASYNC_BUCKET, REQUEST_PREFIX, Submission, create_async_bucket, failure_notification
 from async_testkit import success_notification as notification_of
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-from labeler_core import ConfigError, TransientFault
-from labeler_testkit import BUCKET, ENDPOINT, REGION, Aws, FakeContext, photo, vllm_answer
+from labeller_core import ConfigError, TransientFault
+from labeller_testkit import BUCKET, ENDPOINT, REGION, Aws, FakeContext, photo, vllm_answer
 from moto.core import DEFAULT_ACCOUNT_ID
-from test_labeler_handler import emitted_metrics, lambda_event, log_lines, make_queue, receive
+from test_labeller_handler import emitted_metrics, lambda_event, log_lines, make_queue, receive
 
 
 @pytest.fixture
@@ -153,11 +153,11 @@ def test_a_wrong_endpoint_mode_or_missing_bucket_names_the_variable(
 ) -> None:
     monkeypatch.setenv("ENDPOINT_MODE", "batch")
     with pytest.raises(ConfigError, match="ENDPOINT_MODE"):
-        handler.get_labeler()
-    handler.get_labeler.cache_clear()
+        handler.get_labeller()
+    handler.get_labeller.cache_clear()
     monkeypatch.setenv("ENDPOINT_MODE", "async")
     with pytest.raises(ConfigError, match="ASYNC_REQUEST_BUCKET"):
-        handler.get_labeler()
+        handler.get_labeller()
 
 
 def test_a_throttled_async_invoke_is_a_transient_fault(aws: Aws) -> None:

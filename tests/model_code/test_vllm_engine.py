@@ -31,7 +31,7 @@ class _Objects:
     body: bytes
 
     def get(self, bucket: str, key: str, *, if_match: str | None, max_bytes: int) -> Any:
-        from labeler_core import StoredObject
+        from labeller_core import StoredObject
 
         return StoredObject(self.body, len(self.body), "etag-1", None, datetime(2026, 1, 1, tzinfo=UTC))
 
@@ -70,20 +70,20 @@ class _RecordingEndpoint:
 def test_the_lambdas_exact_request_gets_a_taxonomy_label_with_logprobs(
     vllm_server: Any, taxonomy: Taxonomy
 ) -> None:
-    from labeler_core import Labeler, LabelerConfig, ObjectRef
+    from labeller_core import Labeller, LabellerConfig, ObjectRef
 
     # Given the Lambda's own labeller, its endpoint pointed at the engine's /invocations, and a new photo
     endpoint = _RecordingEndpoint(vllm_server.base_url + "/invocations")
     labels = _Labels()
-    labeler = Labeler(
-        LabelerConfig(model_id="session-model", taxonomy=taxonomy),
+    labeller = Labeller(
+        LabellerConfig(model_id="session-model", taxonomy=taxonomy),
         objects=_Objects(jpeg(COLOURS["Pool"], size=(800, 600))),
         endpoint=endpoint,
         labels=labels,
     )
 
     # When it processes the upload
-    outcome = labeler.process(ObjectRef("bucket", "uploads/hotel-1/pool.jpg"))
+    outcome = labeller.process(ObjectRef("bucket", "uploads/hotel-1/pool.jpg"))
 
     # Then the engine answered the request the Lambda built with one of the taxonomy's answers, with logprobs
     request = json.loads(endpoint.sent[0])
@@ -149,8 +149,8 @@ def test_boto3_invoke_endpoint_reaches_the_engine_through_sagemaker_runtimes_rou
     vllm_server: Any, taxonomy: Taxonomy
 ) -> None:
     from botocore.exceptions import ClientError
-    from labeler_aws import SageMakerEndpoint
-    from labeler_core import TransientFault
+    from labeller_aws import SageMakerEndpoint
+    from labeller_core import TransientFault
 
     client = runtime_client(vllm_server.base_url)
 

@@ -14,7 +14,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from app import build_app
-from stacks.photo_labeler_stack import PhotoLabelerStack
+from stacks.photo_labeller_stack import PhotoLabellerStack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODEL_URI = "s3://example-models/llava-run-7/model/"
@@ -46,7 +46,7 @@ VARIANTS = ("no_model", "with_model", "registry", "regional", "scoped_backfill",
 @dataclass(frozen=True)
 class Synthesized:
     app: cdk.App
-    stack: PhotoLabelerStack
+    stack: PhotoLabellerStack
     template: Template
 
     @property

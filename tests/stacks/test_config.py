@@ -214,7 +214,7 @@ def test_a_tool_reads_the_whole_config_without_importing_the_stack_or_any_constr
     }
     # And no construct module was imported to get there (no registry filled by imports)
     constructs = {
-        "stacks.photo_labeler_stack",
+        "stacks.photo_labeller_stack",
         "stacks.backfill",
         "stacks.training_pipeline",
         "stacks.monitoring",

@@ -268,7 +268,7 @@ def test_the_training_role_gets_no_key_reencryption(with_model: Synthesized) -> 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_no_role_may_read_old_object_versions(variant: str, request: pytest.FixtureRequest) -> None:
-    # The labeller reads the current version with IfMatch (labeler_aws.S3ObjectStore.get): s3:GetObjectVersion
+    # The labeller reads the current version with IfMatch (labeller_aws.S3ObjectStore.get): s3:GetObjectVersion
     # on the photo bucket would only widen what a leaked credential could read. The one exception is the review
     # API, which presigns the exact version that was labelled (issue 12), under the upload prefix only.
     synthesized: Synthesized = request.getfixturevalue(variant)

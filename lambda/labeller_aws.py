@@ -1,4 +1,4 @@
-"""Data access for the labeller: S3, the endpoint, the labels table and the model registry (labeler_core's seams).
+"""Data access for the labeller: S3, the endpoint, the labels table and the model registry (labeller_core's seams).
 
 This is the only module that knows botocore's error shapes; it turns them into the core's vocabulary
 (ObjectMissing, ObjectSuperseded, TransientFault, "not written").
@@ -16,7 +16,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from labeler_core import (
+from labeller_core import (
     HUMAN_DECISION_ATTRIBUTE,
     ObjectMissing,
     ObjectSuperseded,
@@ -110,8 +110,8 @@ class SageMakerEndpoint:
 
 
 # The newest version wins; the same version is rewritten only while it lacks a final result or when another
-# model produced it (reclassify). See labeler_core's docstring for the reasoning.
-# Never over a reviewer's decision (labeler_core.HUMAN_DECISION_ATTRIBUTE), whatever the version or model.
+# model produced it (reclassify). See labeller_core's docstring for the reasoning.
+# Never over a reviewer's decision (labeller_core.HUMAN_DECISION_ATTRIBUTE), whatever the version or model.
 RESULT_CONDITION = (
     f"attribute_not_exists({HUMAN_DECISION_ATTRIBUTE}) AND ("
     "attribute_not_exists(image_uri) OR attribute_not_exists(source_last_modified)"
@@ -190,7 +190,7 @@ class SsmModelRegistry:
     Until the training pipeline has registered a model the parameter does not exist: the labeller then records
     `fallback` (MODEL_ID) and warns once; the next lookup after the cache expires tries SSM again. Any other SSM
     error raises TransientFault, so the record fails and is retried, instead of being attributed to a guess.
-    Called as `registry()` it is the `model_id` callable labeler_core.Labeler takes.
+    Called as `registry()` it is the `model_id` callable labeller_core.Labeller takes.
     """
 
     def __init__(

@@ -29,7 +29,7 @@ from stacks.upload_path import UploadPath
 NO_MODEL_ID = "none"  # MODEL_ID when no model is deployed yet (the Lambda is then never invoked)
 
 
-class PhotoLabelerStack(Stack):
+class PhotoLabellerStack(Stack):
     def __init__(
         self,
         scope: Construct,

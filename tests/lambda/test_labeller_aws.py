@@ -1,4 +1,4 @@
-"""labeler_aws.SsmModelRegistry against moto's SSM: the model id the labeller records, its cache and its faults."""
+"""labeller_aws.SsmModelRegistry against moto's SSM: the model id the labeller records, its cache, its faults."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
-from labeler_aws import MODEL_PARAMETER_MAX_AGE_SECONDS, SsmModelRegistry
-from labeler_core import TransientFault
-from labeler_testkit import MODEL_ID, REGION, Aws
+from labeller_aws import MODEL_PARAMETER_MAX_AGE_SECONDS, SsmModelRegistry
+from labeller_core import TransientFault
+from labeller_testkit import MODEL_ID, REGION, Aws
 
 PARAMETER = "/hotel-photos/model/current"
 RUN_1 = "s3://hotel-photos-training/models/run-1/"

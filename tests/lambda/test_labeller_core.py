@@ -1,4 +1,4 @@
-"""labeler_core without AWS: event parsing, configuration, and decisions taken before any write."""
+"""labeller_core without AWS: event parsing, configuration, and decisions taken before any write."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from labeler_core import (
+from labeller_core import (
     BackfillBatch,
     ConfigError,
-    Labeler,
-    LabelerConfig,
+    Labeller,
+    LabellerConfig,
     ObjectRef,
     Status,
     StoredObject,
@@ -21,7 +21,7 @@ from labeler_core import (
     format_last_modified,
     parse_s3_notification,
 )
-from labeler_testkit import MODEL_ID, photo, vllm_answer
+from labeller_testkit import MODEL_ID, photo, vllm_answer
 
 from classification.contract import Taxonomy
 
@@ -75,23 +75,23 @@ class MemoryLabels:
         return self.items.setdefault(item["image_uri"], dict(item)) is not None
 
 
-def make_labeler(
+def make_labeller(
     objects: dict[str, bytes],
     *replies: bytes | Exception,
     model_id: Callable[[], str] | None = None,
     **config: Any,
-) -> tuple[Labeler, Any, Any]:
+) -> tuple[Labeller, Any, Any]:
     endpoint = ScriptedEndpoint(*replies)
     labels = MemoryLabels()
-    labeler = Labeler(
-        LabelerConfig(model_id=MODEL_ID, taxonomy=TAXONOMY, **config),
+    labeller = Labeller(
+        LabellerConfig(model_id=MODEL_ID, taxonomy=TAXONOMY, **config),
         objects=MemoryObjects(objects),
         endpoint=endpoint,
         labels=labels,
         clock=lambda: MODIFIED,
         model_id=model_id,
     )
-    return labeler, endpoint, labels
+    return labeller, endpoint, labels
 
 
 def s3_event(key: str, event_name: str = "ObjectCreated:Put", etag: str = "abc") -> str:
@@ -118,37 +118,37 @@ def test_a_message_that_is_not_an_s3_notification_is_an_error_not_silently_dropp
 def test_config_from_env_names_the_bad_variable(tmp_path: Path) -> None:
     base = {"MODEL_ID": MODEL_ID}
     with pytest.raises(ConfigError, match="MODEL_ID"):
-        LabelerConfig.from_env({})
+        LabellerConfig.from_env({})
     with pytest.raises(ConfigError, match="CONFIDENCE_THRESHOLD"):
-        LabelerConfig.from_env({**base, "CONFIDENCE_THRESHOLD": "high"})
+        LabellerConfig.from_env({**base, "CONFIDENCE_THRESHOLD": "high"})
     with pytest.raises(ConfigError, match="CONFIDENCE_THRESHOLD"):
-        LabelerConfig.from_env({**base, "CONFIDENCE_THRESHOLD": "1.5"})
+        LabellerConfig.from_env({**base, "CONFIDENCE_THRESHOLD": "1.5"})
     with pytest.raises(ConfigError, match="hotel_id"):
-        LabelerConfig.from_env({**base, "HOTEL_ID_PATTERN": r"^uploads/([^/]+)/"})
+        LabellerConfig.from_env({**base, "HOTEL_ID_PATTERN": r"^uploads/([^/]+)/"})
     with pytest.raises(ConfigError, match="not a valid regex"):
-        LabelerConfig.from_env({**base, "HOTEL_ID_PATTERN": r"(?P<hotel_id>"})
+        LabellerConfig.from_env({**base, "HOTEL_ID_PATTERN": r"(?P<hotel_id>"})
     with pytest.raises(ConfigError, match="MODEL_PARAMETER_NAME"):
-        LabelerConfig.from_env({**base, "MODEL_PARAMETER_NAME": "/photos/model current"})
-    assert LabelerConfig.from_env({**base, "MODEL_PARAMETER_NAME": ""}).model_parameter_name is None
+        LabellerConfig.from_env({**base, "MODEL_PARAMETER_NAME": "/photos/model current"})
+    assert LabellerConfig.from_env({**base, "MODEL_PARAMETER_NAME": ""}).model_parameter_name is None
     registry = "/hotel-photos/model/current"
-    assert LabelerConfig.from_env({**base, "MODEL_PARAMETER_NAME": registry}).model_parameter_name == registry
+    assert LabellerConfig.from_env({**base, "MODEL_PARAMETER_NAME": registry}).model_parameter_name == registry
     arn = "arn:aws:ssm:us-east-1:123456789012:parameter/hotel-photos/model/current"
-    assert LabelerConfig.from_env({**base, "MODEL_PARAMETER_NAME": arn}).model_parameter_name == arn
+    assert LabellerConfig.from_env({**base, "MODEL_PARAMETER_NAME": arn}).model_parameter_name == arn
     (tmp_path / "classification").mkdir()
     (tmp_path / "classification" / "mine.json").write_text('{"labels": ["Room", "Pool"]}', encoding="utf-8")
-    config = LabelerConfig.from_env({**base, "TAXONOMY_FILE": "classification/mine.json"}, task_root=tmp_path)
+    config = LabellerConfig.from_env({**base, "TAXONOMY_FILE": "classification/mine.json"}, task_root=tmp_path)
     assert config.taxonomy.labels == ("Room", "Pool")
 
 
 def test_confident_answer_is_labeled_and_a_weak_one_needs_review() -> None:
-    labeler, _, labels = make_labeler(
+    labeller, _, labels = make_labeller(
         {"uploads/h1/a.jpg": photo((0, 0, 0)), "uploads/h1/b.jpg": photo((0, 0, 0))},
         json.dumps(vllm_answer("Pool", logprob=-0.1)).encode(),  # p = 0.90
         json.dumps(vllm_answer("Bar", logprob=-2.0)).encode(),  # p = 0.14
         confidence_threshold=0.6,
     )
-    strong = labeler.process(ObjectRef("hotel-photos", "uploads/h1/a.jpg", "etag-1"))
-    weak = labeler.process(ObjectRef("hotel-photos", "uploads/h1/b.jpg", "etag-1"))
+    strong = labeller.process(ObjectRef("hotel-photos", "uploads/h1/a.jpg", "etag-1"))
+    weak = labeller.process(ObjectRef("hotel-photos", "uploads/h1/b.jpg", "etag-1"))
     assert (strong.status, strong.label) == (Status.LABELED, "Pool")
     assert (weak.status, weak.label) == (Status.NEEDS_REVIEW, "Bar")
     assert "below 0.6" in (weak.reason or "")
@@ -159,37 +159,37 @@ def test_confident_answer_is_labeled_and_a_weak_one_needs_review() -> None:
 def test_an_answer_without_logprobs_needs_review() -> None:
     answer = vllm_answer("Pool")
     answer["choices"][0]["logprobs"] = None
-    labeler, _, _ = make_labeler({"uploads/h/a.jpg": photo((0, 0, 0))}, json.dumps(answer).encode())
-    outcome = labeler.process(ObjectRef("hotel-photos", "uploads/h/a.jpg"))
+    labeller, _, _ = make_labeller({"uploads/h/a.jpg": photo((0, 0, 0))}, json.dumps(answer).encode())
+    outcome = labeller.process(ObjectRef("hotel-photos", "uploads/h/a.jpg"))
     assert outcome.status == Status.NEEDS_REVIEW and "no confidence" in (outcome.reason or "")
 
 
 def test_an_answer_outside_the_taxonomy_is_retried_not_recorded() -> None:
     bad = json.dumps(vllm_answer("Kitchen")).encode()
-    labeler, _, labels = make_labeler({"uploads/h/a.jpg": photo((0, 0, 0))}, bad)
+    labeller, _, labels = make_labeller({"uploads/h/a.jpg": photo((0, 0, 0))}, bad)
     with pytest.raises(TransientFault, match="outside the taxonomy"):
-        labeler.process(ObjectRef("hotel-photos", "uploads/h/a.jpg"))
+        labeller.process(ObjectRef("hotel-photos", "uploads/h/a.jpg"))
     assert labels.items == {}
 
 
 def test_an_oversized_object_is_rejected_without_calling_the_endpoint() -> None:
-    labeler, endpoint, _ = make_labeler({"uploads/h/big.jpg": photo((0, 0, 0))}, max_object_bytes=100)
-    outcome = labeler.process(ObjectRef("hotel-photos", "uploads/h/big.jpg"))
+    labeller, endpoint, _ = make_labeller({"uploads/h/big.jpg": photo((0, 0, 0))}, max_object_bytes=100)
+    outcome = labeller.process(ObjectRef("hotel-photos", "uploads/h/big.jpg"))
     assert outcome.status == Status.REJECTED and "larger than the 100-byte limit" in (outcome.reason or "")
     assert endpoint.calls == 0
 
 
 def test_keys_outside_the_upload_prefix_are_skipped_without_any_read() -> None:
-    labeler, endpoint, labels = make_labeler({})
-    outcome = labeler.process(ObjectRef("hotel-photos", "thumbnails/h/a.jpg", "e"))
+    labeller, endpoint, labels = make_labeller({})
+    outcome = labeller.process(ObjectRef("hotel-photos", "thumbnails/h/a.jpg", "e"))
     assert outcome.status == Status.SKIPPED and labels.items == {} and endpoint.calls == 0
 
 
 def test_folder_placeholders_are_skipped_not_rejected() -> None:
     # Given the empty object the S3 console writes for "Create folder"
-    labeler, endpoint, labels = make_labeler({"uploads/h/": b""})
+    labeller, endpoint, labels = make_labeller({"uploads/h/": b""})
     # When it is delivered (upload notification or backfill listing)
-    outcome = labeler.process(ObjectRef("hotel-photos", "uploads/h/", "e"))
+    outcome = labeller.process(ObjectRef("hotel-photos", "uploads/h/", "e"))
     # Then it leaves no item (no REJECTED noise in the table) and costs no read
     assert outcome.status == Status.SKIPPED and "folder" in (outcome.reason or "")
     assert labels.items == {} and endpoint.calls == 0
@@ -197,14 +197,14 @@ def test_folder_placeholders_are_skipped_not_rejected() -> None:
 
 def test_reclassify_relabels_only_results_of_another_model() -> None:
     answer = json.dumps(vllm_answer("Lobby")).encode()
-    labeler, endpoint, labels = make_labeler({"uploads/h/a.jpg": photo((0, 0, 0))}, answer, answer)
+    labeller, endpoint, labels = make_labeller({"uploads/h/a.jpg": photo((0, 0, 0))}, answer, answer)
     ref = ObjectRef("hotel-photos", "uploads/h/a.jpg", "etag-1")
-    labeler.process(ref)
+    labeller.process(ref)
     # same model: even reclassify skips it, without a download
-    assert labeler.process(ref, reclassify=True).status == Status.SKIPPED
+    assert labeller.process(ref, reclassify=True).status == Status.SKIPPED
     labels.items[ref.image_uri]["model"] = "llava-next-hotel-v0"
-    assert labeler.process(ref).status == Status.SKIPPED  # an ordinary redelivery keeps the old result
-    assert labeler.process(ref, reclassify=True).status == Status.LABELED
+    assert labeller.process(ref).status == Status.SKIPPED  # an ordinary redelivery keeps the old result
+    assert labeller.process(ref, reclassify=True).status == Status.LABELED
     assert labels.items[ref.image_uri]["model"] == MODEL_ID and endpoint.calls == 2
 
 
@@ -218,16 +218,16 @@ def test_the_model_is_asked_once_per_photo_so_a_new_registration_applies_to_the_
         return registry[0]
 
     answer = json.dumps(vllm_answer("Lobby")).encode()
-    labeler, endpoint, labels = make_labeler(
+    labeller, endpoint, labels = make_labeller(
         {"uploads/h/a.jpg": photo((0, 0, 0))}, answer, answer, model_id=current_model
     )
     ref = ObjectRef("hotel-photos", "uploads/h/a.jpg", "etag-1")
 
     # When the photo is labelled under v1, then reclassified before and after the registry moves to v2
-    assert labeler.process(ref).model == "llava-next-hotel-v1"
-    assert labeler.process(ref, reclassify=True).status == Status.SKIPPED  # same model: nothing to redo
+    assert labeller.process(ref).model == "llava-next-hotel-v1"
+    assert labeller.process(ref, reclassify=True).status == Status.SKIPPED  # same model: nothing to redo
     registry[0] = "llava-next-hotel-v2"
-    relabeled = labeler.process(ref, reclassify=True)
+    relabeled = labeller.process(ref, reclassify=True)
 
     # Then the item names the model that produced it, and each photo asked for the model exactly once
     assert (relabeled.status, relabeled.model) == (Status.LABELED, "llava-next-hotel-v2")
@@ -239,9 +239,9 @@ def test_a_registry_fault_fails_the_photo_before_anything_is_read_or_written() -
     def unavailable() -> str:
         raise TransientFault("SSM GetParameter failed: ThrottlingException")
 
-    labeler, endpoint, labels = make_labeler({"uploads/h/a.jpg": photo((0, 0, 0))}, model_id=unavailable)
+    labeller, endpoint, labels = make_labeller({"uploads/h/a.jpg": photo((0, 0, 0))}, model_id=unavailable)
     with pytest.raises(TransientFault, match="ThrottlingException"):
-        labeler.process(ObjectRef("hotel-photos", "uploads/h/a.jpg", "etag-1"))
+        labeller.process(ObjectRef("hotel-photos", "uploads/h/a.jpg", "etag-1"))
     assert labels.items == {} and endpoint.calls == 0
 
 

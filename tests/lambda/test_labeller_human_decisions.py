@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import handler
-from labeler_aws import DynamoLabelStore
-from labeler_core import HUMAN_DECISION_ATTRIBUTE
-from labeler_testkit import BUCKET, MODEL_ID, TABLE, Aws, FakeContext, photo, queue_endpoint_reply, vllm_answer
+from labeller_aws import DynamoLabelStore
+from labeller_core import HUMAN_DECISION_ATTRIBUTE
+from labeller_testkit import BUCKET, MODEL_ID, TABLE, Aws, FakeContext, photo, queue_endpoint_reply, vllm_answer
 
 from review_api.core import DECISION_ATTRIBUTE
 
@@ -49,7 +49,7 @@ def test_a_reviewed_photo_is_left_alone_by_a_new_upload_a_backfill_and_a_reclass
     queue_endpoint_reply(vllm_answer("Pool"))
     reclassify = {"Items": [{"Key": key}], "BatchInput": {"bucket": BUCKET, "reclassify": True}}
     summaries = [handler.backfill_handler(event, FakeContext())]
-    handler.get_labeler.cache_clear()
+    handler.get_labeller.cache_clear()
     handler.os.environ["MODEL_ID"] = "llava-next-hotel-v2"
     summaries.append(handler.backfill_handler(reclassify, FakeContext()))
     aws.s3.put_object(Bucket=BUCKET, Key=key, Body=photo((240, 240, 240)))

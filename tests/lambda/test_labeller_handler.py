@@ -18,15 +18,15 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from botocore.response import StreamingBody
-from labeler_aws import (
+from labeller_aws import (
     MODEL_PARAMETER_MAX_AGE_SECONDS,
     DynamoLabelStore,
     S3ObjectStore,
     SageMakerEndpoint,
     SsmModelRegistry,
 )
-from labeler_core import Labeler, LabelerConfig, StoredObject
-from labeler_testkit import (
+from labeller_core import Labeller, LabellerConfig, StoredObject
+from labeller_testkit import (
     BUCKET,
     ENDPOINT,
     MODEL_ID,
@@ -373,13 +373,13 @@ def test_under_heavy_endpoint_faults_every_upload_ends_with_exactly_one_correct_
     # Given 60 uploads, 10 of them notified twice, and an endpoint failing 40 % of calls in every known way
     queue, dlq = make_queue(aws, max_receive=20)
     flaky = FlakyRuntime(failure_rate=0.4, seed=7)
-    labeler = Labeler(
-        LabelerConfig.from_env(handler.os.environ),
+    labeller = Labeller(
+        LabellerConfig.from_env(handler.os.environ),
         objects=S3ObjectStore(aws.s3),
         endpoint=SageMakerEndpoint(flaky, ENDPOINT),
         labels=DynamoLabelStore(aws.dynamodb, handler.os.environ["TABLE_NAME"]),
     )
-    monkeypatch.setattr(handler, "get_labeler", lambda: labeler)
+    monkeypatch.setattr(handler, "get_labeller", lambda: labeller)
     expected = {f"uploads/h{i % 5}/photo-{i:02d}.jpg": LABELS[i % len(LABELS)] for i in range(60)}
     for i, key in enumerate(expected):
         aws.s3.put_object(Bucket=BUCKET, Key=key, Body=photo(PALETTE[i % len(LABELS)]))
@@ -497,19 +497,19 @@ class CountingObjects(S3ObjectStore):
         return super().get(bucket, key, if_match=if_match, max_bytes=max_bytes)
 
 
-def use_labeler(
+def use_labeller(
     aws: Aws, monkeypatch: pytest.MonkeyPatch, *, model_id: Callable[[], str] | None = None
 ) -> CountingObjects:
     """Serve the handler a labeller on moto whose downloads are counted (and whose model source is given)."""
     objects = CountingObjects(aws.s3)
-    labeler = Labeler(
-        LabelerConfig.from_env(handler.os.environ),
+    labeller = Labeller(
+        LabellerConfig.from_env(handler.os.environ),
         objects=objects,
         endpoint=SageMakerEndpoint(boto3.client("sagemaker-runtime", region_name=REGION), ENDPOINT),
         labels=DynamoLabelStore(aws.dynamodb, TABLE),
         model_id=model_id,
     )
-    monkeypatch.setattr(handler, "get_labeler", lambda: labeler)
+    monkeypatch.setattr(handler, "get_labeller", lambda: labeller)
     return objects
 
 
@@ -539,11 +539,11 @@ def test_a_resumed_listing_backfill_costs_one_table_read_per_finished_photo_not_
     batch_input = {"bucket": BUCKET, "reclassify": False}
     queue_endpoint_reply(vllm_answer("Room"))
     queue_endpoint_reply(vllm_answer("Pool"))
-    use_labeler(aws, monkeypatch)
+    use_labeller(aws, monkeypatch)
     assert handler.backfill_handler({"Items": items[:2], "BatchInput": batch_input}, FakeContext())["labeled"] == 2
 
     # When the backfill is started again over the same listing
-    objects = use_labeler(aws, monkeypatch)
+    objects = use_labeller(aws, monkeypatch)
     queue_endpoint_reply(vllm_answer("Spa"))
     summary = handler.backfill_handler({"Items": items, "BatchInput": batch_input}, FakeContext())
 
@@ -619,7 +619,7 @@ def test_with_a_model_registry_labels_name_model_id_until_a_model_is_registered_
 
     # When the pipeline registers a model and a new execution environment labels the next photo
     boto3.client("ssm", region_name=REGION).put_parameter(Name=PARAMETER, Value=RUN_1, Type="String")
-    handler.get_labeler.cache_clear()
+    handler.get_labeller.cache_clear()
     queue_endpoint_reply(vllm_answer("Bar"))
     handler.backfill_handler({"Items": [{"Key": "uploads/h5/c.jpg"}], "BatchInput": batch_input}, FakeContext())
 
@@ -642,7 +642,7 @@ def test_after_a_new_model_is_registered_a_reclassify_backfill_relabels_once_the
     ssm = boto3.client("ssm", region_name=REGION)
     ssm.put_parameter(Name=PARAMETER, Value=RUN_1, Type="String")
     clock = ManualClock()
-    use_labeler(aws, monkeypatch, model_id=SsmModelRegistry(ssm, PARAMETER, fallback=MODEL_ID, clock=clock))
+    use_labeller(aws, monkeypatch, model_id=SsmModelRegistry(ssm, PARAMETER, fallback=MODEL_ID, clock=clock))
     aws.s3.put_object(Bucket=BUCKET, Key="uploads/h4/a.jpg", Body=photo((240, 240, 0)))
     event = {"Items": [{"Key": "uploads/h4/a.jpg"}], "BatchInput": {"bucket": BUCKET, "reclassify": True}}
     queue_endpoint_reply(vllm_answer("Room"))
@@ -680,7 +680,7 @@ def test_a_registry_fault_fails_only_that_record_and_its_redelivery_labels_the_p
     queue, _ = make_queue(aws)
     aws.s3.put_object(Bucket=BUCKET, Key="uploads/h3/a.jpg", Body=photo((0, 0, 0)))
     messages = [m for m in receive(aws, queue) if "Records" in m["Body"]]
-    use_labeler(aws, monkeypatch, model_id=SsmModelRegistry(ThrottledSsm(), PARAMETER, fallback=MODEL_ID))
+    use_labeller(aws, monkeypatch, model_id=SsmModelRegistry(ThrottledSsm(), PARAMETER, fallback=MODEL_ID))
 
     # When the notification is processed
     failed = run_batch(messages)
@@ -693,7 +693,7 @@ def test_a_registry_fault_fails_only_that_record_and_its_redelivery_labels_the_p
     # When it is redelivered after SSM recovered
     ssm = boto3.client("ssm", region_name=REGION)
     ssm.put_parameter(Name=PARAMETER, Value=RUN_1, Type="String")
-    use_labeler(aws, monkeypatch, model_id=SsmModelRegistry(ssm, PARAMETER, fallback=MODEL_ID))
+    use_labeller(aws, monkeypatch, model_id=SsmModelRegistry(ssm, PARAMETER, fallback=MODEL_ID))
     queue_endpoint_reply(vllm_answer("Pool"))
 
     # Then the photo is labelled under the registered model

@@ -1,6 +1,6 @@
 """The labeller's logic: one S3 object in, at most one labels-table write out. No boto3 here.
 
-Storage, endpoint and table are injected behind the small protocols below (labeler_aws.py implements them
+Storage, endpoint and table are injected behind the small protocols below (labeller_aws.py implements them
 with boto3; the tests use moto through the same classes), so every rule of the upload path is testable as plain
 Python and the Powertools adapter (handler.py) stays a thin shell.
 
@@ -23,7 +23,7 @@ second *and* processed concurrently can leave the older one's label (S3's LastMo
 
 Model identity: every item records the model that produced it (`model`), and `reclassify` compares against it.
 It is MODEL_ID, or, with MODEL_PARAMETER_NAME, the value of the model registry parameter, read through an
-injected callable (labeler_aws.SsmModelRegistry caches it for 60 s), so a rollout is picked up without a deploy.
+injected callable (labeller_aws.SsmModelRegistry caches it for 60 s), so a rollout is picked up without a deploy.
 
 Faults: anything transient (endpoint throttling/5xx/timeouts/model loading, S3 or DynamoDB errors) and an answer
 outside the taxonomy (a model fault, not an input fault) raise, so SQS redelivers the message and, after
@@ -141,7 +141,7 @@ class LabelStore(Protocol):
 
 
 @dataclass(frozen=True)
-class LabelerConfig:
+class LabellerConfig:
     model_id: str  # written to each item; only the fallback when model_parameter_name is set
     taxonomy: Taxonomy
     confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
@@ -168,7 +168,7 @@ class LabelerConfig:
             )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], *, task_root: Path | None = None) -> LabelerConfig:
+    def from_env(cls, environ: Mapping[str, str], *, task_root: Path | None = None) -> LabellerConfig:
         """Build from the function's environment (docs/interfaces.md); ConfigError names the bad variable."""
         threshold_text = environ.get("CONFIDENCE_THRESHOLD", str(DEFAULT_CONFIDENCE_THRESHOLD))
         try:
@@ -263,10 +263,10 @@ class Outcome:
     model: str | None = None  # the model the result was recorded for (None when nothing was compared or written)
 
 
-class Labeler:
+class Labeller:
     def __init__(
         self,
-        config: LabelerConfig,
+        config: LabellerConfig,
         *,
         objects: ObjectStore,
         endpoint: Endpoint,
@@ -451,7 +451,7 @@ def format_last_modified(moment: datetime) -> str:
 # -- backfill batches ---------------------------------------------------------------------------------------
 
 # Stop taking new items when less than this is left of the invocation: one item's worst case is ~2 endpoint
-# attempts of 65 s plus S3/DynamoDB (labeler_aws.ENDPOINT_CLIENT_CONFIG). The unstarted items are retried by the
+# attempts of 65 s plus S3/DynamoDB (labeller_aws.ENDPOINT_CLIENT_CONFIG). The unstarted items are retried by the
 # map's Retry; finished ones are skipped then.
 BACKFILL_TIME_MARGIN_MS = 140_000
 
