@@ -7,7 +7,8 @@ Every section is declared here, as a field of `AppConfig`, in the order of `cdk.
      "review": {...}, "monitoring": {...}}
 
 so any tool can read the whole configuration with `AppConfig.from_context(...)` without importing a construct.
-Each default lives once, on its field; cdk.json repeats them so a user sees every key (a test keeps the two equal).
+Each default lives once, on its field; cdk.json lists the keys a deployer sets and any changed default, nothing
+else (tests/stacks/test_config.py holds that).
 
 Any value can be overridden on the command line with a dotted key, e.g.
 `npx cdk synth -c photo_labeler.endpoint.model_data_uri=s3://bucket/run-42/model/`.

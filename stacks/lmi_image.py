@@ -13,7 +13,6 @@ from functools import cache
 from pathlib import Path
 
 from stacks import constants
-from stacks.container_images import ecr_image_uri
 
 
 class UnsupportedImage(ValueError):
@@ -74,6 +73,9 @@ class LmiImageTable:
         """The full image URI, as `sagemaker.image_uris.retrieve("djl-lmi", region, version)` returns it."""
         account = self.account(version, region)
         tag = self.release(version).tag
+        # Imported here: the config reads this table, and tools that read the config stay free of the CDK.
+        from stacks.container_images import ecr_image_uri
+
         return ecr_image_uri(account, region, self.dns_suffixes[region], self.repository, tag)
 
 

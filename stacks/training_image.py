@@ -13,10 +13,10 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from constructs import Construct
-
-from stacks.container_images import ecr_image_uri, regional_image_uri
+if TYPE_CHECKING:
+    from constructs import Construct
 
 TABLE_FILE = Path(__file__).resolve().parent / "data" / "hf_training_images.json"
 
@@ -65,11 +65,16 @@ class TrainingImageTable:
         return registries[region]
 
     def uri(self, version: str, region: str) -> str:
+        # Imported here: the config reads this table, and tools that read the config stay free of the CDK.
+        from stacks.container_images import ecr_image_uri
+
         account = self.account(version, region)
         return ecr_image_uri(account, region, self.dns_suffixes[region], self.repository, self.tags[version])
 
     def image_uri(self, scope: Construct, version: str) -> str:
         """The URI for the stack of `scope`: a literal when its region is known, else a region mapping lookup."""
+        from stacks.container_images import regional_image_uri
+
         self.check_version(version)
         return regional_image_uri(
             scope,

@@ -1,8 +1,8 @@
-"""The deployed system's settings the cost model needs, read from cdk.json's `photo_labeler` context.
+"""The deployed system's settings the cost model needs, read through the app's own config model.
 
-The app's own reader (`stacks.config.AppConfig`) imports the CDK library (through the LMI image table); this CLI
-stays light and reads the same keys itself, with the same defaults and one-line errors naming the dotted key.
-tests/tools/cost/test_settings.py holds the two readers equal on the committed cdk.json.
+`stacks.config.AppConfig` parses cdk.json's `photo_labeler` context (cdk.json lists only what differs from the
+defaults) and holds every default once; it imports no CDK library, so this CLI stays light. Errors are the app's
+one-line messages naming the dotted key.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from classification.contract import DEFAULT_TAXONOMY_PATH, Taxonomy
+from stacks.config import AppConfig
+from stacks.config_parsing import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CDK_JSON = PROJECT_ROOT / "cdk.json"
 SERVING_PROPERTIES = PROJECT_ROOT / "model_code" / "serving.properties"
 CONTEXT_KEY = "photo_labeler"
+_DEFAULTS = AppConfig()
 
 
 class SettingsError(ValueError):
@@ -27,66 +29,51 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Defaults are the app's (stacks/config.py, stacks/config_sections.py, model_code/serving.properties)."""
+    """Defaults are the app's (AppConfig) and model_code/serving.properties'."""
 
-    instance_type: str = "ml.g5.xlarge"
-    min_capacity: int = 1
-    max_capacity: int = 4
-    target_in_flight: float = 6.0  # endpoint.target_concurrent_requests_per_model
-    scale_out_cooldown_seconds: int = 60
-    scale_in_cooldown_seconds: int = 600
-    upload_batch_size: int = 4
-    upload_max_concurrency: int = 12
-    upload_memory_mb: int = 1024
-    backfill_items_per_batch: int = 25
-    backfill_max_concurrency: int = 8
-    backfill_memory_mb: int = 1024
+    instance_type: str = _DEFAULTS.endpoint.instance_type
+    min_capacity: int = _DEFAULTS.endpoint.min_capacity
+    max_capacity: int = _DEFAULTS.endpoint.max_capacity
+    target_in_flight: float = _DEFAULTS.endpoint.target_concurrent_requests_per_model
+    scale_out_cooldown_seconds: int = _DEFAULTS.endpoint.scale_out_cooldown_seconds
+    scale_in_cooldown_seconds: int = _DEFAULTS.endpoint.scale_in_cooldown_seconds
+    upload_batch_size: int = _DEFAULTS.upload.batch_size
+    upload_max_concurrency: int = _DEFAULTS.upload.max_concurrency
+    upload_memory_mb: int = _DEFAULTS.upload.function_memory_mb
+    backfill_items_per_batch: int = _DEFAULTS.backfill.items_per_batch
+    backfill_max_concurrency: int = _DEFAULTS.backfill.max_concurrency
+    backfill_memory_mb: int = _DEFAULTS.backfill.function_memory_mb
     engine_batch: int = 12  # option.max_rolling_batch_size
-    labels: int = 26  # taxonomy size: one PhotosByLabel metric per label
+    labels: int = len(_DEFAULTS.taxonomy.labels)  # one PhotosByLabel metric per label
 
-
-# (section, key in cdk.json) -> Settings field; all integers except the target.
-_KEYS: dict[tuple[str, str], str] = {
-    ("endpoint", "min_capacity"): "min_capacity",
-    ("endpoint", "max_capacity"): "max_capacity",
-    ("endpoint", "target_concurrent_requests_per_model"): "target_in_flight",
-    ("endpoint", "scale_out_cooldown_seconds"): "scale_out_cooldown_seconds",
-    ("endpoint", "scale_in_cooldown_seconds"): "scale_in_cooldown_seconds",
-    ("upload", "batch_size"): "upload_batch_size",
-    ("upload", "max_concurrency"): "upload_max_concurrency",
-    ("upload", "function_memory_mb"): "upload_memory_mb",
-    ("backfill", "items_per_batch"): "backfill_items_per_batch",
-    ("backfill", "max_concurrency"): "backfill_max_concurrency",
-    ("backfill", "function_memory_mb"): "backfill_memory_mb",
-}
-
-
-def from_context(context: Mapping[str, Any], *, engine_batch: int = 12, labels: int = 26) -> Settings:
-    """Settings from the `photo_labeler` object; absent keys keep the app's defaults."""
-    values: dict[str, Any] = {"engine_batch": engine_batch, "labels": labels}
-    instance_type = _section(context, "endpoint").get("instance_type", Settings.instance_type)
-    if not isinstance(instance_type, str):
-        raise SettingsError(f"{CONTEXT_KEY}.endpoint.instance_type: must be a string, got {instance_type!r}")
-    values["instance_type"] = instance_type
-    for (section, key), name in _KEYS.items():
-        raw = _section(context, section).get(key)
-        if raw is None:
-            continue
-        dotted = f"{CONTEXT_KEY}.{section}.{key}"
-        numeric = isinstance(raw, (int, float)) and not isinstance(raw, bool)
-        if not numeric or (name != "target_in_flight" and not isinstance(raw, int)):
-            raise SettingsError(f"{dotted}: must be a number, got {raw!r}")
-        minimum = 0 if name.endswith("cooldown_seconds") else 1
-        if raw < minimum:
-            raise SettingsError(f"{dotted}: must be >= {minimum}, got {raw}")
-        values[name] = float(raw) if name == "target_in_flight" else raw
-    settings = Settings(**values)
-    if settings.max_capacity < settings.min_capacity:
-        raise SettingsError(
-            f"{CONTEXT_KEY}.endpoint.max_capacity: must be >= min_capacity ({settings.min_capacity}), "
-            f"got {settings.max_capacity}"
+    @classmethod
+    def from_config(cls, config: AppConfig, *, engine_batch: int = 12, labels: int | None = None) -> Settings:
+        endpoint, upload, backfill = config.endpoint, config.upload, config.backfill
+        return cls(
+            instance_type=endpoint.instance_type,
+            min_capacity=endpoint.min_capacity,
+            max_capacity=endpoint.max_capacity,
+            target_in_flight=float(endpoint.target_concurrent_requests_per_model),
+            scale_out_cooldown_seconds=endpoint.scale_out_cooldown_seconds,
+            scale_in_cooldown_seconds=endpoint.scale_in_cooldown_seconds,
+            upload_batch_size=upload.batch_size,
+            upload_max_concurrency=upload.max_concurrency,
+            upload_memory_mb=upload.function_memory_mb,
+            backfill_items_per_batch=backfill.items_per_batch,
+            backfill_max_concurrency=backfill.max_concurrency,
+            backfill_memory_mb=backfill.function_memory_mb,
+            engine_batch=engine_batch,
+            labels=len(config.taxonomy.labels) if labels is None else labels,
         )
-    return settings
+
+
+def from_context(context: Mapping[str, Any], *, engine_batch: int = 12, labels: int | None = None) -> Settings:
+    """Settings from the `photo_labeler` object; absent keys keep the app's defaults."""
+    try:
+        config = AppConfig.from_context(context)
+    except ConfigError as error:
+        raise SettingsError(str(error)) from None
+    return Settings.from_config(config, engine_batch=engine_batch, labels=labels)
 
 
 def load(cdk_json: Path = CDK_JSON, serving_properties: Path = SERVING_PROPERTIES) -> Settings:
@@ -96,20 +83,7 @@ def load(cdk_json: Path = CDK_JSON, serving_properties: Path = SERVING_PROPERTIE
     except (OSError, json.JSONDecodeError) as error:
         raise SettingsError(f"cannot read {cdk_json}: {error}") from error
     context = document.get("context", {}).get(CONTEXT_KEY, {})
-    if not isinstance(context, Mapping):
-        raise SettingsError(f"{cdk_json}: context.{CONTEXT_KEY} must be an object")
-    taxonomy_file = context.get("taxonomy_file")
-    taxonomy = Taxonomy.load(PROJECT_ROOT / taxonomy_file if taxonomy_file else DEFAULT_TAXONOMY_PATH)
-    return from_context(context, engine_batch=_engine_batch(serving_properties), labels=len(taxonomy.labels))
-
-
-def _section(context: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    section = context.get(name)
-    if section is None:
-        return {}
-    if not isinstance(section, Mapping):
-        raise SettingsError(f"{CONTEXT_KEY}.{name}: must be an object, got {type(section).__name__}")
-    return section
+    return from_context(context, engine_batch=_engine_batch(serving_properties))
 
 
 def _engine_batch(path: Path) -> int:

@@ -57,8 +57,8 @@ def test_the_cost_package_does_not_import_the_cdk() -> None:
     [
         ({"endpoint": {"min_capacity": 0}}, "photo_labeler.endpoint.min_capacity: must be >= 1, got 0"),
         ({"endpoint": {"min_capacity": 3, "max_capacity": 2}}, "photo_labeler.endpoint.max_capacity: must be >="),
-        ({"upload": {"max_concurrency": "12"}}, "photo_labeler.upload.max_concurrency: must be a number"),
-        ({"backfill": {"items_per_batch": 2.5}}, "photo_labeler.backfill.items_per_batch: must be a number"),
+        ({"upload": {"max_concurrency": "12"}}, "photo_labeler.upload.max_concurrency: must be an integer"),
+        ({"backfill": {"items_per_batch": 2.5}}, "photo_labeler.backfill.items_per_batch: must be an integer"),
         ({"upload": []}, "photo_labeler.upload: must be an object"),
     ],
 )

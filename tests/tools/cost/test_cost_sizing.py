@@ -9,6 +9,8 @@ from tools.cost.fleet import Performance
 from tools.cost.settings import Settings
 
 PERF = Performance(seconds_per_photo=1.0, unloaded_latency=2.0)
+# The hand computations' settings: 1 GB functions and 12 upload invocations (the defaults may move).
+HAND = Settings(upload_memory_mb=1024, upload_max_concurrency=12, backfill_memory_mb=1024)
 
 
 def test_lambda_memory_is_the_worst_case_peak_with_a_margin() -> None:
@@ -22,7 +24,7 @@ def test_lambda_memory_is_the_worst_case_peak_with_a_margin() -> None:
 
 
 def test_in_flight_beyond_saturation_only_adds_waiting() -> None:
-    rows = {r.per_instance: r for r in sizing.in_flight(PERF, Settings(), prices.load())}
+    rows = {r.per_instance: r for r in sizing.in_flight(PERF, HAND, prices.load())}
     # 1 in flight: 1 / 2 s = 0.5 photos/s, half the instance; waits 2 s
     assert rows[1].throughput_share == pytest.approx(0.5)
     assert rows[1].waiting_seconds == pytest.approx(2.0)
@@ -35,7 +37,7 @@ def test_in_flight_beyond_saturation_only_adds_waiting() -> None:
 
 
 def test_recommendations_name_the_keys_and_their_values() -> None:
-    by_key = {r.key: r for r in sizing.recommendations(PERF, Settings())}
+    by_key = {r.key: r for r in sizing.recommendations(PERF, HAND)}
     assert by_key["upload.function_memory_mb, backfill.function_memory_mb"].recommended == "640"
     # 4 instances x target 6 = 24 in flight to let uploads alone reach max_capacity (12 reach ceil(12/6) = 2)
     upload = by_key["upload.max_concurrency"]

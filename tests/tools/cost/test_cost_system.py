@@ -10,6 +10,8 @@ from tools.cost.settings import Settings
 from tools.cost.system import Scenario, backfill_scenario, break_even, regimes, upload_scenario
 
 PERF = Performance(seconds_per_photo=1.0, unloaded_latency=2.0)
+# The hand computations' settings: 1 GB functions and 12 upload invocations (the defaults may move).
+HAND = Settings(upload_memory_mb=1024, upload_max_concurrency=12, backfill_memory_mb=1024)
 ASSUME = Assumptions(cold_start_minutes=10, async_idle_minutes=15)
 PRICES = prices.load()
 MONTH_PHOTOS = 86_400 * 730 / 24  # a flat photo a second for AWS's 730-hour month = 2,628,000
@@ -30,7 +32,7 @@ def test_the_prices_the_hand_computations_use() -> None:
 def test_real_time_upload_month_by_hand() -> None:
     # 86,400 photos a day, flat (1/s); 1 s a photo, 2 s alone; $1 an instance-hour; defaults otherwise.
     scenario = upload_scenario(
-        mode=REAL_TIME, photos_per_day=86_400, curve=None, perf=PERF, settings=Settings(),
+        mode=REAL_TIME, photos_per_day=86_400, curve=None, perf=PERF, settings=HAND,
         prices=PRICES, instance_price=1.0, assumptions=ASSUME,
     )  # fmt: skip
     got = parts(scenario)
@@ -63,7 +65,7 @@ def test_real_time_upload_month_by_hand() -> None:
 def test_async_upload_month_by_hand() -> None:
     # Same traffic, async: the fleet is the same (2 instances, busy all day), the Lambda does not wait.
     scenario = upload_scenario(
-        mode=ASYNC, photos_per_day=86_400, curve=None, perf=PERF, settings=Settings(),
+        mode=ASYNC, photos_per_day=86_400, curve=None, perf=PERF, settings=HAND,
         prices=PRICES, instance_price=1.0, assumptions=ASSUME,
     )  # fmt: skip
     got = parts(scenario)
