@@ -5,10 +5,11 @@
 
 The real handlers (lambda/handler.py submitting, lambda/async_handler.py writing labels) run in this process
 against moto's server, with tools/async_worker.py as the async endpoint, exactly as `scripts/demo.py --mode async`
-wires them. S3 delivers notifications at least once, so a fraction (--duplicates) of the upload notifications is
-delivered twice, and a fraction of the photos (--overwrites) gets a second version while the first may be in
-flight. The model is --model-url (anything serving POST /invocations: vLLM via model_code/vllm_server.py) or, by
-default, a stub that answers one taxonomy label instantly (the path is measured, not the model).
+wires them (local_aws's label_async). S3 delivers notifications at least once, so a fraction (--duplicates) of
+the upload notifications is delivered twice, and a fraction of the photos (--overwrites) gets a second version
+while the first may be in flight. The model is --model-url (anything serving POST /invocations: vLLM via
+model_code/vllm_server.py) or, by default, a stub that answers one taxonomy label instantly (the path is
+measured, not the model).
 
 Prints photos, versions, notifications, InvokeEndpointAsync submissions, inferences run, duplicate submissions,
 and what the table holds: one final label per photo, for its current version.
@@ -34,7 +35,9 @@ sys.path.insert(0, str(REPO))
 
 from PIL import Image  # noqa: E402
 
-from scripts import demo  # noqa: E402
+from local_aws import load_app_config  # noqa: E402
+from local_aws.emulation import REGION, LocalAws  # noqa: E402
+from local_aws.lambda_runner import label_async  # noqa: E402
 
 STUB_ANSWER = {
     "choices": [
@@ -68,7 +71,7 @@ def jpeg(index: int, version: int) -> bytes:
     return buffer.getvalue()
 
 
-def duplicate_notifications(aws: demo.LocalAws, fraction: float) -> tuple[int, int]:
+def duplicate_notifications(aws: LocalAws, fraction: float) -> tuple[int, int]:
     """Re-queue every upload notification, a fraction of them twice (S3's at-least-once delivery)."""
     bodies: list[str] = []
     while True:
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_ACCESS_KEY_ID": "demo",
         "AWS_SECRET_ACCESS_KEY": "demo",
-        "AWS_DEFAULT_REGION": demo.REGION,
+        "AWS_DEFAULT_REGION": REGION,
     }.items():
         os.environ.setdefault(name, value)
 
@@ -115,17 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         stub = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
         threading.Thread(target=stub.serve_forever, daemon=True).start()
         model_url = f"http://127.0.0.1:{stub.server_address[1]}"
-    config = demo.load_app_config()
+    config = load_app_config()
     overwritten = int(args.photos * args.overwrites)
     try:
         with (
-            demo.LocalAws(
-                bucket=f"{config.name_prefix}-images",
-                table=f"{config.name_prefix}-labels",
-                queue_name=f"{config.name_prefix}-uploads",
-                upload_prefix=config.storage.upload_prefix,
-                max_receive_count=config.upload.max_receive_count,
-            ) as aws,
+            LocalAws.for_app(config) as aws,
             tempfile.TemporaryFile("w+") as log,
         ):
             prefix = config.storage.upload_prefix
@@ -141,11 +138,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"({copies} duplicates); model {'stub' if stub else model_url}",
                 flush=True,
             )
-            environment = demo.lambda_environment(
-                aws, model_url, taxonomy_file=REPO / config.taxonomy_file, config=config
-            )
-            drain = demo.label_async(
-                aws, model_url, environment, config=config, log=log, progress=False, concurrency=args.concurrency
+            drain = label_async(
+                aws,
+                model_url,
+                taxonomy_file=REPO / config.taxonomy_file,
+                config=config,
+                log=log,
+                progress=False,
+                concurrency=args.concurrency,
             )
             seconds = time.monotonic() - began
             items = {item["image_uri"]: item for item in aws.items()}

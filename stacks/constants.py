@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stacks import labels_table
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONTEXT_KEY = "photo_labeler"  # the cdk.json context object that holds the whole configuration
 MODEL_CODE_DIR = PROJECT_ROOT / "model_code"
@@ -59,9 +61,8 @@ MAX_ITEMS_PER_BATCH = 1_000  # our bound: one batch's Lambda must finish in 15 m
 # --- Storage ---------------------------------------------------------------------------------------------------
 ABORT_INCOMPLETE_UPLOAD_DAYS = 7
 ACCESS_LOG_PREFIX = "image-bucket/"
-TABLE_PARTITION_KEY = "image_uri"  # docs/interfaces.md
-GSI_BY_HOTEL = "by-hotel"
-GSI_BY_STATUS = "by-status"
+# The labels table's keys and indexes are defined once, in stacks/labels_table.py; stacks/review.py names this.
+GSI_BY_STATUS = labels_table.BY_STATUS.name
 
 # --- Training bucket layout (stacks/model_store.py) ----------------------------------------------------------
 DATASETS_PREFIX = "datasets/"  # DatasetDicts written by training_job.build_dataset

@@ -8,7 +8,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks import constants
+from stacks import constants, labels_table
 from stacks.key_policy import log_delivery_source_arn, scope_service_statements
 
 
@@ -100,9 +100,7 @@ class Storage(Construct):
         table = dynamodb.Table(
             self,
             "LabelsTable",
-            partition_key=dynamodb.Attribute(
-                name=constants.TABLE_PARTITION_KEY, type=dynamodb.AttributeType.STRING
-            ),
+            partition_key=dynamodb.Attribute(name=labels_table.PARTITION_KEY, type=dynamodb.AttributeType.STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
             encryption_key=self.key,
@@ -113,18 +111,13 @@ class Storage(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
         # docs/interfaces.md: "all Pool photos of hotel X" and "all photos with status NEEDS_REVIEW".
-        table.add_global_secondary_index(
-            index_name=constants.GSI_BY_HOTEL,
-            partition_key=dynamodb.Attribute(name="hotel_id", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="label", type=dynamodb.AttributeType.STRING),
-            projection_type=dynamodb.ProjectionType.ALL,
-        )
-        table.add_global_secondary_index(
-            index_name=constants.GSI_BY_STATUS,
-            partition_key=dynamodb.Attribute(name="status", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="classified_at", type=dynamodb.AttributeType.STRING),
-            projection_type=dynamodb.ProjectionType.ALL,
-        )
+        for index in labels_table.INDEXES:
+            table.add_global_secondary_index(
+                index_name=index.name,
+                partition_key=dynamodb.Attribute(name=index.partition_key, type=dynamodb.AttributeType.STRING),
+                sort_key=dynamodb.Attribute(name=index.sort_key, type=dynamodb.AttributeType.STRING),
+                projection_type=dynamodb.ProjectionType.ALL,
+            )
         return table
 
 

@@ -6,43 +6,20 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from local_aws import photos
+from local_aws.lambda_runner import ENDPOINT_NAME
+from local_aws.training import REPO_ROOT, cpu_training_args, subprocess_env
+
 # One solid colour per label, with noise: learnable from pixels alone, so accuracy measures the pipeline.
 COLOURS = {"Pool": (30, 80, 220), "Room": (220, 60, 40), "Bar": (40, 180, 60), "Lobby": (230, 220, 60)}
 PHOTOS_PER_LABEL = 24
 VALIDATION_FRACTION = 0.25
-# CPU training settings: bf16 and gradient checkpointing are GPU settings; a tiny random model needs a larger
-# learning rate than the seed's 2e-5 to converge in three epochs.
-CPU_TRAINING_ARGS = [
-    "--bf16",
-    "false",
-    "--gradient_checkpointing",
-    "false",
-    "--dtype",
-    "float32",
-    "--learning_rate",
-    "1e-3",
-    "--warmup_steps",
-    "0",
-    "--save_strategy",
-    "no",
-    "--dataloader_num_workers",
-    "0",
-    "--logging_steps",
-    "10",
-]
-
-
-def subprocess_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", TQDM_DISABLE="1", TOKENIZERS_PARALLELISM="false")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return env
+# A tiny random model needs a larger learning rate than the seed's 2e-5 to converge in three epochs.
+CPU_TRAINING_ARGS = cpu_training_args(learning_rate=1e-3)
 
 
 # A hang guard, not a speed check: the session's 3-epoch training takes minutes on 2 cores shared with other work.
@@ -73,10 +50,9 @@ def run_cli(
 
 
 def colour_photo(label: str, rng: np.random.Generator, size: tuple[int, int] = (160, 120)) -> Image.Image:
-    width, height = size
-    pixels = np.array(COLOURS[label])[None, None, :] + rng.normal(0, 25, (height, width, 3))
-    return Image.fromarray(np.clip(pixels, 0, 255).astype("uint8"))
+    """A noisy photo of the colour of `label` (one of COLOURS)."""
+    return photos.colour_photo(COLOURS[label], rng, size)
 
 
 # The endpoint name the session's vLLM server answers to on SageMaker Runtime's route (the demo's name).
-SESSION_ENDPOINT_NAME = "photo-labeler-local"
+SESSION_ENDPOINT_NAME = ENDPOINT_NAME

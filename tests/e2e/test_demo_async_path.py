@@ -1,5 +1,6 @@
-"""The demo's async path without training: moto's server, the real handlers, tools/async_worker.py as SageMaker,
-and a model server stub that fails some photos' first inference (resubmitted) and one photo every time (DLQ)."""
+"""The demo's async path (local_aws's label_async) without training: moto's server, the real handlers,
+tools/async_worker.py as SageMaker, and a model server stub that fails some photos' first inference (resubmitted)
+and one photo every time (DLQ)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from typing import Any, ClassVar
 import pytest
 from PIL import Image
 
-from scripts import demo
+from local_aws import load_app_config
+from local_aws.emulation import LocalAws
+from local_aws.lambda_runner import label_async
+from local_aws.training import REPO_ROOT
 
 COLOURS = {"Pool": (0, 0, 240), "Bar": (240, 0, 0), "Lobby": (0, 240, 0)}
 FLAKY = (240, 240, 0)  # first inference fails with a 500, the second answers
@@ -81,9 +85,9 @@ def model_url() -> Iterator[str]:
 
 
 def test_every_photo_gets_one_label_through_the_async_path(model_url: str, tmp_path: Any) -> None:
-    config = demo.load_app_config()
+    config = load_app_config()
     with (
-        demo.LocalAws(
+        LocalAws(
             bucket="photos",
             table="labels",
             queue_name="uploads",
@@ -98,12 +102,11 @@ def test_every_photo_gets_one_label_through_the_async_path(model_url: str, tmp_p
             keys[name] = f"uploads/h-1/{name}.jpg"
             aws.s3.put_object(Bucket=aws.bucket, Key=keys[name], Body=jpeg(colour))
         aws.s3.put_object(Bucket=aws.bucket, Key="uploads/h-1/notes.txt", Body=b"not a photo")
-        environment = demo.lambda_environment(
-            aws, model_url, taxonomy_file=demo.REPO_ROOT / config.taxonomy_file, config=config
-        )
 
         # When the async path runs until everything is idle
-        drain = demo.label_async(aws, model_url, environment, config=config, log=log, progress=False)
+        drain = label_async(
+            aws, model_url, taxonomy_file=REPO_ROOT / config.taxonomy_file, config=config, log=log, progress=False
+        )
         items = {item["image_uri"].rsplit("/", 1)[1]: item for item in aws.items()}
         dead = aws.queue_depth(
             drain.endpoint

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from training_testkit import COLOURS, SESSION_ENDPOINT_NAME
+from training_testkit import COLOURS
 
 from classification.contract import Taxonomy
 from scripts import demo
+from scripts.demo_report import accuracy, format_table
 
 
 @pytest.fixture(scope="module", params=["realtime", "async"])
@@ -23,7 +24,6 @@ def result(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, taxonomy: Taxonomy, vllm_server: Any
 ) -> demo.DemoResult:
     # Both endpoint modes on the same engine: async goes through tools/async_worker.py playing SageMaker.
-    assert demo.ENDPOINT_NAME == SESSION_ENDPOINT_NAME  # the name the Lambda's InvokeEndpoint calls use
     return demo.run_demo(
         tmp_path_factory.mktemp("demo"),
         taxonomy=taxonomy,
@@ -79,8 +79,8 @@ def test_the_queue_is_drained_without_retries_or_dead_letters(result: demo.DemoR
 def test_the_trained_model_recognises_most_new_photos(result: demo.DemoResult) -> None:
     # A learnability check of the whole path (photo -> Lambda normalisation -> request -> engine -> parser), with
     # a bar loose enough for a short CPU run: chance is 1 in 4.
-    correct, total = demo.accuracy(result.rows)
-    assert correct / total >= 0.75, demo.format_table(result.rows)
+    correct, total = accuracy(result.rows)
+    assert correct / total >= 0.75, format_table(result.rows)
 
 
 def test_demo_cli_refuses_bad_options(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "HotelPhotos")
 
 from labeller_testkit import BUCKET, ENDPOINT, MODEL_ID, REGION, TABLE, Aws  # noqa: E402
 
+from local_aws.emulation import create_labels_table  # noqa: E402
+
 
 @pytest.fixture
 def lambda_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,38 +50,12 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def aws(lambda_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    """Fresh moto account with the bucket and the labels table of docs/interfaces.md."""
+    """Fresh moto account with the bucket and the labels table as the stack defines it."""
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        dynamodb.create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"}
-                for name in ("image_uri", "hotel_id", "label", "status", "classified_at")
-            ],
-            KeySchema=[{"AttributeName": "image_uri", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "by-hotel",
-                    "KeySchema": [
-                        {"AttributeName": "hotel_id", "KeyType": "HASH"},
-                        {"AttributeName": "label", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                },
-                {
-                    "IndexName": "by-status",
-                    "KeySchema": [
-                        {"AttributeName": "status", "KeyType": "HASH"},
-                        {"AttributeName": "classified_at", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                },
-            ],
-        )
+        create_labels_table(dynamodb, TABLE)
         import handler
 
         handler.get_labeller.cache_clear()

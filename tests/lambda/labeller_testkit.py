@@ -16,9 +16,6 @@ TABLE = "photo-labels"
 ENDPOINT = "photo-labeler-endpoint"
 MODEL_ID = "llava-next-hotel-v1"
 
-# One distinct colour per label index, far enough apart to survive JPEG re-encoding.
-PALETTE = [(r, g, b) for r in (0, 120, 240) for g in (0, 120, 240) for b in (0, 120, 240)]
-
 
 def photo(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
     buffer = io.BytesIO()

@@ -21,6 +21,8 @@ from labeller_testkit import BUCKET, ENDPOINT, REGION, Aws, FakeContext, photo, 
 from moto.core import DEFAULT_ACCOUNT_ID
 from test_labeller_handler import emitted_metrics, lambda_event, log_lines, make_queue, receive
 
+from local_aws.lambda_runner import sqs_event
+
 
 @pytest.fixture
 def async_aws(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
@@ -44,21 +46,15 @@ def queue_async_result(data: dict[str, Any] | str, *, failure: bool = False) -> 
 
 
 def sqs_record(body: str, message_id: str = "n-1") -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": message_id,
-                "receiptHandle": "r",
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:{REGION}:{DEFAULT_ACCOUNT_ID}:completions",
-                "awsRegion": REGION,
-            }
-        ]
+    """One SageMaker notification delivered from the completions queue."""
+    message = {
+        "MessageId": message_id,
+        "ReceiptHandle": "r",
+        "Body": body,
+        "Attributes": {"ApproximateReceiveCount": "1"},
+        "MD5OfBody": "",
     }
+    return sqs_event([message], queue_arn=f"arn:aws:sqs:{REGION}:{DEFAULT_ACCOUNT_ID}:completions", region=REGION)
 
 
 def submitted(aws: Aws) -> list[Submission]:

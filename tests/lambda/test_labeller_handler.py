@@ -30,7 +30,6 @@ from labeller_testkit import (
     BUCKET,
     ENDPOINT,
     MODEL_ID,
-    PALETTE,
     REGION,
     TABLE,
     Aws,
@@ -42,6 +41,8 @@ from labeller_testkit import (
 from PIL import Image
 
 from classification.contract import Taxonomy
+from local_aws.lambda_runner import sqs_event
+from local_aws.photos import PALETTE
 
 LABELS = Taxonomy.load().labels
 
@@ -81,22 +82,7 @@ def receive(aws: Aws, queue: str) -> list[dict[str, Any]]:
 
 def lambda_event(messages: list[dict[str, Any]], queue_arn: str = "arn:aws:sqs:us-east-1:1:uploads") -> dict:
     """What the SQS event source mapping hands the function for these messages."""
-    return {
-        "Records": [
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": message.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": message["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": REGION,
-            }
-            for message in messages
-        ]
-    }
+    return sqs_event(messages, queue_arn=queue_arn, region=REGION)
 
 
 def run_batch(messages: list[dict[str, Any]]) -> set[str]:

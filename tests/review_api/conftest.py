@@ -12,7 +12,8 @@ from moto import mock_aws
 # Powertools reads these when review_api.handler is imported, as Lambda sets them before the import.
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "HotelPhotos")
 
-from tests.review_api.review_testkit import BUCKET, REGION, TABLE, Account, create_labels_table
+from local_aws.emulation import create_labels_table
+from tests.review_api.review_testkit import BUCKET, REGION, TABLE, Account
 
 
 @pytest.fixture

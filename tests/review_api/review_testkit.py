@@ -1,5 +1,5 @@
-"""Helpers for the review tests: the labels table as stacks/storage.py defines it, items as the labeller writes
-them, and HTTP API (payload v2) events as API Gateway's JWT authorizer passes them."""
+"""Helpers for the review tests: items as the labeller writes them, and HTTP API (payload v2) events as API
+Gateway's JWT authorizer passes them."""
 
 from __future__ import annotations
 
@@ -17,37 +17,6 @@ BUCKET = "hotel-photos"
 TABLE = "photo-labels"
 CLAIMS = {"sub": "7d1c-ana", "email": "ana@example.com", "cognito:username": "ana"}
 OTHER_CLAIMS = {"sub": "91aa-ben", "email": "ben@example.com", "cognito:username": "ben"}
-
-
-def create_labels_table(dynamodb: Any, name: str) -> None:
-    """The labels table of docs/interfaces.md (stacks/storage.py): key image_uri, GSIs by-hotel and by-status."""
-    dynamodb.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": attribute, "AttributeType": "S"}
-            for attribute in ("image_uri", "hotel_id", "label", "status", "classified_at")
-        ],
-        KeySchema=[{"AttributeName": "image_uri", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by-hotel",
-                "KeySchema": [
-                    {"AttributeName": "hotel_id", "KeyType": "HASH"},
-                    {"AttributeName": "label", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                "IndexName": "by-status",
-                "KeySchema": [
-                    {"AttributeName": "status", "KeyType": "HASH"},
-                    {"AttributeName": "classified_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-        ],
-    )
 
 
 def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -> bytes:

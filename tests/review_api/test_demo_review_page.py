@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from local_aws.emulation import LocalAws
 from scripts import demo
 from tests.review_api.review_testkit import seed_photo
 
@@ -25,7 +26,7 @@ def emulated() -> Any:
     # The demo's own emulation: moto's server with the stack's bucket, queue and labels table (both indexes).
     # moto keeps its accounts per process, not per server: each test gets its own names.
     suffix = uuid.uuid4().hex[:8]
-    with demo.LocalAws(
+    with LocalAws(
         bucket=f"photo-labeler-images-{suffix}",
         table=f"photo-labeler-labels-{suffix}",
         queue_name=f"photo-labeler-uploads-{suffix}",
@@ -36,7 +37,7 @@ def emulated() -> Any:
 
 
 def test_the_review_page_serves_the_demos_unsure_labels_until_the_wait_ends(
-    emulated: demo.LocalAws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    emulated: LocalAws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given the demo's table after labelling: two unsure labels and a confident one, and the demo's taxonomy
     aws = emulated
@@ -97,7 +98,7 @@ def test_the_review_page_serves_the_demos_unsure_labels_until_the_wait_ends(
 
 
 def test_ctrl_c_stops_the_page_and_the_demo_carries_on(
-    emulated: demo.LocalAws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    emulated: LocalAws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     taxonomy_file = tmp_path / "taxonomy.json"
     taxonomy_file.write_text(json.dumps({"labels": ["Pool", "Room"]}))
