@@ -1,6 +1,7 @@
 """Data access for endpoint.mode async: the request bucket, InvokeEndpointAsync and the claim writes.
 
-Like labeller_aws.py, the only place that knows botocore's shapes; it speaks async_core's vocabulary.
+Like labeller_aws.py, the only place that knows botocore's shapes; it speaks async_core's and async_messages'
+vocabulary.
 """
 
 from __future__ import annotations
@@ -8,16 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from async_core import (
-    REQUEST_FILE,
-    TICKET_FILE,
-    AsyncSettings,
-    AsyncSubmitter,
-    Claim,
-    LabelWriter,
-    Ticket,
-    split_s3_uri,
-)
+from async_core import AsyncSettings, AsyncSubmitter, LabelWriter
+from async_messages import REQUEST_FILE, TICKET_FILE, Claim, Ticket, split_s3_uri
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from labeller_aws import DynamoLabelStore, S3ObjectStore, _error_text

@@ -13,7 +13,8 @@ from typing import Any
 
 import boto3
 from async_aws import build_label_writer
-from async_core import Completion, InferenceFailed, LabelWriter, parse_notification
+from async_core import Completion, InferenceFailed, LabelWriter
+from async_messages import parse_notification
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response

@@ -27,16 +27,14 @@ from labeller_aws import (
 )
 from labeller_core import (
     BACKFILL_TIME_MARGIN_MS,
-    BackfillBatch,
     ConfigError,
     Labeller,
     LabellerConfig,
-    ObjectRef,
     Outcome,
     Status,
     TransientFault,
-    parse_s3_notification,
 )
+from labeller_inputs import BackfillBatch, ObjectRef, parse_s3_notification
 
 logger = Logger()
 metrics = Metrics()

@@ -22,8 +22,8 @@ from labeller_core import (
     ObjectSuperseded,
     StoredObject,
     TransientFault,
-    clean_etag,
 )
+from labeller_inputs import clean_etag
 
 # SageMaker real-time invocations end at 60 s server-side; waiting longer only holds the Lambda. Two attempts
 # absorb a brief throttle in-process (cheaper than an SQS redelivery after the visibility timeout), and bound one

@@ -12,7 +12,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from review_api.core import Expected, Filters
+from review_api.inputs import Expected, Filters
 
 STATUS_INDEX = "by-status"  # stacks/constants.GSI_BY_STATUS: partition `status`, sort `classified_at`
 

@@ -30,19 +30,8 @@ from botocore.config import Config
 
 from classification.contract import DEFAULT_TAXONOMY_PATH, Taxonomy
 from review_api.aws import DynamoLabelTable, S3PhotoStore
-from review_api.core import (
-    BACKLOG_COUNT_CALLS,
-    DECISIONS,
-    PRESIGNED_URL_SECONDS,
-    STATUSES,
-    BadRequest,
-    Conflict,
-    ListQuery,
-    ReviewConfig,
-    Reviewer,
-    ReviewError,
-    ReviewService,
-)
+from review_api.core import BACKLOG_COUNT_CALLS, PRESIGNED_URL_SECONDS, ReviewConfig, ReviewService
+from review_api.inputs import DECISIONS, STATUSES, BadRequest, Conflict, ListQuery, Reviewer, ReviewError
 
 SERVICE = "photo-review"
 logger = Logger(service=SERVICE)

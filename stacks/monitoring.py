@@ -9,12 +9,13 @@ alarm, the stall alarm and the endpoint-error alarm exist only when an endpoint 
 upload path's own (stacks/upload_path.py); the dashboard shows it instead of defining a second one. With the
 review page deployed (`review.enabled`), a last row graphs the review API's metrics: the backlog of unsure labels,
 decisions per hour and the reviewers' agreement with the model per day (stacks/review_parts.py).
+
+The metrics are defined in stacks/monitoring_metrics.py, the dashboard's rows in stacks/monitoring_dashboard.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -26,45 +27,20 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks import constants
-from stacks.async_scaling import (
-    BACKLOG_PER_INSTANCE,
-    BACKLOG_SIZE,
-    HAS_BACKLOG_WITHOUT_CAPACITY,
-    OLDEST_REQUEST_AGE,
-    async_metric,
-)
+from stacks.async_scaling import OLDEST_REQUEST_AGE, async_metric
 from stacks.config import MonitoringConfig
-from stacks.review_parts import review_dashboard_widgets
-
-SAGEMAKER_NAMESPACE = "AWS/SageMaker"  # invocation metrics (the instance metrics live in constants')
-RATE_PERIOD = Duration.minutes(1)  # "per minute" graphs
-DISTRIBUTION_PERIOD = Duration.hours(1)
-DASHBOARD_WIDTH = 24  # CloudWatch dashboards are 24 columns wide
-STATUS_METRICS = (
-    ("PhotosLabeled", "labelled"),
-    ("PhotosNeedsReview", "needs review"),
-    ("PhotosRejected", "rejected"),
-    ("PhotosSkipped", "skipped"),
+from stacks.monitoring_dashboard import (
+    DASHBOARD_WIDTH,
+    async_widgets,
+    backfill_widgets,
+    endpoint_widgets,
+    label_widgets,
+    no_endpoint_widget,
+    photo_widgets,
+    queue_widgets,
 )
-# Everything that consumes a photo counts as progress for the stall alarm: duplicates and already-labelled
-# photos are skipped, not stuck.
-PROGRESS_METRICS = tuple(name for name, _ in STATUS_METRICS)
-
-
-@dataclass(frozen=True)
-class EndpointRef:
-    endpoint_name: str
-    variant_name: str = constants.VARIANT_NAME
-
-
-@dataclass(frozen=True)
-class AsyncRef:
-    """endpoint.mode async: the endpoint of the backlog metrics, the notification DLQ and its alarm."""
-
-    endpoint_name: str
-    dead_letter_queue: sqs.IQueue
-    dlq_alarm: cloudwatch.IAlarm
-    backlog_age_alarm_seconds: int
+from stacks.monitoring_metrics import PROGRESS_METRICS, AsyncRef, EndpointRef, MonitoringMetrics
+from stacks.review_parts import review_dashboard_widgets
 
 
 class Monitoring(Construct):
@@ -99,7 +75,7 @@ class Monitoring(Construct):
         super().__init__(scope, construct_id)
         self._review_backlog_probe_minutes = review_backlog_probe_minutes
         self.config = config
-        self._namespace = metrics_namespace
+        self.metrics: MonitoringMetrics = MonitoringMetrics(metrics_namespace, endpoint)
         self._labels = tuple(labels)
         self._queue = queue
         self._dlq = dead_letter_queue
@@ -139,52 +115,6 @@ class Monitoring(Construct):
         ]
         self.dashboard: cloudwatch.Dashboard = self._dashboard(
             f"{name_prefix}-operations", upload_function, backfill_state_machine, backfill_function
-        )
-
-    # -- metrics --------------------------------------------------------------------------------------------
-
-    def photo_metric(
-        self, name: str, service: str, *, label: str | None = None, period: Duration = RATE_PERIOD
-    ) -> cloudwatch.Metric:
-        return cloudwatch.Metric(
-            namespace=self._namespace,
-            metric_name=name,
-            dimensions_map={"service": service},
-            statistic=cloudwatch.Stats.SUM,
-            period=period,
-            label=label,
-        )
-
-    def label_metric(self, label: str, service: str, period: Duration = DISTRIBUTION_PERIOD) -> cloudwatch.Metric:
-        return cloudwatch.Metric(
-            namespace=self._namespace,
-            metric_name="PhotosByLabel",
-            dimensions_map={"service": service, "label": label},
-            statistic=cloudwatch.Stats.SUM,
-            period=period,
-            label=label,
-        )
-
-    def endpoint_metric(
-        self,
-        name: str,
-        statistic: str,
-        *,
-        namespace: str = SAGEMAKER_NAMESPACE,
-        period: Duration = RATE_PERIOD,
-        label: str | None = None,
-    ) -> cloudwatch.Metric:
-        assert self._endpoint is not None
-        return cloudwatch.Metric(
-            namespace=namespace,
-            metric_name=name,
-            dimensions_map={
-                "EndpointName": self._endpoint.endpoint_name,
-                "VariantName": self._endpoint.variant_name,
-            },
-            statistic=statistic,
-            period=period,
-            label=label,
         )
 
     # -- alarms ---------------------------------------------------------------------------------------------
@@ -227,7 +157,7 @@ class Monitoring(Construct):
             ),
         }
         for index, name in enumerate(PROGRESS_METRICS):
-            using[f"p{index}"] = self.photo_metric(name, service, period=period)
+            using[f"p{index}"] = self.metrics.photo_metric(name, service, period=period)
         processed = " + ".join(f"FILL(p{index}, 0)" for index in range(len(PROGRESS_METRICS)))
         expression = f"IF(FILL(waiting, 0) > 0 AND ({processed}) == 0, 1, 0)"
         return self._notify(
@@ -265,7 +195,7 @@ class Monitoring(Construct):
                     "out of GPU memory, instance replacement). Messages are retried; check the endpoint's "
                     f"logs in {constants.SAGEMAKER_LOG_GROUP_PREFIX}/{self._endpoint_name}."
                 ),
-                metric=self.endpoint_metric(
+                metric=self.metrics.endpoint_metric(
                     "Invocation5XXErrors", cloudwatch.Stats.SUM, period=Duration.minutes(5)
                 ),
                 threshold=threshold,
@@ -319,238 +249,38 @@ class Monitoring(Construct):
         dashboard.add_widgets(
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=DASHBOARD_WIDTH, height=3)
         )
-        dashboard.add_widgets(*self._photo_widgets())
-        dashboard.add_widgets(*self._label_widgets())
+        dashboard.add_widgets(*photo_widgets(self.metrics, self._services))
+        dashboard.add_widgets(*label_widgets(self.metrics, self._services, self._labels))
         if self._endpoint is not None:
-            dashboard.add_widgets(*self._endpoint_widgets())
+            dashboard.add_widgets(*endpoint_widgets(self.metrics))
         else:
-            dashboard.add_widgets(
-                cloudwatch.TextWidget(
-                    markdown=(
-                        "### No endpoint deployed\nUploads wait in the queue until a deploy sets "
-                        "`endpoint.model_data_uri` or `training.serve_registered_model`; endpoint widgets and "
-                        "alarms appear then."
-                    ),
-                    width=DASHBOARD_WIDTH,
-                    height=2,
-                )
+            dashboard.add_widgets(no_endpoint_widget())
+        # The queue-age alarm exists only with an endpoint; so does its line on the queue graph.
+        alarm_seconds = self.config.queue_age_alarm_seconds if self._endpoint is not None else None
+        dashboard.add_widgets(
+            *queue_widgets(
+                self.metrics,
+                queue=self._queue,
+                dead_letter_queue=self._dlq,
+                upload_function=upload_function,
+                queue_age_alarm_seconds=alarm_seconds,
             )
-        dashboard.add_widgets(*self._queue_widgets(upload_function))
+        )
         if self._async is not None:
-            dashboard.add_widgets(*self._async_widgets(self._async))
+            dashboard.add_widgets(*async_widgets(self.metrics, self._async))
         if state_machine is not None and backfill_function is not None:
-            dashboard.add_widgets(*self._backfill_widgets(state_machine, backfill_function))
+            dashboard.add_widgets(
+                *backfill_widgets(self.metrics, self._services["backfill"], state_machine, backfill_function)
+            )
         if self._review_backlog_probe_minutes is not None:
             dashboard.add_widgets(
                 *review_dashboard_widgets(
-                    self._namespace,
+                    self.metrics.namespace,
                     backlog_probe_minutes=self._review_backlog_probe_minutes,
                     width=DASHBOARD_WIDTH,
                 )
             )
         return dashboard
-
-    def _photo_widgets(self) -> list[cloudwatch.IWidget]:
-        widgets: list[cloudwatch.IWidget] = []
-        width = DASHBOARD_WIDTH // len(self._services)
-        for path, service in self._services.items():
-            widgets.append(
-                cloudwatch.GraphWidget(
-                    title=f"Photos per minute ({path})",
-                    left=[self.photo_metric(name, service, label=label) for name, label in STATUS_METRICS],
-                    width=width,
-                    height=6,
-                    stacked=True,
-                    left_y_axis=cloudwatch.YAxisProps(min=0, label="photos/min", show_units=False),
-                )
-            )
-        return widgets
-
-    def _label_widgets(self) -> list[cloudwatch.IWidget]:
-        # One metric per taxonomy label: the taxonomy is known at synth, and a fixed list keeps colours stable.
-        width = DASHBOARD_WIDTH // len(self._services)
-        return [
-            cloudwatch.GraphWidget(
-                title=f"Label distribution ({path}, over the time range)",
-                left=[self.label_metric(label, service) for label in self._labels],
-                view=cloudwatch.GraphWidgetView.PIE,
-                set_period_to_time_range=True,
-                width=width,
-                height=8,
-                legend_position=cloudwatch.LegendPosition.RIGHT,
-            )
-            for path, service in self._services.items()
-        ]
-
-    def _endpoint_widgets(self) -> list[cloudwatch.IWidget]:
-        width = DASHBOARD_WIDTH // 4
-        stats = cloudwatch.Stats
-        return [
-            cloudwatch.GraphWidget(
-                title="Endpoint invocations and errors per minute",
-                left=[self.endpoint_metric("Invocations", stats.SUM, label="invocations")],
-                right=[
-                    self.endpoint_metric("Invocation4XXErrors", stats.SUM, label="4xx"),
-                    self.endpoint_metric("Invocation5XXErrors", stats.SUM, label="5xx"),
-                ],
-                width=width,
-                height=6,
-            ),
-            cloudwatch.GraphWidget(
-                title="Model latency (ms)",
-                left=[
-                    # ModelLatency is in microseconds; the Lambda's EndpointLatency adds the network round trip.
-                    cloudwatch.MathExpression(
-                        expression="lat50 / 1000",
-                        using_metrics={"lat50": self.endpoint_metric("ModelLatency", stats.percentile(50))},
-                        label="model p50",
-                        period=RATE_PERIOD,
-                    ),
-                    cloudwatch.MathExpression(
-                        expression="lat90 / 1000",
-                        using_metrics={"lat90": self.endpoint_metric("ModelLatency", stats.percentile(90))},
-                        label="model p90",
-                        period=RATE_PERIOD,
-                    ),
-                    cloudwatch.Metric(
-                        namespace=self._namespace,
-                        metric_name="EndpointLatency",
-                        dimensions_map={"service": constants.POWERTOOLS_SERVICE_NAME},
-                        statistic=stats.percentile(90),
-                        period=RATE_PERIOD,
-                        label="labeller-observed p90",
-                    ),
-                ],
-                width=width,
-                height=6,
-            ),
-            cloudwatch.GraphWidget(
-                title="Concurrency and instances",
-                left=[
-                    self.endpoint_metric(
-                        "ConcurrentRequestsPerModel", stats.MAXIMUM, label="concurrent requests per model (max)"
-                    )
-                ],
-                right=[
-                    # No instance-count metric exists: each instance reports CPUUtilization once a minute, so
-                    # the sample count is the number of instances in service.
-                    self.endpoint_metric(
-                        "CPUUtilization",
-                        stats.SAMPLE_COUNT,
-                        namespace=constants.SAGEMAKER_METRICS_NAMESPACE,
-                        label="instances (CPUUtilization samples/min)",
-                    )
-                ],
-                width=width,
-                height=6,
-            ),
-            cloudwatch.GraphWidget(
-                title="GPU utilisation (%)",
-                left=[
-                    self.endpoint_metric(
-                        "GPUUtilization",
-                        stats.AVERAGE,
-                        namespace=constants.SAGEMAKER_METRICS_NAMESPACE,
-                        label="GPU",
-                    ),
-                    self.endpoint_metric(
-                        "GPUMemoryUtilization",
-                        stats.AVERAGE,
-                        namespace=constants.SAGEMAKER_METRICS_NAMESPACE,
-                        label="GPU memory",
-                    ),
-                ],
-                width=width,
-                height=6,
-            ),
-        ]
-
-    def _queue_widgets(self, upload_function: lambda_.IFunction) -> list[cloudwatch.IWidget]:
-        width = DASHBOARD_WIDTH // 3
-        period = Duration.seconds(constants.ALARM_PERIOD_SECONDS)
-        return [
-            cloudwatch.GraphWidget(
-                title="Upload queue: age of oldest message (s)",
-                left=[self._queue.metric_approximate_age_of_oldest_message(period=period, label="oldest (s)")],
-                left_annotations=[
-                    cloudwatch.HorizontalAnnotation(value=self.config.queue_age_alarm_seconds, label="alarm")
-                ]
-                if self._endpoint is not None
-                else None,
-                width=width,
-                height=6,
-            ),
-            cloudwatch.GraphWidget(
-                title="Queue depth and dead-letter queue",
-                left=[
-                    self._queue.metric_approximate_number_of_messages_visible(period=period, label="waiting"),
-                    self._queue.metric_approximate_number_of_messages_not_visible(
-                        period=period, label="in flight"
-                    ),
-                ],
-                right=[self._dlq.metric_approximate_number_of_messages_visible(period=period, label="DLQ")],
-                width=width,
-                height=6,
-            ),
-            cloudwatch.GraphWidget(
-                title="Upload labeller Lambda",
-                left=[
-                    upload_function.metric_invocations(period=period, label="invocations"),
-                    upload_function.metric_errors(period=period, label="errors"),
-                    upload_function.metric_throttles(period=period, label="throttles"),
-                    self.photo_metric("TransientFailures", constants.POWERTOOLS_SERVICE_NAME, label="transient"),
-                ],
-                right=[upload_function.metric_duration(period=period, statistic="p90", label="duration p90")],
-                width=width,
-                height=6,
-            ),
-        ]
-
-    def _backfill_widgets(
-        self, state_machine: sfn.IStateMachine, function: lambda_.IFunction
-    ) -> list[cloudwatch.IWidget]:
-        width = DASHBOARD_WIDTH // 3
-        period = RATE_PERIOD
-        service = self._services["backfill"]
-        processed = {f"p{i}": self.photo_metric(name, service) for i, name in enumerate(PROGRESS_METRICS)}
-        return [
-            cloudwatch.GraphWidget(
-                title="Backfill progress (photos processed per minute)",
-                left=[
-                    cloudwatch.MathExpression(
-                        expression=" + ".join(f"FILL({key}, 0)" for key in processed),
-                        using_metrics=processed,
-                        label="processed/min",
-                        period=period,
-                    ),
-                    self.photo_metric("TransientFailures", service, label="transient failures/min"),
-                ],
-                width=width,
-                height=6,
-            ),
-            cloudwatch.GraphWidget(
-                title="Backfill executions",
-                left=[
-                    state_machine.metric_started(period=period, label="started"),
-                    state_machine.metric_succeeded(period=period, label="succeeded"),
-                    state_machine.metric_failed(period=period, label="failed"),
-                    state_machine.metric_aborted(period=period, label="aborted"),
-                ],
-                width=width,
-                height=6,
-            ),
-            cloudwatch.GraphWidget(
-                title="Backfill Lambda (batches)",
-                left=[
-                    function.metric_invocations(period=period, label="batches"),
-                    function.metric_errors(period=period, label="errors (retried)"),
-                    function.metric_throttles(period=period, label="throttles"),
-                ],
-                right=[function.metric_duration(period=period, statistic="p90", label="duration p90")],
-                width=width,
-                height=6,
-            ),
-        ]
 
     # -- endpoint.mode async ---------------------------------------------------------------------------------
 
@@ -572,39 +302,6 @@ class Monitoring(Construct):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
         )
-
-    def _async_widgets(self, ref: AsyncRef) -> list[cloudwatch.IWidget]:
-        width = DASHBOARD_WIDTH // 3
-        return [
-            cloudwatch.GraphWidget(
-                title="Async backlog (requests waiting)",
-                left=[
-                    async_metric(ref.endpoint_name, BACKLOG_SIZE, "Average"),
-                    async_metric(ref.endpoint_name, BACKLOG_PER_INSTANCE, "Average"),
-                ],
-                right=[async_metric(ref.endpoint_name, OLDEST_REQUEST_AGE, "Maximum")],
-                width=width,
-                height=6,
-            ),
-            cloudwatch.GraphWidget(
-                title="Backlog without capacity (1 = scaling out from zero)",
-                left=[async_metric(ref.endpoint_name, HAS_BACKLOG_WITHOUT_CAPACITY, "Maximum")],
-                width=width,
-                height=6,
-            ),
-            cloudwatch.GraphWidget(
-                title="Failed async notifications (DLQ)",
-                left=[
-                    ref.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                        period=RATE_PERIOD, statistic=cloudwatch.Stats.MAXIMUM, label="dead letters"
-                    ),
-                    self.photo_metric("AsyncInferencesResubmitted", constants.POWERTOOLS_SERVICE_NAME),
-                    self.photo_metric("AsyncInferencesFailed", constants.POWERTOOLS_SERVICE_NAME),
-                ],
-                width=width,
-                height=6,
-            ),
-        ]
 
 
 __all__ = ["AsyncRef", "EndpointRef", "Monitoring", "MonitoringConfig"]

@@ -5,6 +5,8 @@ Lambda, and a schedule that measures the review backlog.
        │  Cognito hosted UI (code flow + PKCE, admin-created users, TOTP MFA)
        └─Bearer JWT─▶ HTTP API (JWT authorizer) ─▶ review Lambda ─▶ labels table (Query by-status, Get, Update)
                                                                  └─▶ presigned GET of the labelled photo version
+
+The page's hosting (bucket, CloudFront, deployment) is built by stacks/review_site.py into this construct.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_cloudfront as cloudfront
-from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
@@ -35,22 +36,22 @@ from stacks.config import ConfigError
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.lambda_role import lambda_role
 from stacks.nag import acknowledge, nag_resource
-from stacks.review_parts import REVIEW_SERVICE_NAME, RUNTIME, plain_sub, review_function_code, review_web_acl
+from stacks.review_parts import (
+    REVIEW_SERVICE_NAME,
+    RUNTIME,
+    review_function_code,
+    review_log_group_name,
+    review_web_acl,
+)
+from stacks.review_site import deploy_page, site_bucket, site_distribution
 
-REVIEW_WEB_DIR = constants.PROJECT_ROOT / "review_web"
 REVIEW_HANDLER = "review_api.handler.lambda_handler"
 API_TIMEOUT_SECONDS = 15  # well under HTTP API's 30-s integration limit; a page of 25 items takes < 1 s
 API_MEMORY_MB = 512
 API_THROTTLE_RATE = 50  # requests/s across all reviewers: a person decides a photo every few seconds
 API_THROTTLE_BURST = 100
-PAGE_DEPLOYMENT_MEMORY_MB = 256  # copies a few small files
 TOKEN_VALIDITY = Duration.hours(1)
 REFRESH_TOKEN_VALIDITY = Duration.hours(12)  # a working day; the page signs in again after it
-
-
-def review_log_group_name(name_prefix: str, what: str) -> str:
-    """A literal name: the data key's policy names the log group it may encrypt (stacks/encrypted_logs.py)."""
-    return f"/{name_prefix}/review/{what}"
 
 
 class ReviewPage(Construct):
@@ -84,7 +85,7 @@ class ReviewPage(Construct):
                 f"a CloudFront web ACL can only be created in us-east-1, this stack is in {region}: create one "
                 "there and set review.web_acl_arn",
             )
-        self.site_bucket: s3.Bucket = self._site_bucket(access_log_bucket)
+        self.site_bucket: s3.Bucket = site_bucket(self, access_log_bucket)
         self.user_pool: cognito.UserPool = self._user_pool()
         self.user_pool_domain: cognito.UserPoolDomain = self.user_pool.add_domain(
             "Domain",
@@ -92,8 +93,12 @@ class ReviewPage(Construct):
             cognito_domain=cognito.CognitoDomainOptions(domain_prefix=f"{name_prefix}-review-{Aws.ACCOUNT_ID}"),
         )
         self.web_acl: wafv2.CfnWebACL | None = review_web_acl(self, name_prefix) if waf else None
-        self.distribution: cloudfront.Distribution = self._distribution(
-            photo_bucket, self.web_acl.attr_arn if self.web_acl else web_acl_arn
+        self.distribution: cloudfront.Distribution = site_distribution(
+            self,
+            bucket=self.site_bucket,
+            photo_bucket=photo_bucket,
+            user_pool_domain=self.user_pool_domain,
+            web_acl_arn=self.web_acl.attr_arn if self.web_acl else web_acl_arn,
         )
         self.distribution_web_acl: str | None = self.web_acl.attr_arn if self.web_acl else web_acl_arn
         self.url: str = f"https://{self.distribution.distribution_domain_name}/"
@@ -144,101 +149,19 @@ class ReviewPage(Construct):
             schedule=events.Schedule.rate(Duration.minutes(backlog_probe_minutes)),
             targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
         )
-        self.deployment: s3deploy.BucketDeployment = self._deploy_page(name_prefix, data_key)
+        self.deployment: s3deploy.BucketDeployment = deploy_page(
+            self,
+            name_prefix=name_prefix,
+            data_key=data_key,
+            bucket=self.site_bucket,
+            distribution=self.distribution,
+            page_config=self._page_config(),
+        )
         self._acknowledge()
 
-    # -- the page ---------------------------------------------------------------------------------------------
-
-    def _site_bucket(self, access_log_bucket: s3.IBucket) -> s3.Bucket:
-        return s3.Bucket(
-            self,
-            "SiteBucket",
-            # SSE-S3: CloudFront's origin access control reads it without a key policy; the page is public code.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=access_log_bucket,
-            server_access_logs_prefix="review-site/",
-            lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(30))],
-            # Holds only the page, rebuilt by every deploy: nothing to keep when the stack goes.
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-
-    def _headers(self, photo_bucket: s3.IBucket) -> cloudfront.ResponseHeadersPolicy:
-        region = Aws.REGION
-        bucket = photo_bucket.bucket_name
-        # Exactly what the page loads: its own files, photos by presigned URL from the photo bucket, the API
-        # (any HTTP API of the region: naming this API's id would make the API's CORS origin and the
-        # distribution depend on each other) and the Cognito domain's token endpoint.
-        policy = "; ".join(
-            [
-                "default-src 'none'",
-                "script-src 'self'",
-                "style-src 'self'",
-                f"img-src 'self' data: https://{bucket}.s3.{region}.amazonaws.com https://{bucket}.s3.amazonaws.com",
-                f"connect-src 'self' https://*.execute-api.{region}.amazonaws.com "
-                f"https://{self.user_pool_domain.domain_name}.auth.{region}.amazoncognito.com",
-                "form-action 'self'",
-                "frame-ancestors 'none'",
-                "base-uri 'none'",
-            ]
-        )
-        return cloudfront.ResponseHeadersPolicy(
-            self,
-            "SecurityHeaders",
-            comment="Review page: CSP, HSTS, no framing, no sniffing, no referrer",
-            security_headers_behavior=cloudfront.ResponseSecurityHeadersBehavior(
-                content_security_policy=cloudfront.ResponseHeadersContentSecurityPolicy(
-                    content_security_policy=policy, override=True
-                ),
-                strict_transport_security=cloudfront.ResponseHeadersStrictTransportSecurity(
-                    access_control_max_age=Duration.days(730), include_subdomains=True, preload=True, override=True
-                ),
-                content_type_options=cloudfront.ResponseHeadersContentTypeOptions(override=True),
-                frame_options=cloudfront.ResponseHeadersFrameOptions(
-                    frame_option=cloudfront.HeadersFrameOption.DENY, override=True
-                ),
-                referrer_policy=cloudfront.ResponseHeadersReferrerPolicy(
-                    referrer_policy=cloudfront.HeadersReferrerPolicy.NO_REFERRER, override=True
-                ),
-                xss_protection=cloudfront.ResponseHeadersXSSProtection(
-                    protection=True, mode_block=True, override=True
-                ),
-            ),
-        )
-
-    def _distribution(self, photo_bucket: s3.IBucket, web_acl_arn: str | None) -> cloudfront.Distribution:
-        origin = origins.S3BucketOrigin.with_origin_access_control(self.site_bucket)
-        headers = self._headers(photo_bucket)
-        return cloudfront.Distribution(
-            self,
-            "Distribution",
-            comment="Photo review page",
-            default_root_object="index.html",
-            default_behavior=cloudfront.BehaviorOptions(
-                origin=origin,
-                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
-                cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED,
-                response_headers_policy=headers,
-            ),
-            additional_behaviors={
-                # Written by each deploy (API URL, client id): never served stale.
-                "/config.json": cloudfront.BehaviorOptions(
-                    origin=origin,
-                    viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
-                    cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
-                    response_headers_policy=headers,
-                )
-            },
-            http_version=cloudfront.HttpVersion.HTTP2_AND_3,
-            price_class=cloudfront.PriceClass.PRICE_CLASS_100,
-            web_acl_id=web_acl_arn,
-        )
-
-    def _deploy_page(self, name_prefix: str, data_key: kms.IKey) -> s3deploy.BucketDeployment:
-        config = {
+    def _page_config(self) -> dict[str, object]:
+        """The page's config.json: where the API and the sign-in are (known only once they exist)."""
+        return {
             "mode": "cloud",
             "apiBase": self.api.api_endpoint,
             "cognito": {
@@ -247,78 +170,6 @@ class ReviewPage(Construct):
                 "scopes": "openid email profile",
             },
         }
-        # Our own role and log group instead of the CDK default (AWSLambdaBasicExecutionRole: every log group).
-        log_group = encrypted_log_group(
-            self,
-            "PageDeploymentLogs",
-            log_group_name=review_log_group_name(name_prefix, "page-deployment"),
-            key=data_key,
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        role = lambda_role(
-            self,
-            "PageDeploymentRole",
-            description="Copies the review page into its bucket and invalidates CloudFront (cdk deploy only)",
-            log_group=log_group,
-        )
-        deployment = s3deploy.BucketDeployment(
-            self,
-            "Page",
-            sources=[
-                s3deploy.Source.asset(str(REVIEW_WEB_DIR)),
-                s3deploy.Source.json_data("config.json", config),
-            ],
-            destination_bucket=self.site_bucket,
-            distribution=self.distribution,
-            distribution_paths=["/*"],
-            memory_limit=PAGE_DEPLOYMENT_MEMORY_MB,
-            role=role,
-            log_group=log_group,
-        )
-        self._acknowledge_page_deployment(role)
-        return deployment
-
-    def _acknowledge_page_deployment(self, role: iam.Role) -> None:
-        reason = (
-            "aws-cdk-lib's BucketDeployment grants these to copy the page from the CDK asset bucket (read) into "
-            "the review page's own bucket (write/delete, for pruning old files); scoped to those two buckets."
-        )
-        for action in ("s3:GetBucket*", "s3:GetObject*", "s3:List*", "s3:DeleteObject*", "s3:Abort*"):
-            acknowledge(role, f"AwsSolutions-IAM5[Action::{action}]", reason)
-        acknowledge(
-            role,
-            f"AwsSolutions-IAM5[Resource::{nag_resource(self, self.site_bucket.arn_for_objects('*'))}]",
-            reason,
-        )
-        # The asset bucket's name comes from the stack synthesizer (bootstrap qualifier, account, region).
-        document = Stack.of(self).resolve(role.node.find_child("DefaultPolicy").document)  # type: ignore[attr-defined]
-        site = nag_resource(self, self.site_bucket.arn_for_objects("*"))
-        for statement in document["Statement"]:
-            resources = (
-                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-            )
-            for resource in resources:
-                rendered = nag_resource(self, plain_sub(resource))
-                if rendered.endswith("/*") and rendered != site:
-                    acknowledge(role, f"AwsSolutions-IAM5[Resource::{rendered}]", reason)
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "cloudfront:CreateInvalidation/GetInvalidation (BucketDeployment invalidates the page after each "
-            "deploy) support no narrower resource in this grant; no other action is granted on '*'.",
-        )
-        singleton = next(
-            child
-            for child in Stack.of(self).node.children
-            if child.node.id.startswith("Custom::CDKBucketDeployment")
-        )
-        acknowledge(
-            singleton,
-            "AwsSolutions-L1",
-            "The page-deployment function is aws-cdk-lib's own (BucketDeployment); its runtime moves with the "
-            "aws-cdk-lib version, which is pinned in requirements.txt.",
-        )
 
     # -- sign-in ----------------------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Parts of the review capability that are not resources of its construct (stacks/review.py): the config
-section, the Lambda bundle, the optional WAF web ACL and the dashboard widgets the monitoring construct can add."""
+section, the Lambda bundle, the log group names, the optional WAF web ACL and the dashboard widgets the monitoring
+construct can add."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ REVIEW_SERVICE_NAME = "photo-review"  # the EMF dimension `service` of the revie
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 assert RUNTIME.name == f"python{constants.LAMBDA_PYTHON_VERSION}", "runtime and bundled wheels disagree"
 WAF_RATE_LIMIT_PER_5_MIN = 2000  # per client IP; a reviewer's page makes a few requests per photo
+
+
+def review_log_group_name(name_prefix: str, what: str) -> str:
+    """A literal name: the data key's policy names the log group it may encrypt (stacks/encrypted_logs.py)."""
+    return f"/{name_prefix}/review/{what}"
 
 
 def review_source_files(taxonomy_file: Path) -> list[tuple[Path, str]]:

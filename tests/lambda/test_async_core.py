@@ -6,13 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from async_core import (
-    AsyncSettings,
-    InferenceFailed,
-    Ticket,
-    inference_id,
-    parse_notification,
-)
+from async_core import AsyncSettings, InferenceFailed
+from async_messages import inference_id, parse_notification
 from async_testkit import (
     ASYNC_BUCKET,
     REQUEST_PREFIX,
@@ -27,12 +22,11 @@ from async_testkit import (
 from labeller_core import (
     ConfigError,
     Labeller,
-    ObjectRef,
     Status,
     TransientFault,
-    clean_etag,
     encode_request,
 )
+from labeller_inputs import ObjectRef, clean_etag
 from labeller_testkit import BUCKET, MODEL_ID, Aws, photo, vllm_answer
 
 from classification.contract import Taxonomy
@@ -330,37 +324,12 @@ def test_reclassify_keeps_the_old_label_while_the_new_models_answer_is_pending(a
     assert item is not None and (item["label"], item["model"]) == ("Pool", "model-b")
 
 
-def test_notifications_are_read_raw_or_from_an_sns_envelope_and_anything_else_is_refused() -> None:
-    submission = type("S", (), {"input_location": "s3://b/requests/x/request.json", "inference_id": "x"})()
-    raw = parse_notification(success_notification(submission, "s3://b/responses/1.out"))  # type: ignore[arg-type]
-    wrapped = parse_notification(success_notification(submission, "s3://b/responses/1.out", envelope=True))  # type: ignore[arg-type]
-    assert raw == wrapped and raw.succeeded and raw.output_location == "s3://b/responses/1.out"
-    failed = parse_notification(failure_notification(submission, "timeout"))  # type: ignore[arg-type]
-    assert not failed.succeeded and failed.failure_reason == "timeout"
-    for body in (
-        "not json",
-        "[]",
-        json.dumps({"eventSource": "aws:s3"}),
-        json.dumps({"eventSource": "aws:sagemaker"}),
-    ):
-        with pytest.raises(ValueError):
-            parse_notification(body)
-
-
 def test_a_notification_for_a_request_that_is_not_ours_is_refused(aws: Aws, s3: Any) -> None:
     endpoint, clock = ScriptedAsyncEndpoint(), Clock()
     _submitter, writer = parts(endpoint, clock)
     stranger = type("S", (), {"input_location": "s3://elsewhere/requests/x/request.json", "inference_id": "x"})()
     with pytest.raises(ValueError, match="is not a request of"):
         writer.handle(parse_notification(success_notification(stranger, "s3://elsewhere/r.out")))  # type: ignore[arg-type]
-
-
-def test_tickets_round_trip_and_malformed_ones_are_refused() -> None:
-    ticket = Ticket("id", "b", "uploads/a b.jpg", "e", "2026-12-01T12:00:00.000000Z", "m", "v1", "h")
-    assert Ticket.from_json(ticket.to_json()) == ticket
-    for data in (b"{", b"[]", json.dumps({"inference_id": "id"}).encode()):
-        with pytest.raises(ValueError):
-            Ticket.from_json(data)
 
 
 def test_settings_come_from_the_environment_with_errors_that_name_the_variable() -> None:

@@ -70,7 +70,8 @@ class _RecordingEndpoint:
 def test_the_lambdas_exact_request_gets_a_taxonomy_label_with_logprobs(
     vllm_server: Any, taxonomy: Taxonomy
 ) -> None:
-    from labeller_core import Labeller, LabellerConfig, ObjectRef
+    from labeller_core import Labeller, LabellerConfig
+    from labeller_inputs import ObjectRef
 
     # Given the Lambda's own labeller, its endpoint pointed at the engine's /invocations, and a new photo
     endpoint = _RecordingEndpoint(vllm_server.base_url + "/invocations")

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from review_api import core
+from review_api import inputs
 from tests.review_api.review_testkit import OTHER_CLAIMS, Account, FakeContext, seed_photo
 
 NAMESPACE = "HotelPhotos"  # tests/review_api/conftest.py's POWERTOOLS_METRICS_NAMESPACE
@@ -84,4 +84,4 @@ def test_every_graphed_review_metric_is_emitted_by_the_api(
     assert graphed and graphed <= emitted, sorted(graphed - emitted)
     # And one series per decision kind the API accepts
     kinds = {dict(dims)["decision"] for _, name, dims in graphed if name == "ReviewDecisionsByKind"}
-    assert kinds == set(core.DECISIONS)
+    assert kinds == set(inputs.DECISIONS)

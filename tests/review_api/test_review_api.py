@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from review_api import core
-from review_api.core import photo_id
+from review_api.inputs import photo_id
 from tests.review_api.review_testkit import (
     BUCKET,
     OTHER_CLAIMS,

@@ -370,9 +370,9 @@ def test_the_scoped_variant_passes_cdk_nag(scoped: Synthesized) -> None:
     assert [v.rule_name for v in AwsSolutionsChecks().validate_scope(scoped.stack).violations] == []
 
 
-def _labeller_core() -> Any:
+def _labeller_inputs() -> Any:
     # The bundle puts lambda/*.py at the task root; load the module the same way without touching sys.path.
-    spec = importlib.util.spec_from_file_location("labeller_core_contract", LAMBDA_DIR / "labeller_core.py")
+    spec = importlib.util.spec_from_file_location("labeller_inputs_contract", LAMBDA_DIR / "labeller_inputs.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
@@ -397,7 +397,7 @@ def test_the_batches_the_map_sends_parse_in_the_backfill_handler(
     rendered = {"bucket": "photo-labeler-images", "reclassify": True}
     rendered.update({k: v for k, v in batch_input.items() if k not in ("bucket", "reclassify.$")})
     # When the handler's parser reads a batch of reader items
-    batch = _labeller_core().BackfillBatch.parse({"Items": [item], "BatchInput": rendered})
+    batch = _labeller_inputs().BackfillBatch.parse({"Items": [item], "BatchInput": rendered})
     # Then it yields the photo in the image bucket, with the re-classification flag
     assert batch.invalid == ()
     assert [(r.bucket, r.key) for r in batch.refs] == [("photo-labeler-images", "archive/h42/pool.jpg")]

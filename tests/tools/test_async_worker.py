@@ -19,7 +19,7 @@ from moto import mock_aws
 from tools.async_worker import LocalAsyncEndpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lambda"))
-from async_core import parse_notification
+from async_messages import parse_notification
 
 REGION = "us-east-1"
 BUCKET = "photo-labeler-async"

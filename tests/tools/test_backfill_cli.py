@@ -19,7 +19,7 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from tools import backfill
-from tools.backfill import BackfillError, Clients, Progress, RateMeter, build_input, render
+from tools.backfill import BackfillError, Clients, build_input
 
 REGION = "us-east-1"
 STATE_MACHINE = f"arn:aws:states:{REGION}:123456789012:stateMachine:photo-labeler-backfill"
@@ -388,30 +388,6 @@ def test_watch_on_a_terminal_rewrites_one_line(stubbed: Stubbed) -> None:
     out = io.StringIO()
     backfill.watch(clients.sfn, EXECUTION, out=out, clock=lambda: 0.0, sleep=lambda _s: None, live=True)
     assert out.getvalue().startswith("\r\033[K[") and out.getvalue().endswith("\n")
-
-
-def test_rate_uses_only_the_recent_window() -> None:
-    meter = RateMeter(window_seconds=60)
-    # A slow start (10 items/s for 5 min), then 100 items/s for 2 min
-    for second in range(0, 301, 10):
-        meter.add(second, second * 10)
-    for second in range(310, 421, 10):
-        meter.add(second, 3_000 + (second - 300) * 100)
-    assert meter.rate == pytest.approx(100.0, rel=0.01)
-
-
-def test_progress_bar_is_full_width_and_never_overflows() -> None:
-    over = Progress(EXECUTION, "RUNNING", MAP_RUN, total=10, succeeded=10, failed=0)
-    empty = Progress(EXECUTION, "RUNNING", MAP_RUN, total=0)
-    assert render(over, None, width=20).startswith("[" + "#" * 20 + "] 100.0%")
-    assert render(empty, None, width=20).startswith("[" + "-" * 20 + "]   0.0%")
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"), [(42, "42s"), (125, "2m05s"), (3 * 3600 + 60, "3h01m"), (5 * 86400 + 7200, "5d02h")]
-)
-def test_durations_read_naturally(seconds: float, text: str) -> None:
-    assert backfill.format_duration(seconds) == text
 
 
 # -- stop / redrive ------------------------------------------------------------------------------------------
