@@ -16,11 +16,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from labeller_aws import DynamoLabelStore, S3ObjectStore, _error_text
 from labeller_core import HUMAN_DECISION_ATTRIBUTE, ConfigError, LabellerConfig, Status, TransientFault
 
+from classification.labeller_environment import (
+    ENDPOINT_MODE,
+    AsyncEnvironment,
+    LabellerEnvironment,
+)
+
 # InvokeEndpointAsync only queues the request: it answers in milliseconds, so fail fast and let SQS retry.
 ASYNC_CLIENT_CONFIG = Config(
     connect_timeout=5, read_timeout=15, retries={"mode": "standard", "total_max_attempts": 3}
 )
-DEFAULT_REQUEST_PREFIX = "requests/"  # stacks/async_inference.py writes the same default
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
 # The claim's condition, on top of the real-time path's version ordering (labeller_aws.RESULT_CONDITION):
@@ -228,43 +233,35 @@ class DynamoPendingStore(DynamoLabelStore):
         return True
 
 
-def _required(environ: Mapping[str, str], *names: str) -> None:
-    missing = [name for name in names if not environ.get(name)]
-    if missing:
-        raise ConfigError(f"environment variables not set: {', '.join(missing)}")
+def request_store(session: Any, environment: AsyncEnvironment) -> S3RequestStore:
+    return S3RequestStore(session.client("s3"), environment.request_bucket, environment.request_prefix)
 
 
-def request_store_from_env(session: Any, environ: Mapping[str, str]) -> S3RequestStore:
-    _required(environ, "ASYNC_REQUEST_BUCKET")
-    prefix = environ.get("ASYNC_REQUEST_PREFIX", DEFAULT_REQUEST_PREFIX)
-    if prefix and not prefix.endswith("/"):
-        raise ConfigError(f"ASYNC_REQUEST_PREFIX must end in '/', got {prefix!r}")
-    return S3RequestStore(session.client("s3"), environ["ASYNC_REQUEST_BUCKET"], prefix)
-
-
-def async_endpoint_from_env(
-    session: Any, environ: Mapping[str, str], settings: AsyncSettings
-) -> SageMakerAsyncEndpoint:
-    _required(environ, "ENDPOINT_NAME")
+def async_endpoint(session: Any, endpoint_name: str, settings: AsyncSettings) -> SageMakerAsyncEndpoint:
     return SageMakerAsyncEndpoint(
         session.client("sagemaker-runtime", config=ASYNC_CLIENT_CONFIG),
-        environ["ENDPOINT_NAME"],
+        endpoint_name,
         request_ttl_seconds=settings.request_ttl_seconds,
         invocation_timeout_seconds=settings.invocation_timeout_seconds,
     )
 
 
 def build_submitter(
-    config: LabellerConfig, session: Any, environ: Mapping[str, str], *, model_id: Callable[[], str] | None
+    config: LabellerConfig,
+    session: Any,
+    environment: LabellerEnvironment,
+    *,
+    model_id: Callable[[], str] | None,
 ) -> AsyncSubmitter:
     """The upload path's / backfill's labeller when ENDPOINT_MODE=async (handler.get_labeller)."""
-    settings = AsyncSettings.from_env(environ)
+    async_environment = _async_part(environment)
+    settings = AsyncSettings.from_environment(async_environment)
     return AsyncSubmitter(
         config,
         objects=S3ObjectStore(session.client("s3")),
-        labels=DynamoPendingStore(session.client("dynamodb"), environ["TABLE_NAME"]),
-        requests=request_store_from_env(session, environ),
-        endpoint=async_endpoint_from_env(session, environ, settings),
+        labels=DynamoPendingStore(session.client("dynamodb"), environment.table_name),
+        requests=request_store(session, async_environment),
+        endpoint=async_endpoint(session, environment.endpoint_name, settings),
         settings=settings,
         model_id=model_id,
     )
@@ -272,13 +269,20 @@ def build_submitter(
 
 def build_label_writer(session: Any, environ: Mapping[str, str]) -> LabelWriter:
     """The completion Lambda's writer (async_handler.get_writer)."""
-    _required(environ, "TABLE_NAME", "ENDPOINT_NAME", "MODEL_ID")
-    config = LabellerConfig.from_env(environ)
-    settings = AsyncSettings.from_env(environ)
+    environment = LabellerEnvironment.from_environment(environ)
+    config = LabellerConfig.from_environment(environment)
+    async_environment = _async_part(environment)
+    settings = AsyncSettings.from_environment(async_environment)
     return LabelWriter(
         config,
-        labels=DynamoPendingStore(session.client("dynamodb"), environ["TABLE_NAME"]),
-        requests=request_store_from_env(session, environ),
-        endpoint=async_endpoint_from_env(session, environ, settings),
+        labels=DynamoPendingStore(session.client("dynamodb"), environment.table_name),
+        requests=request_store(session, async_environment),
+        endpoint=async_endpoint(session, environment.endpoint_name, settings),
         settings=settings,
     )
+
+
+def _async_part(environment: LabellerEnvironment) -> AsyncEnvironment:
+    if environment.async_inference is None:
+        raise ConfigError(f"{ENDPOINT_MODE} must be 'async' for an async endpoint's functions")
+    return environment.async_inference

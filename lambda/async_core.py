@@ -57,6 +57,7 @@ from labeller_core import (
 from labeller_inputs import ObjectRef
 
 from classification.contract import InvalidAnswer
+from classification.labeller_environment import AsyncEnvironment
 
 # A claim never invoked is abandoned once it is older than the longest Lambda invocation: its owner is gone.
 CLAIM_LEASE_SECONDS = 900
@@ -165,20 +166,17 @@ class AsyncSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AsyncSettings:
-        values: dict[str, int] = {}
-        for name, field_name in (
-            ("ASYNC_MAX_ATTEMPTS", "max_attempts"),
-            ("ASYNC_REQUEST_TTL_SECONDS", "request_ttl_seconds"),
-            ("ASYNC_INVOCATION_TIMEOUT_SECONDS", "invocation_timeout_seconds"),
-        ):
-            text = environ.get(name)
-            if text is None or text == "":
-                continue
-            try:
-                values[field_name] = int(text)
-            except ValueError as error:
-                raise ConfigError(f"{name} must be an integer, got {text!r}") from error
-        return cls(**values)
+        return cls.from_environment(AsyncEnvironment.from_environment(environ))
+
+    @classmethod
+    def from_environment(cls, environment: AsyncEnvironment) -> AsyncSettings:
+        """The limits the stack set (classification/labeller_environment.py); unset ones keep their defaults."""
+        limits = {
+            "max_attempts": environment.max_attempts,
+            "request_ttl_seconds": environment.request_ttl_seconds,
+            "invocation_timeout_seconds": environment.invocation_timeout_seconds,
+        }
+        return cls(**{name: value for name, value in limits.items() if value is not None})
 
 
 # -- the request side ---------------------------------------------------------------------------------------

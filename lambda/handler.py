@@ -27,7 +27,6 @@ from labeller_aws import (
 )
 from labeller_core import (
     BACKFILL_TIME_MARGIN_MS,
-    ConfigError,
     Labeller,
     LabellerConfig,
     Outcome,
@@ -35,6 +34,8 @@ from labeller_core import (
     TransientFault,
 )
 from labeller_inputs import BackfillBatch, ObjectRef, parse_s3_notification
+
+from classification.labeller_environment import ASYNC, ENDPOINT_MODE, LabellerEnvironment
 
 logger = Logger()
 metrics = Metrics()
@@ -66,13 +67,8 @@ class TransientBatchError(Exception):
 @cache
 def get_labeller() -> Labeller:
     """Built on first use (not at import) so tests and the cold start read the final environment."""
-    missing = [name for name in ("TABLE_NAME", "ENDPOINT_NAME", "MODEL_ID") if not os.environ.get(name)]
-    if missing:
-        raise ConfigError(f"environment variables not set: {', '.join(missing)}")
-    config = LabellerConfig.from_env(os.environ)
-    mode = os.environ.get("ENDPOINT_MODE", "realtime")
-    if mode not in ("realtime", "async"):
-        raise ConfigError(f"ENDPOINT_MODE must be 'realtime' or 'async', got {mode!r}")
+    environment = LabellerEnvironment.from_environment(os.environ)  # names a missing or malformed variable
+    config = LabellerConfig.from_environment(environment)
     session = boto3.session.Session()
     registry = None
     if config.model_parameter_name:
@@ -83,18 +79,18 @@ def get_labeller() -> Labeller:
             fallback=config.model_id,
             warn=logger.warning,
         )
-    if mode == "async":
+    if environment.endpoint_mode == ASYNC:
         # Same rules up to the endpoint call, which becomes a submission (lambda/async_core.py).
         from async_aws import build_submitter
 
-        return build_submitter(config, session, os.environ, model_id=registry)
+        return build_submitter(config, session, environment, model_id=registry)
     return Labeller(
         config,
         objects=S3ObjectStore(session.client("s3")),
         endpoint=SageMakerEndpoint(
-            session.client("sagemaker-runtime", config=ENDPOINT_CLIENT_CONFIG), os.environ["ENDPOINT_NAME"]
+            session.client("sagemaker-runtime", config=ENDPOINT_CLIENT_CONFIG), environment.endpoint_name
         ),
-        labels=DynamoLabelStore(session.client("dynamodb"), os.environ["TABLE_NAME"]),
+        labels=DynamoLabelStore(session.client("dynamodb"), environment.table_name),
         model_id=registry,
     )
 
@@ -199,7 +195,7 @@ def backfill_handler(event: dict[str, Any], context: LambdaContext) -> dict[str,
         "transient": counts["transient"],
         "deferred": counts["deferred"],
     }
-    if os.environ.get("ENDPOINT_MODE") == "async":
+    if os.environ.get(ENDPOINT_MODE) == ASYNC:
         summary["pending"] = counts["pending"]  # submitted; their labels arrive through async_handler
     logger.info("backfill batch done", extra={"summary": summary, "reclassify": batch.reclassify})
     if summary["transient"] or summary["deferred"]:

@@ -34,6 +34,7 @@ maxReceiveCount, moves it to the DLQ. Nothing is written for them, so nothing is
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -53,12 +54,16 @@ from classification.contract import (
     Taxonomy,
 )
 from classification.images import DEFAULT_MAX_PIXELS, MAX_SIDE, InvalidImage, normalize
+from classification.labeller_environment import (
+    DEFAULT_HOTEL_ID_PATTERN,
+    DEFAULT_UPLOAD_PREFIX,
+    ConfigError,
+    LabellerEnvironment,
+)
 
 # Objects larger than this are rejected without being downloaded: the Lambda holds the whole file in memory and
 # no camera photo comes near it (a 50-MP JPEG is ~25 MB).
 MAX_OBJECT_BYTES = 50 * 1024 * 1024
-DEFAULT_HOTEL_ID_PATTERN = r"^[^/]+/(?P<hotel_id>[^/]+)/"  # uploads/<hotel_id>/<file>
-DEFAULT_UPLOAD_PREFIX = "uploads/"
 # Set on an item by the review API (review_api/core.py) when a person confirms, corrects or rejects the photo:
 # the automatic path (uploads, backfill, reclassify) never writes over such an item.
 HUMAN_DECISION_ATTRIBUTE = "review_decision"
@@ -90,10 +95,6 @@ class ObjectMissing(Exception):
 
 class ObjectSuperseded(Exception):
     """The object was replaced since the notification (its ETag no longer matches)."""
-
-
-class ConfigError(ValueError):
-    """The function's environment cannot configure the labeller."""
 
 
 # SSM accepts a parameter name (letters, digits, `_.-/`, at most 2,048 characters) or its ARN; anything else can
@@ -171,31 +172,32 @@ class LabellerConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, task_root: Path | None = None) -> LabellerConfig:
-        """Build from the function's environment (docs/interfaces.md); ConfigError names the bad variable."""
-        threshold_text = environ.get("CONFIDENCE_THRESHOLD", str(DEFAULT_CONFIDENCE_THRESHOLD))
-        try:
-            threshold = float(threshold_text)
-        except ValueError as error:
-            raise ConfigError(f"CONFIDENCE_THRESHOLD must be a number, got {threshold_text!r}") from error
-        pattern_text = environ.get("HOTEL_ID_PATTERN", DEFAULT_HOTEL_ID_PATTERN)
+        """Build from the function's environment (classification/labeller_environment.py); ConfigError names the
+        bad variable. Whether TABLE_NAME and ENDPOINT_NAME are set is the handler's check, not the config's."""
+        environment = LabellerEnvironment.from_environment(environ, require=False)
+        return cls.from_environment(environment, task_root=task_root or Path(environ.get("LAMBDA_TASK_ROOT", ".")))
+
+    @classmethod
+    def from_environment(cls, env: LabellerEnvironment, *, task_root: Path | None = None) -> LabellerConfig:
+        """Build from the parsed environment; a relative TAXONOMY_FILE is under `task_root` (the function's)."""
+        pattern_text = DEFAULT_HOTEL_ID_PATTERN if env.hotel_id_pattern is None else env.hotel_id_pattern
         try:
             pattern = re.compile(pattern_text)
         except re.error as error:
             raise ConfigError(f"HOTEL_ID_PATTERN {pattern_text!r} is not a valid regex: {error}") from error
-        taxonomy_file = environ.get("TAXONOMY_FILE")
-        if taxonomy_file:
-            path = Path(taxonomy_file)
+        if env.taxonomy_file:
+            path = Path(env.taxonomy_file)
             if not path.is_absolute():
-                path = (task_root or Path(environ.get("LAMBDA_TASK_ROOT", "."))) / path
+                path = (task_root or Path(os.environ.get("LAMBDA_TASK_ROOT", "."))) / path
         else:
             path = DEFAULT_TAXONOMY_PATH
         return cls(
-            model_id=environ.get("MODEL_ID", ""),
+            model_id=env.model_id,
             taxonomy=Taxonomy.load(path),
-            confidence_threshold=threshold,
-            upload_prefix=environ.get("UPLOAD_PREFIX", DEFAULT_UPLOAD_PREFIX),
+            confidence_threshold=env.confidence_threshold,
+            upload_prefix=DEFAULT_UPLOAD_PREFIX if env.upload_prefix is None else env.upload_prefix,
             hotel_id_pattern=pattern,
-            model_parameter_name=environ.get("MODEL_PARAMETER_NAME") or None,
+            model_parameter_name=env.model_parameter_name,
         )
 
 

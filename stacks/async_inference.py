@@ -29,6 +29,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from classification.labeller_environment import DEFAULT_REQUEST_PREFIX, AsyncEnvironment, LabellerEnvironment
 from stacks import constants
 from stacks.config_sections import AsyncInferenceConfig
 from stacks.encrypted_logs import encrypted_log_group
@@ -37,7 +38,7 @@ from stacks.lambda_role import lambda_role
 from stacks.nag import acknowledge, nag_resource
 
 ASYNC_HANDLER = "async_handler.lambda_handler"  # docs/interfaces.md
-REQUEST_PREFIX = "requests/"  # lambda/async_aws.DEFAULT_REQUEST_PREFIX
+REQUEST_PREFIX = DEFAULT_REQUEST_PREFIX  # requests/: the Lambda's default for an unset ASYNC_REQUEST_PREFIX
 OUTPUT_PREFIX = "responses/"
 FAILURE_PREFIX = "failures/"
 ACCESS_LOG_PREFIX = "async-inference/"
@@ -127,16 +128,15 @@ class AsyncInferenceStorage(Construct):
             ),
         )
 
-    def environment(self) -> dict[str, str]:
+    def async_environment(self) -> AsyncEnvironment:
         """ENDPOINT_MODE=async and the async settings, for the submitting Lambdas and the label writer."""
-        return {
-            "ENDPOINT_MODE": "async",
-            "ASYNC_REQUEST_BUCKET": self.bucket.bucket_name,
-            "ASYNC_REQUEST_PREFIX": REQUEST_PREFIX,
-            "ASYNC_REQUEST_TTL_SECONDS": str(self.config.request_ttl_seconds),
-            "ASYNC_INVOCATION_TIMEOUT_SECONDS": str(self.config.invocation_timeout_seconds),
-            "ASYNC_MAX_ATTEMPTS": str(self.config.max_attempts),
-        }
+        return AsyncEnvironment(
+            request_bucket=self.bucket.bucket_name,
+            request_prefix=REQUEST_PREFIX,
+            request_ttl_seconds=self.config.request_ttl_seconds,
+            invocation_timeout_seconds=self.config.invocation_timeout_seconds,
+            max_attempts=self.config.max_attempts,
+        )
 
     def grant_write_requests(self, role: iam.IRole) -> None:
         """Write requests and tickets: what a submitting Lambda needs besides InvokeEndpointAsync (the endpoint's
@@ -279,16 +279,18 @@ class AsyncLabelWriter(Construct):
             memory_size=config.function_memory_mb,
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,
-            environment={
-                "TABLE_NAME": table.table_name,
-                "ENDPOINT_NAME": endpoint_name,
-                "MODEL_ID": model_id,
-                "CONFIDENCE_THRESHOLD": str(confidence_threshold),
-                "TAXONOMY_FILE": taxonomy_file,
-                "POWERTOOLS_SERVICE_NAME": constants.POWERTOOLS_SERVICE_NAME,
-                "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
-                **storage.environment(),
-            },
+            # The labellers' contract without HOTEL_ID_PATTERN, UPLOAD_PREFIX and MODEL_PARAMETER_NAME: the writer
+            # takes the photo's hotel and model from the ticket its submitter wrote.
+            environment=LabellerEnvironment(
+                table_name=table.table_name,
+                endpoint_name=endpoint_name,
+                model_id=model_id,
+                confidence_threshold=confidence_threshold,
+                taxonomy_file=taxonomy_file,
+                service_name=constants.POWERTOOLS_SERVICE_NAME,
+                metrics_namespace=metrics_namespace,
+                async_inference=storage.async_environment(),
+            ).to_environment(),
         )
         self._grant(storage, table, endpoint_arn)
         self.function.add_event_source(

@@ -30,7 +30,6 @@ from typing import Any
 
 import jsii
 from aws_cdk import ArnFormat, Duration, FeatureFlags, Fn, RemovalPolicy, Stack
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -41,12 +40,9 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from stacks import constants
-from stacks.async_inference import AsyncInferenceStorage
 from stacks.config import BackfillConfig
 from stacks.encrypted_logs import encrypted_log_group
-from stacks.inference_endpoint import InferenceEndpoint
-from stacks.lambda_role import lambda_role
-from stacks.model_store import ModelStore, model_parameter_environment
+from stacks.labeller_function import LabellerFunction, LabellerProps, photo_list_statement
 from stacks.nag import acknowledge, nag_resource
 
 # --- literals with units --------------------------------------------------------------------------------------
@@ -105,74 +101,51 @@ class Backfill(Construct):
         construct_id: str,
         *,
         config: BackfillConfig,
-        bucket: s3.IBucket,
-        table: dynamodb.ITable,
-        data_key: kms.IKey,
+        labeller: LabellerProps,
         access_log_bucket: s3.IBucket,
-        endpoint: InferenceEndpoint,
-        code: lambda_.Code,
-        name_prefix: str,
-        model_id: str,
-        confidence_threshold: float,
-        taxonomy_file: str,
-        metrics_namespace: str,
-        model_registry: ModelStore | None = None,
-        async_inference: AsyncInferenceStorage | None = None,
     ) -> None:
-        # async_inference: endpoint.mode async; the batch handler then submits each photo instead of waiting.
         super().__init__(scope, construct_id)
+        if labeller.endpoint is None:
+            # Without an endpoint every batch would fail after its retries: the stack adds no backfill then.
+            raise ValueError("the backfill needs an endpoint to label with (LabellerProps.endpoint)")
         self.config = config
-        self._bucket = bucket
-        self._data_key = data_key
-        self.results_bucket: s3.Bucket = self._build_results_bucket(data_key, access_log_bucket)
-        # Encrypted with the data key like the upload labeller's; the key admits exactly these log groups.
-        self.function_log_group: logs.LogGroup = encrypted_log_group(
+        self._bucket = labeller.bucket
+        self._data_key = labeller.data_key
+        self.results_bucket: s3.Bucket = self._build_results_bucket(labeller.data_key, access_log_bucket)
+        # "Default": the function, role and log group keep their logical IDs (see LabellerFunction). Same code
+        # asset as the upload labeller, its other entry point; its own `service` dimension.
+        self.labeller: LabellerFunction = LabellerFunction(
             self,
-            "FunctionLogs",
-            log_group_name=f"/{name_prefix}/lambda/backfill",
-            key=data_key,
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=RemovalPolicy.DESTROY,
+            "Default",
+            props=labeller,
+            handler=BACKFILL_HANDLER,
+            description="Labels existing hotel photos in Distributed Map batches (backfill)",
+            role_description=(
+                "Photo labeller (backfill): read listed photos, invoke the endpoint, write labels, logs"
+            ),
+            log_group_name=f"/{labeller.name_prefix}/lambda/backfill",
+            timeout_seconds=config.function_timeout_seconds,
+            memory_mb=config.function_memory_mb,
+            photo_prefix=config.source_prefix,
+            photo_read_reason=(
+                "The backfill reads any photo under backfill.source_prefix (one object per listed item); the "
+                "prefix is the configured scope of the backfill."
+            ),
+            hotel_id_pattern=config.hotel_id_pattern,
+            service_name=BACKFILL_SERVICE_NAME,
         )
-        self.function_role: iam.Role = lambda_role(
-            self,
-            "FunctionRole",
-            description="Photo labeller (backfill): read listed photos, invoke the endpoint, write labels, logs",
-            log_group=self.function_log_group,
-        )
-        self.function: lambda_.Function = self._build_function(
-            code,
-            {
-                # docs/interfaces.md; the same values as the upload labeller except prefix, pattern and service.
-                "TABLE_NAME": table.table_name,
-                "ENDPOINT_NAME": endpoint.endpoint_name,
-                "MODEL_ID": model_id,
-                "CONFIDENCE_THRESHOLD": str(confidence_threshold),
-                "HOTEL_ID_PATTERN": config.hotel_id_pattern,
-                "UPLOAD_PREFIX": config.source_prefix,
-                "TAXONOMY_FILE": taxonomy_file,
-                "POWERTOOLS_SERVICE_NAME": BACKFILL_SERVICE_NAME,
-                "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
-                **model_parameter_environment(model_registry),
-                **(async_inference.environment() if async_inference else {}),
-            },
-        )
-        self._grant_function(table, endpoint)
-        if async_inference is not None:
-            async_inference.grant_write_requests(self.function_role)
-        if model_registry is not None:
-            model_registry.grant_read_registry(self.function_role)
+        self.function: lambda_.Function = self.labeller.function
         self.log_group: logs.LogGroup = encrypted_log_group(
             self,
             "StateMachineLogs",
             # Under /aws/vendedlogs/ log delivery needs no entry in the account's CloudWatch Logs resource
             # policy (capped at 5,120 characters), AWS's advice for Step Functions logging.
-            log_group_name=f"/aws/vendedlogs/states/{name_prefix}-backfill",
-            key=data_key,
+            log_group_name=f"/aws/vendedlogs/states/{labeller.name_prefix}-backfill",
+            key=labeller.data_key,
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        self.state_machine: sfn.StateMachine = self._build_state_machine(name_prefix)
+        self.state_machine: sfn.StateMachine = self._build_state_machine(labeller.name_prefix)
 
     # -- resources ------------------------------------------------------------------------------------------
 
@@ -200,79 +173,6 @@ class Backfill(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
 
-    def _build_function(self, code: lambda_.Code, environment: dict[str, str]) -> lambda_.Function:
-        function = lambda_.Function(
-            self,
-            "Function",
-            description="Labels existing hotel photos in Distributed Map batches (backfill)",
-            # Same runtime and code asset as the upload labeller: one bundle, two entry points.
-            runtime=lambda_.Runtime.PYTHON_3_12,
-            architecture=lambda_.Architecture.X86_64,
-            handler=BACKFILL_HANDLER,
-            code=code,
-            role=self.function_role,
-            timeout=Duration.seconds(self.config.function_timeout_seconds),
-            memory_size=self.config.function_memory_mb,
-            log_group=self.function_log_group,
-            tracing=lambda_.Tracing.ACTIVE,
-            environment=environment,
-        )
-        acknowledge(
-            function,
-            "AwsSolutions-L1",
-            "Pinned to Python 3.12 on purpose: the shared bundle's wheels (Pillow) are fetched for cp312 and the "
-            "runtime must match them; move both together (constants.LAMBDA_PYTHON_VERSION).",
-        )
-        return function
-
-    def _source_objects_arn(self) -> str:
-        return self._bucket.arn_for_objects(f"{self.config.source_prefix}*")
-
-    def _list_statement(self) -> iam.PolicyStatement:
-        # ListObjectsV2 always sends the prefix it lists, so the condition keeps listings inside source_prefix.
-        conditions = (
-            {"StringLike": {"s3:prefix": [f"{self.config.source_prefix}*"]}} if self.config.source_prefix else None
-        )
-        return iam.PolicyStatement(
-            actions=["s3:ListBucket"], resources=[self._bucket.bucket_arn], conditions=conditions
-        )
-
-    def _grant_function(self, table: dynamodb.ITable, endpoint: InferenceEndpoint) -> None:
-        role = self.function_role
-        objects_arn = self._source_objects_arn()
-        role.add_to_policy(
-            # The current version only (labeller_aws.S3ObjectStore reads with IfMatch, never a VersionId).
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects_arn])
-        )
-        # With ListBucket a photo deleted since the listing reads as 404 (recorded MISSING) instead of 403.
-        role.add_to_policy(self._list_statement())
-        acknowledge(
-            role,
-            f"AwsSolutions-IAM5[Resource::{nag_resource(self, objects_arn)}]",
-            "The backfill reads any photo under backfill.source_prefix (one object per listed item); the "
-            "prefix is the configured scope of the backfill.",
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                resources=[table.table_arn],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                resources=[self._data_key.key_arn],
-            )
-        )
-        endpoint.grant_invoke(role)
-        # Active tracing: X-Ray's PutTraceSegments/PutTelemetryRecords support no resource-level permissions.
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Lambda active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which support no "
-            "resource-level permissions (added by aws-cdk-lib for Tracing.ACTIVE).",
-        )
-
     # -- the state machine ----------------------------------------------------------------------------------
 
     def _build_state_machine(self, name_prefix: str) -> sfn.StateMachine:
@@ -289,7 +189,7 @@ class Backfill(Construct):
         list_map = self._map(
             "ListPhotos",
             sfn.S3ObjectsItemReader(bucket=self._bucket, prefix=sfn.JsonPath.string_at("$.prefix")),
-            [self._list_statement()],
+            [photo_list_statement(self._bucket, cfg.source_prefix)],
         ).next(summary)
 
         check = sfn.Choice(self, "CheckInput", comment="Refuse malformed input before anything is listed")

@@ -1,7 +1,7 @@
 """The execution role of a labelling Lambda function, allowed to write to its own log group only.
 
-The upload labeller (upload_path.py) and the backfill labeller (backfill.py) each get such a role; their other
-grants differ and are added by their constructs.
+The labeller functions (labeller_function.py: the upload path's and the backfill's), the async label writer and
+the review API's functions each get such a role; their other grants are added by their constructs.
 """
 
 from __future__ import annotations

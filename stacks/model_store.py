@@ -21,15 +21,6 @@ def registry_parameter_name(name_prefix: str) -> str:
     return f"/{name_prefix}/model/current"
 
 
-def model_parameter_environment(model_registry: ModelStore | None) -> dict[str, str]:
-    """MODEL_PARAMETER_NAME for a labeller whose endpoint serves the registry (docs/interfaces.md), else nothing.
-
-    MODEL_ID is fixed at deploy time; after a pipeline rollout the registry names the model the endpoint serves,
-    so the labeller reads it (cached) and falls back to MODEL_ID only while the parameter does not exist.
-    """
-    return {"MODEL_PARAMETER_NAME": model_registry.parameter_name} if model_registry is not None else {}
-
-
 class ModelStore(Construct):
     """The training bucket (datasets, base weights, trained models, checkpoints) and the model registry parameter.
 
@@ -86,8 +77,9 @@ class ModelStore(Construct):
     def grant_read_registry(self, grantee: iam.IGrantable) -> iam.Grant:
         """ssm:GetParameter on the registry parameter only (a String parameter: no kms:Decrypt needed).
 
-        The labellers read it (env MODEL_PARAMETER_NAME) so that labels name the model a pipeline rollout put on
-        the endpoint, not the one the last deploy saw.
+        The labellers read it (MODEL_PARAMETER_NAME, stacks/labeller_function.py) so that labels name the model a
+        pipeline rollout put on the endpoint, not the one the last deploy saw. MODEL_ID, fixed at deploy time, is
+        their fallback while the parameter does not exist yet.
         """
         return iam.Grant.add_to_principal(
             grantee=grantee, actions=["ssm:GetParameter"], resource_arns=[self.parameter_arn]
@@ -113,4 +105,4 @@ class ModelStore(Construct):
         return parameter.value_as_string
 
 
-__all__ = ["ModelStore", "model_parameter_environment", "registry_parameter_name"]
+__all__ = ["ModelStore", "registry_parameter_name"]

@@ -16,6 +16,7 @@ from stacks.backfill import BACKFILL_SERVICE_NAME, Backfill
 from stacks.config import AppConfig
 from stacks.endpoint_load import check_endpoint_load
 from stacks.inference_endpoint import InferenceEndpoint
+from stacks.labeller_function import LabellerProps
 from stacks.lambda_bundling import function_code
 from stacks.model_store import ModelStore
 from stacks.monitoring import AsyncRef, EndpointRef, Monitoring
@@ -75,68 +76,27 @@ class PhotoLabellerStack(Stack):
             checkpoint_retention_days=self.training_config.checkpoint_retention_days,
         )
 
-        settings = config.endpoint
         # A pinned URI wins; else the model registry, read by CloudFormation at deploy time (never a literal).
-        self.model_data_uri: str | None = settings.model_data_uri
+        self.model_data_uri: str | None = config.endpoint.model_data_uri
         self.serves_registered_model = (
-            settings.model_data_uri is None and self.training_config.serve_registered_model
+            config.endpoint.model_data_uri is None and self.training_config.serve_registered_model
         )
         if self.serves_registered_model:
             self.model_data_uri = self.model_store.registered_model_uri()
-        self.inference: InferenceEndpoint | None = None
         # endpoint.mode async: the bucket and topics the endpoint config names (label writer after the endpoint).
         self.async_storage: AsyncInferenceStorage | None = self._async_storage()
-        if self.model_data_uri is not None:
-            self.inference = InferenceEndpoint(
-                self,
-                "Inference",
-                endpoint_name=self.endpoint_name,
-                model_data_uri=self.model_data_uri,
-                model_read_prefix=self.model_store.models_uri if self.serves_registered_model else None,
-                instance_type=settings.instance_type,
-                lmi_image_version=settings.lmi_image_version,
-                min_capacity=settings.min_capacity,
-                max_capacity=settings.max_capacity,
-                target_concurrent_requests_per_model=settings.target_concurrent_requests_per_model,
-                scale_in_cooldown_seconds=settings.scale_in_cooldown_seconds,
-                scale_out_cooldown_seconds=settings.scale_out_cooldown_seconds,
-                container_startup_timeout_seconds=settings.container_startup_timeout_seconds,
-                model_data_download_timeout_seconds=settings.model_data_download_timeout_seconds,
-                # One rollout policy for `cdk deploy` and the pipeline (stacks/rollout.py).
-                rollout=RolloutPolicy.from_settings(settings),
-                alarm_topic=self.alarm_topic,
-                async_inference=self.async_storage.endpoint_config_property() if self.async_storage else None,
-            )
-            # Pipeline-trained models are SSE-KMS objects of the training bucket.
-            self.storage.key.grant_decrypt(self.inference.role)
+        self.inference: InferenceEndpoint | None = self._inference()
 
-        # One code asset, two entry points: the upload labeller and the backfill share the bundle.
+        # One code asset, two entry points: the upload labeller and the backfill share the bundle and the model.
         self.function_code: lambda_.Code = function_code_override or function_code(config.taxonomy_path)
-        upload = config.upload
+        self.labeller: LabellerProps = self._labeller_props()
         self.upload_path = UploadPath(
             self,
             "UploadPath",
-            name_prefix=config.name_prefix,
-            bucket=self.storage.bucket,
-            table=self.storage.table,
-            data_key=self.storage.key,
-            endpoint=self.inference,
-            endpoint_name=self.endpoint_name,
-            code=self.function_code,
+            config=config.upload,
+            labeller=self.labeller,
             upload_prefix=config.storage.upload_prefix,
-            hotel_id_pattern=upload.hotel_id_pattern,
-            confidence_threshold=upload.confidence_threshold,
-            taxonomy_file=config.taxonomy_path.relative_to(constants.PROJECT_ROOT).as_posix(),
-            metrics_namespace=config.metrics_namespace,
-            model_id=self.model_data_uri or NO_MODEL_ID,
-            batch_size=upload.batch_size,
-            max_concurrency=upload.max_concurrency,
-            max_receive_count=upload.max_receive_count,
-            function_timeout_seconds=upload.function_timeout_seconds,
-            function_memory_mb=upload.function_memory_mb,
             alarm_topic=self.alarm_topic,
-            model_registry=self._registry_for_labels,
-            async_inference=self.async_storage,
         )
         self.async_label_writer: AsyncLabelWriter | None = self._async_completion()
         self.backfill: Backfill | None = self._backfill()
@@ -169,6 +129,52 @@ class PhotoLabellerStack(Stack):
         # pinned model, or none, is exactly MODEL_ID.
         return self.model_store if self.serves_registered_model else None
 
+    def _inference(self) -> InferenceEndpoint | None:
+        if self.model_data_uri is None:
+            return None
+        settings = self.config.endpoint
+        inference = InferenceEndpoint(
+            self,
+            "Inference",
+            endpoint_name=self.endpoint_name,
+            model_data_uri=self.model_data_uri,
+            model_read_prefix=self.model_store.models_uri if self.serves_registered_model else None,
+            instance_type=settings.instance_type,
+            lmi_image_version=settings.lmi_image_version,
+            min_capacity=settings.min_capacity,
+            max_capacity=settings.max_capacity,
+            target_concurrent_requests_per_model=settings.target_concurrent_requests_per_model,
+            scale_in_cooldown_seconds=settings.scale_in_cooldown_seconds,
+            scale_out_cooldown_seconds=settings.scale_out_cooldown_seconds,
+            container_startup_timeout_seconds=settings.container_startup_timeout_seconds,
+            model_data_download_timeout_seconds=settings.model_data_download_timeout_seconds,
+            # One rollout policy for `cdk deploy` and the pipeline (stacks/rollout.py).
+            rollout=RolloutPolicy.from_settings(settings),
+            alarm_topic=self.alarm_topic,
+            async_inference=self.async_storage.endpoint_config_property() if self.async_storage else None,
+        )
+        # Pipeline-trained models are SSE-KMS objects of the training bucket.
+        self.storage.key.grant_decrypt(inference.role)
+        return inference
+
+    def _labeller_props(self) -> LabellerProps:
+        """What the upload labeller, the backfill and the async label writer share."""
+        return LabellerProps(
+            name_prefix=self.config.name_prefix,
+            code=self.function_code,
+            bucket=self.storage.bucket,
+            table=self.storage.table,
+            data_key=self.storage.key,
+            endpoint_name=self.endpoint_name,
+            endpoint=self.inference,
+            model_id=self.model_data_uri or NO_MODEL_ID,
+            confidence_threshold=self.config.upload.confidence_threshold,
+            taxonomy_file=self.config.taxonomy_path.relative_to(constants.PROJECT_ROOT).as_posix(),
+            metrics_namespace=self.config.metrics_namespace,
+            model_registry=self._registry_for_labels,
+            async_inference=self.async_storage,
+        )
+
     def _backfill(self) -> Backfill | None:
         # Only with an endpoint: without one every batch would fail after its retries.
         if self.inference is None:
@@ -177,19 +183,8 @@ class PhotoLabellerStack(Stack):
             self,
             "Backfill",
             config=self.config.backfill,
-            bucket=self.storage.bucket,
-            table=self.storage.table,
-            data_key=self.storage.key,
+            labeller=self.labeller,
             access_log_bucket=self.storage.access_log_bucket,
-            endpoint=self.inference,
-            code=self.function_code,
-            name_prefix=self.config.name_prefix,
-            model_id=self.model_data_uri or NO_MODEL_ID,
-            confidence_threshold=self.config.upload.confidence_threshold,
-            taxonomy_file=self.config.taxonomy_path.relative_to(constants.PROJECT_ROOT).as_posix(),
-            metrics_namespace=self.config.metrics_namespace,
-            model_registry=self._registry_for_labels,
-            async_inference=self.async_storage,
         )
         CfnOutput(
             self,
@@ -242,11 +237,11 @@ class PhotoLabellerStack(Stack):
             table=self.storage.table,
             endpoint_name=self.endpoint_name,
             endpoint_arn=self.inference.endpoint_arn,
-            code=self.function_code,
-            model_id=self.model_data_uri or NO_MODEL_ID,
-            confidence_threshold=self.config.upload.confidence_threshold,
-            taxonomy_file=self.config.taxonomy_path.relative_to(constants.PROJECT_ROOT).as_posix(),
-            metrics_namespace=self.config.metrics_namespace,
+            code=self.labeller.code,
+            model_id=self.labeller.model_id,
+            confidence_threshold=self.labeller.confidence_threshold,
+            taxonomy_file=self.labeller.taxonomy_file,
+            metrics_namespace=self.labeller.metrics_namespace,
         )
         CfnOutput(self, "AsyncInferenceBucketName", value=self.async_storage.bucket.bucket_name)
         CfnOutput(
