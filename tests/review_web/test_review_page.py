@@ -12,8 +12,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from local_aws.emulation import create_labels_table
 from review_api.local import start_local_review
-from tests.review_api.review_testkit import BUCKET, REGION, TABLE, create_labels_table, read_item, seed_photo
+from tests.review_api.review_testkit import BUCKET, REGION, TABLE, read_item, seed_photo
 
 pytestmark = pytest.mark.slow
 

@@ -13,10 +13,11 @@ import pytest
 from moto import mock_aws
 
 from classification.contract import Taxonomy
+from local_aws.emulation import create_labels_table
 from review_api.aws import DynamoLabelTable, S3PhotoStore
 from review_api.core import ReviewConfig, ReviewService
 from review_api.inputs import ListQuery, Reviewer
-from tests.review_api.review_testkit import BUCKET, REGION, TABLE, create_labels_table, jpeg, seed_photo
+from tests.review_api.review_testkit import BUCKET, REGION, TABLE, jpeg, seed_photo
 from tools import review_export, review_report
 from training_job import build_dataset as builder
 
