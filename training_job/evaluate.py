@@ -51,7 +51,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from classification.contract import DEFAULT_TAXONOMY_PATH, MAX_ANSWER_TOKENS, InvalidAnswer, Taxonomy
+from classification.contract import (
+    DEFAULT_CONFIDENCE_THRESHOLD,
+    DEFAULT_TAXONOMY_PATH,
+    MAX_ANSWER_TOKENS,
+    InvalidAnswer,
+    Taxonomy,
+)
 from training_job.constrained import (
     CONFIDENCE_DEFINITION,
     ConstrainedDecoder,
@@ -62,8 +68,6 @@ from training_job.constrained import (
 INVALID = "(invalid)"
 EXIT_BAD_INPUT = 1
 EXIT_BELOW_BAR = 3
-# The CDK app's upload.confidence_threshold default: below it the Lambda stores a label as NEEDS_REVIEW.
-DEFAULT_CONFIDENCE_THRESHOLD = 0.8
 HISTOGRAM_BINS = 10
 
 

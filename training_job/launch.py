@@ -21,7 +21,7 @@ Launcher options (SageMaker passes hyper-parameters as `--name value`): `--train
 training_job/configs/sft_llava_next.yaml), `--checkpoint_dir` (default: `checkpoints` beside SM_MODEL_DIR,
 i.e. SageMaker's default CheckpointConfig.LocalPath, so spot restarts resume), `--evaluate true|false`,
 `--min_accuracy` (fail the job when the constrained, production-path accuracy is below it),
-`--confidence_threshold` (the evaluation's NEEDS_REVIEW threshold, default 0.8 as in production),
+`--confidence_threshold` (the evaluation's NEEDS_REVIEW threshold; default: production's, classification.contract),
 `--eval_batch_size`, `--preflight true|false` (default true: run `training_job.preflight` on the base model and the
 dataset before accelerate starts; a wrong chat template or a dataset that renders without an answer fails the
 job in seconds). Any other `--name value` goes to training_job.train (e.g. `--num_train_epochs 3
