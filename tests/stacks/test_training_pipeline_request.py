@@ -1,7 +1,7 @@
 """The pipeline's request expressions live in named JSONata files (stacks/training_pipeline/*.jsonata).
 
 Their behaviour (defaults, every validation message) is tested on the synthesized state machine in
-test_training_pipeline.py; these tests hold the files and their Python callers together.
+test_training_pipeline*.py; these tests hold the files and their Python callers together.
 """
 
 from __future__ import annotations
