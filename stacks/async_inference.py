@@ -5,8 +5,9 @@
     endpoint ──► bucket responses/ | failures/ ──► SNS success | error topic ──► SQS (+ DLQ) ──► label writer
     label writer (lambda/async_handler.py) ──conditional PutItem──► labels table  (or resubmits, then the DLQ)
 
-Two constructs because the endpoint sits between them: AsyncInferenceStorage (bucket, topics, queue) is what the
-endpoint config names; AsyncLabelWriter needs the endpoint (it resubmits failed inferences).
+Two constructs because the endpoint sits between them: AsyncInferenceStorage (bucket, topics, queue, here) is what
+the endpoint config names; AsyncLabelWriter (stacks/async_label_writer.py) needs the endpoint (it resubmits failed
+inferences).
 Everything is encrypted: the bucket and SageMaker's output with the data key (OutputConfig.KmsKeyId), topics and
 queues with their own key, which admits SNS only for these topics.
 """
@@ -16,12 +17,8 @@ from __future__ import annotations
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as event_sources
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
@@ -29,15 +26,12 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from classification.labeller_environment import DEFAULT_REQUEST_PREFIX, AsyncEnvironment, LabellerEnvironment
+from classification.labeller_environment import DEFAULT_REQUEST_PREFIX, AsyncEnvironment
 from stacks import constants
 from stacks.config_sections import AsyncInferenceConfig
-from stacks.encrypted_logs import encrypted_log_group
 from stacks.key_policy import scope_service_statements
-from stacks.lambda_role import lambda_role
 from stacks.nag import acknowledge, nag_resource
 
-ASYNC_HANDLER = "async_handler.lambda_handler"  # docs/interfaces.md
 REQUEST_PREFIX = DEFAULT_REQUEST_PREFIX  # requests/: the Lambda's default for an unset ASYNC_REQUEST_PREFIX
 OUTPUT_PREFIX = "responses/"
 FAILURE_PREFIX = "failures/"
@@ -231,129 +225,4 @@ class AsyncInferenceStorage(Construct):
         return alarm
 
 
-class AsyncLabelWriter(Construct):
-    """The completion Lambda: notification queue → lambda/async_handler.py → labels table (or resubmission)."""
-
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        name_prefix: str,
-        storage: AsyncInferenceStorage,
-        table: dynamodb.ITable,
-        endpoint_name: str,
-        endpoint_arn: str,
-        code: lambda_.Code,
-        model_id: str,
-        confidence_threshold: float,
-        taxonomy_file: str,
-        metrics_namespace: str,
-    ) -> None:
-        super().__init__(scope, construct_id)
-        config = storage.config
-        self.log_group: logs.LogGroup = encrypted_log_group(
-            self,
-            "FunctionLogs",
-            log_group_name=f"/{name_prefix}/lambda/async-label-writer",
-            key=storage.data_key,
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        self.role: iam.Role = lambda_role(
-            self,
-            "FunctionRole",
-            description="Async label writer: read async responses and tickets, write labels, resubmit failures",
-            log_group=self.log_group,
-        )
-        self.function: lambda_.Function = lambda_.Function(
-            self,
-            "Function",
-            description="Records the async endpoint's answers in the labels table",
-            runtime=lambda_.Runtime.PYTHON_3_12,
-            architecture=lambda_.Architecture.X86_64,
-            handler=ASYNC_HANDLER,
-            code=code,
-            role=self.role,
-            timeout=Duration.seconds(config.function_timeout_seconds),
-            memory_size=config.function_memory_mb,
-            log_group=self.log_group,
-            tracing=lambda_.Tracing.ACTIVE,
-            # The labellers' contract without HOTEL_ID_PATTERN, UPLOAD_PREFIX and MODEL_PARAMETER_NAME: the writer
-            # takes the photo's hotel and model from the ticket its submitter wrote.
-            environment=LabellerEnvironment(
-                table_name=table.table_name,
-                endpoint_name=endpoint_name,
-                model_id=model_id,
-                confidence_threshold=confidence_threshold,
-                taxonomy_file=taxonomy_file,
-                service_name=constants.POWERTOOLS_SERVICE_NAME,
-                metrics_namespace=metrics_namespace,
-                async_inference=storage.async_environment(),
-            ).to_environment(),
-        )
-        self._grant(storage, table, endpoint_arn)
-        self.function.add_event_source(
-            event_sources.SqsEventSource(
-                storage.queue,
-                batch_size=config.batch_size,
-                max_concurrency=config.max_concurrency,
-                report_batch_item_failures=True,
-            )
-        )
-        acknowledge(
-            self.function,
-            "AwsSolutions-L1",
-            "Pinned to Python 3.12 on purpose: the shared bundle's wheels (Pillow) are fetched for cp312 and the "
-            "runtime must match them; move both together (constants.LAMBDA_PYTHON_VERSION).",
-        )
-
-    def _grant(self, storage: AsyncInferenceStorage, table: dynamodb.ITable, endpoint_arn: str) -> None:
-        role = self.role
-        # Tickets (requests/) and SageMaker's responses; failures are read from the notification's reason.
-        readable = [
-            storage.bucket.arn_for_objects(f"{REQUEST_PREFIX}*"),
-            storage.bucket.arn_for_objects(f"{OUTPUT_PREFIX}*"),
-        ]
-        role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=readable))
-        # ListBucket turns a missing response into 404 (handled as a failed inference) instead of 403.
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[storage.bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{REQUEST_PREFIX}*", f"{OUTPUT_PREFIX}*"]}},
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                resources=[table.table_arn],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                resources=[storage.data_key.key_arn],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["sagemaker:InvokeEndpointAsync"], resources=[endpoint_arn])
-        )
-        for arn, what in (
-            (readable[0], "reads the ticket stored beside each request (requests/<inference id>/ticket.json)"),
-            (readable[1], "reads the response SageMaker wrote under a generated name"),
-        ):
-            acknowledge(
-                role,
-                f"AwsSolutions-IAM5[Resource::{nag_resource(self, arn)}]",
-                f"The label writer {what}; the grant is limited to that prefix of the async inference bucket.",
-            )
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Lambda active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which support no "
-            "resource-level permissions (added by aws-cdk-lib for Tracing.ACTIVE).",
-        )
-
-
-__all__ = ["ASYNC_HANDLER", "AsyncInferenceConfig", "AsyncInferenceStorage", "AsyncLabelWriter"]
+__all__ = ["AsyncInferenceConfig", "AsyncInferenceStorage"]

@@ -16,6 +16,9 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from constructs import Construct
 
+from stacks.config_sections import AsyncInferenceConfig
+from stacks.inference_endpoint import InferenceEndpoint
+
 SAGEMAKER_NAMESPACE = "AWS/SageMaker"
 BACKLOG_PER_INSTANCE = "ApproximateBacklogSizePerInstance"
 HAS_BACKLOG_WITHOUT_CAPACITY = "HasBacklogWithoutCapacity"
@@ -43,20 +46,18 @@ class AsyncScaling(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        scalable_target: appscaling.ScalableTarget,
-        endpoint_name: str,
-        backlog_target_per_instance: float,
-        scale_in_cooldown_seconds: int,
-        scale_out_cooldown_seconds: int,
-        scale_from_zero_cooldown_seconds: int,
+        config: AsyncInferenceConfig,
+        endpoint: InferenceEndpoint,
     ) -> None:
         super().__init__(scope, construct_id)
+        # The endpoint's own cooldowns: one pair for either mode (endpoint.scale_in/out_cooldown_seconds).
+        scalable_target, endpoint_name = endpoint.scalable_target, endpoint.endpoint_name
         self.backlog_tracking: appscaling.TargetTrackingScalingPolicy = scalable_target.scale_to_track_metric(
             "BacklogTracking",
-            target_value=backlog_target_per_instance,
+            target_value=config.backlog_target_per_instance,
             custom_metric=async_metric(endpoint_name, BACKLOG_PER_INSTANCE),
-            scale_in_cooldown=Duration.seconds(scale_in_cooldown_seconds),
-            scale_out_cooldown=Duration.seconds(scale_out_cooldown_seconds),
+            scale_in_cooldown=Duration.seconds(endpoint.config.scale_in_cooldown_seconds),
+            scale_out_cooldown=Duration.seconds(endpoint.config.scale_out_cooldown_seconds),
         )
         self.scale_from_zero: appscaling.StepScalingAction = appscaling.StepScalingAction(
             self,
@@ -64,7 +65,7 @@ class AsyncScaling(Construct):
             scaling_target=scalable_target,
             adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
             metric_aggregation_type=appscaling.MetricAggregationType.AVERAGE,
-            cooldown=Duration.seconds(scale_from_zero_cooldown_seconds),
+            cooldown=Duration.seconds(config.scale_from_zero_cooldown_seconds),
         )
         self.scale_from_zero.add_adjustment(adjustment=1, lower_bound=0)
         self.backlog_without_capacity_alarm: cloudwatch.Alarm = cloudwatch.Alarm(

@@ -24,6 +24,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import constants, serving_properties
+from stacks.config import EndpointSettings
 from stacks.container_images import grant_ecr_pull, regional_image_uri
 from stacks.lmi_image import LmiImageTable, default_table
 from stacks.nag import acknowledge, nag_resource
@@ -41,27 +42,21 @@ class InferenceEndpoint(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        config: EndpointSettings,
         endpoint_name: str,
         model_data_uri: str,
-        instance_type: str,
-        lmi_image_version: str,
-        min_capacity: int,
-        max_capacity: int,
-        target_concurrent_requests_per_model: float,
-        scale_in_cooldown_seconds: int,
-        scale_out_cooldown_seconds: int,
-        container_startup_timeout_seconds: int,
-        model_data_download_timeout_seconds: int,
-        rollout: RolloutPolicy,
         alarm_topic: sns.ITopic | None = None,
         serving_options: dict[str, str] | None = None,
         image_table: LmiImageTable | None = None,
         model_read_prefix: str | None = None,
         async_inference: sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty | None = None,
     ) -> None:
+        # model_data_uri: the pinned URI, or the registry's value resolved at deploy time (stacks/model_store.py);
         # async_inference: endpoint.mode async (stacks/async_inference.py): the endpoint config carries it, callers
         # get sagemaker:InvokeEndpointAsync, and stacks/async_scaling.py attaches the scaling policies instead.
         super().__init__(scope, construct_id)
+        self.config = config
+        container_startup_timeout_seconds = config.container_startup_timeout_seconds
         self.async_inference = async_inference
         self.invoke_action = "sagemaker:InvokeEndpointAsync" if async_inference else "sagemaker:InvokeEndpoint"
         options = serving_options if serving_options is not None else serving_properties.load()
@@ -75,7 +70,7 @@ class InferenceEndpoint(Construct):
         self.endpoint_name = endpoint_name
         self.model_data_uri = model_data_uri
         self.serving_environment: dict[str, str] = serving_properties.to_environment(options)
-        self.image_uri: str = self._image_uri(image_table or default_table(), lmi_image_version)
+        self.image_uri: str = self._image_uri(image_table or default_table(), config.lmi_image_version)
         # A model URI resolved at deploy time (the training pipeline's registry) is not a literal prefix: the
         # caller then names the prefix every registered model lives under.
         self.role: iam.Role = self._build_role(
@@ -84,12 +79,14 @@ class InferenceEndpoint(Construct):
         self.model: sagemaker.CfnModel = self._build_model()
         self.endpoint_config: sagemaker.CfnEndpointConfig = self._build_endpoint_config(
             # CreateEndpoint needs one instance; an async endpoint then scales to min_capacity (0) when idle.
-            instance_type,
-            max(1, min_capacity),
+            config.instance_type,
+            max(1, config.min_capacity),
             container_startup_timeout_seconds,
-            model_data_download_timeout_seconds,
+            config.model_data_download_timeout_seconds,
         )
-        rollout.check_capacity(min_capacity, key=CANARY_CONFIG_KEY)
+        # One rollout policy for `cdk deploy` and the pipeline (stacks/rollout.py).
+        rollout = RolloutPolicy.from_settings(config)
+        rollout.check_capacity(config.min_capacity, key=CANARY_CONFIG_KEY)
         self.rollout_policy = rollout
         self.rollout_alarms: RolloutAlarms = RolloutAlarms(
             self, "RolloutAlarms", endpoint_name=endpoint_name, policy=rollout, alarm_topic=alarm_topic
@@ -101,11 +98,11 @@ class InferenceEndpoint(Construct):
         # `Ref` of AWS::SageMaker::Endpoint is its ARN: the exact resource for sagemaker:InvokeEndpoint.
         self.endpoint_arn: str = self.endpoint.ref
         self.scalable_target: appscaling.ScalableTarget = self._build_autoscaling(
-            min_capacity,
-            max_capacity,
-            target_concurrent_requests_per_model,
-            scale_in_cooldown_seconds,
-            scale_out_cooldown_seconds,
+            config.min_capacity,
+            config.max_capacity,
+            config.target_concurrent_requests_per_model,
+            config.scale_in_cooldown_seconds,
+            config.scale_out_cooldown_seconds,
         )
 
     @property

@@ -10,7 +10,8 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import constants, serving_properties
-from stacks.async_inference import AsyncInferenceStorage, AsyncLabelWriter
+from stacks.async_inference import AsyncInferenceStorage
+from stacks.async_label_writer import AsyncLabelWriter
 from stacks.async_scaling import AsyncScaling
 from stacks.backfill import BACKFILL_SERVICE_NAME, Backfill
 from stacks.config import AppConfig
@@ -22,7 +23,6 @@ from stacks.model_store import ModelStore
 from stacks.monitoring import AsyncRef, EndpointRef, Monitoring
 from stacks.nag import acknowledge
 from stacks.review import ReviewPage
-from stacks.rollout import RolloutPolicy
 from stacks.storage import Storage
 from stacks.training_pipeline import TrainingPipeline
 from stacks.upload_path import UploadPath
@@ -62,8 +62,7 @@ class PhotoLabellerStack(Stack):
             self,
             "Storage",
             name_prefix=config.name_prefix,
-            noncurrent_version_expiration_days=config.storage.noncurrent_version_expiration_days,
-            access_log_retention_days=config.storage.access_log_retention_days,
+            config=config.storage,
         )
         self.alarm_topic: sns.ITopic = self._alarm_topic()
         self.training_config = config.training
@@ -132,24 +131,13 @@ class PhotoLabellerStack(Stack):
     def _inference(self) -> InferenceEndpoint | None:
         if self.model_data_uri is None:
             return None
-        settings = self.config.endpoint
         inference = InferenceEndpoint(
             self,
             "Inference",
+            config=self.config.endpoint,
             endpoint_name=self.endpoint_name,
             model_data_uri=self.model_data_uri,
             model_read_prefix=self.model_store.models_uri if self.serves_registered_model else None,
-            instance_type=settings.instance_type,
-            lmi_image_version=settings.lmi_image_version,
-            min_capacity=settings.min_capacity,
-            max_capacity=settings.max_capacity,
-            target_concurrent_requests_per_model=settings.target_concurrent_requests_per_model,
-            scale_in_cooldown_seconds=settings.scale_in_cooldown_seconds,
-            scale_out_cooldown_seconds=settings.scale_out_cooldown_seconds,
-            container_startup_timeout_seconds=settings.container_startup_timeout_seconds,
-            model_data_download_timeout_seconds=settings.model_data_download_timeout_seconds,
-            # One rollout policy for `cdk deploy` and the pipeline (stacks/rollout.py).
-            rollout=RolloutPolicy.from_settings(settings),
             alarm_topic=self.alarm_topic,
             async_inference=self.async_storage.endpoint_config_property() if self.async_storage else None,
         )
@@ -217,32 +205,11 @@ class PhotoLabellerStack(Stack):
     def _async_completion(self) -> AsyncLabelWriter | None:
         if self.async_storage is None or self.inference is None:
             return None
-        settings, endpoint = self.async_storage.config, self.config.endpoint
         self.async_storage.grant_endpoint(self.inference.role)
         self.async_scaling = AsyncScaling(
-            self,
-            "AsyncScaling",
-            scalable_target=self.inference.scalable_target,
-            endpoint_name=self.endpoint_name,
-            backlog_target_per_instance=settings.backlog_target_per_instance,
-            scale_in_cooldown_seconds=endpoint.scale_in_cooldown_seconds,
-            scale_out_cooldown_seconds=endpoint.scale_out_cooldown_seconds,
-            scale_from_zero_cooldown_seconds=settings.scale_from_zero_cooldown_seconds,
+            self, "AsyncScaling", config=self.async_storage.config, endpoint=self.inference
         )
-        writer = AsyncLabelWriter(
-            self,
-            "AsyncLabelWriter",
-            name_prefix=self.config.name_prefix,
-            storage=self.async_storage,
-            table=self.storage.table,
-            endpoint_name=self.endpoint_name,
-            endpoint_arn=self.inference.endpoint_arn,
-            code=self.labeller.code,
-            model_id=self.labeller.model_id,
-            confidence_threshold=self.labeller.confidence_threshold,
-            taxonomy_file=self.labeller.taxonomy_file,
-            metrics_namespace=self.labeller.metrics_namespace,
-        )
+        writer = AsyncLabelWriter(self, "AsyncLabelWriter", labeller=self.labeller)
         CfnOutput(self, "AsyncInferenceBucketName", value=self.async_storage.bucket.bucket_name)
         CfnOutput(
             self,
@@ -257,7 +224,7 @@ class PhotoLabellerStack(Stack):
             self,
             "TrainingPipeline",
             name_prefix=self.config.name_prefix,
-            settings=self.training_config,
+            config=self.training_config,
             store=self.model_store,
             endpoint_name=self.endpoint_name,
             # The pipeline rolls out only to an endpoint that serves the registry: a pinned model stays pinned.
@@ -291,10 +258,7 @@ class PhotoLabellerStack(Stack):
             upload_prefix=self.config.storage.upload_prefix,
             taxonomy_file=self.config.taxonomy_path,
             metrics_namespace=self.config.metrics_namespace,
-            waf=settings.waf,
-            web_acl_arn=settings.web_acl_arn,
-            presigned_url_seconds=settings.presigned_url_seconds,
-            backlog_probe_minutes=settings.backlog_probe_minutes,
+            config=settings,
         )
         CfnOutput(self, "ReviewPageUrl", value=review.url, description="the review page for the content team")
         CfnOutput(self, "ReviewUserPoolId", value=review.user_pool.user_pool_id, description="admin-create-user")

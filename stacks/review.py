@@ -32,7 +32,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from stacks import constants
-from stacks.config import ConfigError
+from stacks.config import ConfigError, ReviewPageConfig
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.lambda_role import lambda_role
 from stacks.nag import acknowledge, nag_resource
@@ -71,15 +71,13 @@ class ReviewPage(Construct):
         upload_prefix: str,
         taxonomy_file: Path,
         metrics_namespace: str,
+        config: ReviewPageConfig,
         code: lambda_.Code | None = None,
-        waf: bool = False,
-        web_acl_arn: str | None = None,
-        presigned_url_seconds: int = 300,
-        backlog_probe_minutes: int = 15,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.config = config
         region = Stack.of(self).region
-        if waf and not Token.is_unresolved(region) and region != "us-east-1":
+        if config.waf and not Token.is_unresolved(region) and region != "us-east-1":
             raise ConfigError(
                 "review.waf",
                 f"a CloudFront web ACL can only be created in us-east-1, this stack is in {region}: create one "
@@ -92,15 +90,15 @@ class ReviewPage(Construct):
             # Globally unique per region: the account id keeps two accounts' stacks of the same name apart.
             cognito_domain=cognito.CognitoDomainOptions(domain_prefix=f"{name_prefix}-review-{Aws.ACCOUNT_ID}"),
         )
-        self.web_acl: wafv2.CfnWebACL | None = review_web_acl(self, name_prefix) if waf else None
+        self.web_acl: wafv2.CfnWebACL | None = review_web_acl(self, name_prefix) if config.waf else None
         self.distribution: cloudfront.Distribution = site_distribution(
             self,
             bucket=self.site_bucket,
             photo_bucket=photo_bucket,
             user_pool_domain=self.user_pool_domain,
-            web_acl_arn=self.web_acl.attr_arn if self.web_acl else web_acl_arn,
+            web_acl_arn=self.web_acl.attr_arn if self.web_acl else config.web_acl_arn,
         )
-        self.distribution_web_acl: str | None = self.web_acl.attr_arn if self.web_acl else web_acl_arn
+        self.distribution_web_acl: str | None = self.web_acl.attr_arn if self.web_acl else config.web_acl_arn
         self.url: str = f"https://{self.distribution.distribution_domain_name}/"
         self.user_pool_client: cognito.UserPoolClient = self._client()
         self.log_group: logs.LogGroup = encrypted_log_group(
@@ -135,7 +133,7 @@ class ReviewPage(Construct):
                 "BUCKET_NAME": photo_bucket.bucket_name,
                 "UPLOAD_PREFIX": upload_prefix,
                 "TAXONOMY_FILE": taxonomy_file.resolve().relative_to(constants.PROJECT_ROOT).as_posix(),
-                "PRESIGNED_URL_SECONDS": str(presigned_url_seconds),
+                "PRESIGNED_URL_SECONDS": str(config.presigned_url_seconds),
                 "POWERTOOLS_SERVICE_NAME": REVIEW_SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
             },
@@ -146,7 +144,7 @@ class ReviewPage(Construct):
             self,
             "BacklogProbe",
             description="Counts the NEEDS_REVIEW backlog for the dashboard (metric ReviewBacklog)",
-            schedule=events.Schedule.rate(Duration.minutes(backlog_probe_minutes)),
+            schedule=events.Schedule.rate(Duration.minutes(config.backlog_probe_minutes)),
             targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
         )
         self.deployment: s3deploy.BucketDeployment = deploy_page(

@@ -9,6 +9,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks import constants, labels_table
+from stacks.config import StorageConfig
 from stacks.key_policy import log_delivery_source_arn, scope_service_statements
 
 
@@ -21,13 +22,13 @@ class Storage(Construct):
         construct_id: str,
         *,
         name_prefix: str,
-        noncurrent_version_expiration_days: int,
-        access_log_retention_days: int,
+        config: StorageConfig,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.config = config
         self.key: kms.Key = self._build_key(name_prefix)
-        self.access_log_bucket: s3.Bucket = self._build_access_log_bucket(access_log_retention_days)
-        self.bucket: s3.Bucket = self._build_image_bucket(noncurrent_version_expiration_days)
+        self.access_log_bucket: s3.Bucket = self._build_access_log_bucket(config.access_log_retention_days)
+        self.bucket: s3.Bucket = self._build_image_bucket(config.noncurrent_version_expiration_days)
         self.table: dynamodb.Table = self._build_table()
 
     def _build_key(self, name_prefix: str) -> kms.Key:

@@ -41,7 +41,7 @@ class TrainingPipeline(Construct):
         construct_id: str,
         *,
         name_prefix: str,
-        settings: TrainingPipelineConfig,
+        config: TrainingPipelineConfig,
         store: ModelStore,
         endpoint_name: str,
         rollout_target: InferenceEndpoint | None,
@@ -54,13 +54,13 @@ class TrainingPipeline(Construct):
         super().__init__(scope, construct_id)
         self.name_prefix = name_prefix
         self.confidence_threshold = confidence_threshold
-        self.settings = settings
+        self.config = config
         self.store = store
         self.endpoint_name = endpoint_name
         self.model_pinned = model_pinned
         self.rollout = RolloutTarget(rollout_target) if rollout_target is not None else None
         self.code = training_code_asset(self, "Code")
-        self.image_uri = (image_table or default_training_images()).image_uri(self, settings.image_version)
+        self.image_uri = (image_table or default_training_images()).image_uri(self, config.image_version)
         self.training_role = build_training_role(
             self, name_prefix=name_prefix, store=store, code=self.code, image_uri=self.image_uri
         )
@@ -104,7 +104,7 @@ class TrainingPipeline(Construct):
         )
 
     def _build_state_machine(self) -> sfn.StateMachine:
-        s = self.settings
+        s = self.config
         training_seconds = s.effective_max_wait_seconds or s.max_runtime_seconds
         rollout_seconds = self.rollout.endpoint.rollout_policy.timeout_seconds if self.rollout else 0
         definition = self._build_definition()
@@ -149,7 +149,7 @@ class TrainingPipeline(Construct):
             comment="Apply defaults to the execution input",
             assign={
                 "request": request_expression(
-                    self.settings,
+                    self.config,
                     name_prefix=self.name_prefix,
                     bucket_uri=self._bucket_uri,
                     confidence_threshold=self.confidence_threshold,
@@ -162,7 +162,7 @@ class TrainingPipeline(Construct):
             comment="Collect every problem with the input",
             assign={
                 "problems": problems_expression(
-                    self.settings, name_prefix=self.name_prefix, bucket_uri=self._bucket_uri
+                    self.config, name_prefix=self.name_prefix, bucket_uri=self._bucket_uri
                 )
             },
         )
@@ -171,7 +171,7 @@ class TrainingPipeline(Construct):
         )
         train = build_train_state(
             self,
-            self.settings,
+            self.config,
             bucket_uri=self._bucket_uri,
             training_role=self.training_role,
             image_uri=self.image_uri,

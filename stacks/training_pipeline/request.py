@@ -54,25 +54,25 @@ def render(name: str, **values: str) -> str:
 
 
 def request_expression(
-    settings: TrainingPipelineConfig, *, name_prefix: str, bucket_uri: str, confidence_threshold: float
+    config: TrainingPipelineConfig, *, name_prefix: str, bucket_uri: str, confidence_threshold: float
 ) -> str:
     """JSONata: the execution input with defaults applied (validated by ValidateRequest)."""
-    defaults = {name: hyperparameter(value) for name, value in sorted(settings.hyperparameters.items())}
+    defaults = {name: hyperparameter(value) for name, value in sorted(config.hyperparameters.items())}
     # The evaluation reports the share of photos production would store as NEEDS_REVIEW at this threshold.
     fixed = {"evaluate": "true", "confidence_threshold": repr(confidence_threshold)}
-    base_default = f'"{bucket_uri}{settings.base_model_prefix}"' if settings.base_model_prefix else "null"
+    base_default = f'"{bucket_uri}{config.base_model_prefix}"' if config.base_model_prefix else "null"
     return render(
         "request",
         name_prefix=name_prefix,
         base_model_default=base_default,
-        instance_count=str(settings.instance_count),
-        min_accuracy=repr(settings.min_accuracy),
+        instance_count=str(config.instance_count),
+        min_accuracy=repr(config.min_accuracy),
         default_hyperparameters=json.dumps(defaults),
         fixed_hyperparameters=json.dumps(fixed),
     )
 
 
-def problems_expression(settings: TrainingPipelineConfig, *, name_prefix: str, bucket_uri: str) -> str:
+def problems_expression(config: TrainingPipelineConfig, *, name_prefix: str, bucket_uri: str) -> str:
     """JSONata: a list of human-readable problems with the request (empty: valid)."""
     return render(
         "problems",
@@ -82,8 +82,8 @@ def problems_expression(settings: TrainingPipelineConfig, *, name_prefix: str, b
         datasets_uri=f"{bucket_uri}{constants.DATASETS_PREFIX}",
         base_models_uri=f"{bucket_uri}{constants.BASE_MODELS_PREFIX}",
         job_name_max=str(TRAINING_JOB_NAME_MAX),
-        max_instance_count=str(settings.max_instance_count),
-        min_accuracy=repr(settings.min_accuracy),
+        max_instance_count=str(config.max_instance_count),
+        min_accuracy=repr(config.min_accuracy),
         reserved=json.dumps(list(RESERVED_HYPERPARAMETERS)),
     )
 

@@ -24,7 +24,7 @@ from stacks.training_pipeline.names import CHECKPOINT_LOCAL_PATH, METRIC_DEFINIT
 
 
 def training_arguments(
-    settings: TrainingPipelineConfig,
+    config: TrainingPipelineConfig,
     *,
     bucket_uri: str,
     training_role: iam.IRole,
@@ -37,9 +37,9 @@ def training_arguments(
         '{"ChannelName": "%s", "InputMode": "File", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", '
         '"S3DataDistributionType": "FullyReplicated", "S3Uri": %s}}}'
     )
-    stopping: dict[str, Any] = {"MaxRuntimeInSeconds": settings.max_runtime_seconds}
-    if settings.use_spot:
-        stopping["MaxWaitTimeInSeconds"] = settings.effective_max_wait_seconds
+    stopping: dict[str, Any] = {"MaxRuntimeInSeconds": config.max_runtime_seconds}
+    if config.use_spot:
+        stopping["MaxWaitTimeInSeconds"] = config.effective_max_wait_seconds
     return {
         "TrainingJobName": "{% $request.job_name %}",
         "RoleArn": training_role.role_arn,
@@ -65,13 +65,13 @@ def training_arguments(
             "CompressionType": "NONE",
         },
         "ResourceConfig": {
-            "InstanceType": settings.instance_type,
+            "InstanceType": config.instance_type,
             "InstanceCount": "{% $request.instance_count %}",
-            "VolumeSizeInGB": settings.volume_size_gb,
+            "VolumeSizeInGB": config.volume_size_gb,
             # P5 has local NVMe storage, which SageMaker rejects a VolumeKmsKeyId for (hardware-encrypted).
         },
         "StoppingCondition": stopping,
-        "EnableManagedSpotTraining": settings.use_spot,
+        "EnableManagedSpotTraining": config.use_spot,
         # Multi-node ZeRO-3 exchanges parameter shards and gradients between hosts on every step.
         "EnableInterContainerTrafficEncryption": True,
         "CheckpointConfig": {
@@ -83,7 +83,7 @@ def training_arguments(
 
 def build_train_state(
     scope: Construct,
-    settings: TrainingPipelineConfig,
+    config: TrainingPipelineConfig,
     *,
     bucket_uri: str,
     training_role: iam.IRole,
@@ -101,7 +101,7 @@ def build_train_state(
             "Comment": "Train with accelerate + DeepSpeed ZeRO-3 on every GPU, then evaluate (metrics.json)",
             "Resource": resource,
             "Arguments": training_arguments(
-                settings,
+                config,
                 bucket_uri=bucket_uri,
                 training_role=training_role,
                 image_uri=image_uri,

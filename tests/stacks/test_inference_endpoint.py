@@ -12,7 +12,6 @@ from stacks import serving_properties
 from stacks.config import ConfigError, EndpointSettings
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.lmi_image import default_table
-from stacks.rollout import RolloutPolicy
 from tests.stacks.conftest import MODEL_URI, Synthesized
 from tests.stacks.intrinsics import resolve
 
@@ -114,18 +113,9 @@ def test_model_loading_timeout_longer_than_the_health_check_fails_synth() -> Non
         InferenceEndpoint(
             stack,
             "Inference",
+            config=EndpointSettings(container_startup_timeout_seconds=1800),
             endpoint_name="e",
             model_data_uri=MODEL_URI,
-            instance_type="ml.g5.xlarge",
-            lmi_image_version="0.38.0",
-            min_capacity=1,
-            max_capacity=2,
-            target_concurrent_requests_per_model=4,
-            scale_in_cooldown_seconds=300,
-            scale_out_cooldown_seconds=60,
-            container_startup_timeout_seconds=1800,
-            model_data_download_timeout_seconds=600,
-            rollout=RolloutPolicy.from_settings(EndpointSettings()),
             serving_options={"option.model_loading_timeout": "2000"},
         )
 

@@ -3,8 +3,7 @@ shared construct keeps the logical IDs of the resources it took over."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
 from types import ModuleType
 
 import aws_cdk as cdk
@@ -24,16 +23,11 @@ from tests.stacks.intrinsics import placeholder, resolve
 HANDLERS = {"upload": "handler.lambda_handler", "backfill": "handler.backfill_handler"}
 
 
-def _labeller_core() -> ModuleType:
-    # The bundle puts lambda/*.py at the task root; load the module the same way without touching sys.path.
-    spec = importlib.util.spec_from_file_location(
-        "labeller_core_env", PROJECT_ROOT / "lambda" / "labeller_core.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def labeller_core(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    # The bundle puts lambda/*.py at the task root, where labeller_core imports its siblings: mirror that.
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "lambda"))
+    return importlib.import_module("labeller_core")
 
 
 def _deployed_environment(s: Synthesized, handler: str) -> dict[str, str]:
@@ -55,13 +49,13 @@ def _reference(s: Synthesized, type_name: str, contains: str) -> str:
 
 @pytest.mark.parametrize("labeller", ["upload", "backfill"])
 def test_a_pinned_models_labellers_read_their_environment_into_the_configured_labeller(
-    with_model: Synthesized, labeller: str
+    with_model: Synthesized, labeller: str, labeller_core: ModuleType
 ) -> None:
     # Given the synthesised environment of a labeller
     variables = _deployed_environment(with_model, HANDLERS[labeller])
     # When the Lambda reads it the way handler.get_labeller does
     environment = LabellerEnvironment.from_environment(variables)
-    labeller_config = _labeller_core().LabellerConfig.from_environment(environment, task_root=PROJECT_ROOT)
+    labeller_config = labeller_core.LabellerConfig.from_environment(environment, task_root=PROJECT_ROOT)
     # Then it is the stack's configuration, resolved
     config = with_model.stack.config
     prefix, pattern = (
@@ -84,10 +78,10 @@ def test_a_pinned_models_labellers_read_their_environment_into_the_configured_la
 
 @pytest.mark.parametrize("handler", sorted(HANDLERS.values()))
 def test_registry_served_labellers_read_the_registry_parameter_and_fall_back_to_the_deployed_model(
-    registry: Synthesized, handler: str
+    registry: Synthesized, handler: str, labeller_core: ModuleType
 ) -> None:
     environment = LabellerEnvironment.from_environment(_deployed_environment(registry, handler))
-    config = _labeller_core().LabellerConfig.from_environment(environment, task_root=PROJECT_ROOT)
+    config = labeller_core.LabellerConfig.from_environment(environment, task_root=PROJECT_ROOT)
     assert config.model_parameter_name == registry.stack.model_store.parameter_name
     # MODEL_ID is the registry's value at deploy time (a CloudFormation parameter)
     assert config.model_id == placeholder("RegisteredModelDataUri")

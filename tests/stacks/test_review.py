@@ -18,7 +18,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from stacks import constants, nag
-from stacks.config import AppConfig, ConfigError, ReviewPageConfig
+from stacks.config import AppConfig, ConfigError, ReviewPageConfig, StorageConfig
 from stacks.review import ReviewPage
 from stacks.review_parts import review_dashboard_widgets, review_source_files
 from stacks.storage import Storage
@@ -27,14 +27,12 @@ from tests.stacks.conftest import cdk_json_context
 TAXONOMY = constants.PROJECT_ROOT / "classification" / "taxonomy.json"
 
 
-def build(region: str | None = None, **props: Any) -> tuple[cdk.Stack, ReviewPage, Storage]:
+def build(region: str | None = None, **settings: Any) -> tuple[cdk.Stack, ReviewPage, Storage]:
     feature_flags = {k: v for k, v in cdk_json_context().items() if k.startswith("@")}
     app = cdk.App(context={**feature_flags, "aws:cdk:bundling-stacks": []})
     env = cdk.Environment(account="123456789012", region=region) if region else None
     stack = cdk.Stack(app, "ReviewTest", env=env)
-    storage = Storage(
-        stack, "Storage", name_prefix="t", noncurrent_version_expiration_days=30, access_log_retention_days=30
-    )
+    storage = Storage(stack, "Storage", name_prefix="t", config=StorageConfig(access_log_retention_days=30))
     review = ReviewPage(
         stack,
         "Review",
@@ -46,7 +44,7 @@ def build(region: str | None = None, **props: Any) -> tuple[cdk.Stack, ReviewPag
         upload_prefix="uploads/",
         taxonomy_file=TAXONOMY,
         metrics_namespace="HotelPhotos",
-        **props,
+        config=ReviewPageConfig(**settings),
     )
     return stack, review, storage
 
