@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from classification.labeller_environment import AsyncEnvironment, LabellerEnvironment
 from local_aws.emulation import CREDENTIALS, REGION, AsyncParts, LocalAws
+from stacks.constants import POWERTOOLS_SERVICE_NAME
 
 if TYPE_CHECKING:
     from stacks.config import AppConfig
@@ -59,16 +61,21 @@ def lambda_environment(
     `sagemaker_runtime_url` answers InvokeEndpoint (realtime: the model server) or InvokeEndpointAsync (async: the
     worker playing SageMaker); `async_parts` switches the function to endpoint.mode async.
     """
+    # The stack's contract (classification/labeller_environment.py), with the taxonomy as a local path.
+    labeller = LabellerEnvironment(
+        table_name=aws.table,
+        endpoint_name=ENDPOINT_NAME,
+        model_id=MODEL_ID,
+        confidence_threshold=config.upload.confidence_threshold,
+        taxonomy_file=str(taxonomy_file.resolve()),
+        hotel_id_pattern=config.upload.hotel_id_pattern,
+        upload_prefix=config.storage.upload_prefix,
+        service_name=POWERTOOLS_SERVICE_NAME,
+        metrics_namespace=config.metrics_namespace,
+        async_inference=AsyncEnvironment(request_bucket=async_parts.bucket) if async_parts is not None else None,
+    )
     environment = {
-        "TABLE_NAME": aws.table,
-        "ENDPOINT_NAME": ENDPOINT_NAME,
-        "MODEL_ID": MODEL_ID,
-        "CONFIDENCE_THRESHOLD": str(config.upload.confidence_threshold),
-        "HOTEL_ID_PATTERN": config.upload.hotel_id_pattern,
-        "UPLOAD_PREFIX": config.storage.upload_prefix,
-        "TAXONOMY_FILE": str(taxonomy_file.resolve()),
-        "POWERTOOLS_SERVICE_NAME": "photo-labeler",
-        "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
+        **labeller.to_environment(),
         # S3/SQS/DynamoDB go to moto, SageMaker Runtime to the model server or the async worker.
         "AWS_ENDPOINT_URL": aws.endpoint_url,
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": sagemaker_runtime_url,
@@ -77,10 +84,6 @@ def lambda_environment(
         "AWS_DEFAULT_REGION": REGION,
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-    if async_parts is not None:
-        environment.update(
-            ENDPOINT_MODE="async", ASYNC_REQUEST_BUCKET=async_parts.bucket, ASYNC_REQUEST_PREFIX="requests/"
-        )
     return environment
 
 

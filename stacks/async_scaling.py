@@ -18,24 +18,9 @@ from constructs import Construct
 
 from stacks.config_sections import AsyncInferenceConfig
 from stacks.inference_endpoint import InferenceEndpoint
+from stacks.monitoring_metrics import BACKLOG_PER_INSTANCE, HAS_BACKLOG_WITHOUT_CAPACITY, async_metric
 
-SAGEMAKER_NAMESPACE = "AWS/SageMaker"
-BACKLOG_PER_INSTANCE = "ApproximateBacklogSizePerInstance"
-HAS_BACKLOG_WITHOUT_CAPACITY = "HasBacklogWithoutCapacity"
-BACKLOG_SIZE = "ApproximateBacklogSize"
-OLDEST_REQUEST_AGE = "ApproximateAgeOfOldestRequest"
 SCALE_FROM_ZERO_EVALUATION_PERIODS = 2  # AWS's example: 2 of 2 one-minute periods
-METRIC_PERIOD_SECONDS = 60
-
-
-def async_metric(endpoint_name: str, metric_name: str, statistic: str = "Average") -> cloudwatch.Metric:
-    return cloudwatch.Metric(
-        namespace=SAGEMAKER_NAMESPACE,
-        metric_name=metric_name,
-        dimensions_map={"EndpointName": endpoint_name},
-        statistic=statistic,
-        period=Duration.seconds(METRIC_PERIOD_SECONDS),
-    )
 
 
 class AsyncScaling(Construct):
@@ -87,4 +72,4 @@ class AsyncScaling(Construct):
         )
 
 
-__all__ = ["AsyncScaling", "async_metric"]
+__all__ = ["AsyncScaling"]

@@ -49,6 +49,7 @@ SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 ENDPOINT_SECONDS_PER_PHOTO = 0.674
 SAGEMAKER_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints"  # where the hosting agent writes container logs
 SAGEMAKER_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"  # instance/GPU metrics published with the role
+SAGEMAKER_INVOCATION_NAMESPACE = "AWS/SageMaker"  # invocation, latency and async backlog metrics
 ROLLOUT_WAIT_MAX_SECONDS = 3600  # TrafficRoutingConfig.WaitIntervalInSeconds and TerminationWaitInSeconds
 ROLLOUT_TIMEOUT_RANGE = (600, 28800)  # BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds
 CANARY_MAX_PERCENT = 50  # CanarySize must be <= 50 % of the variant's instances

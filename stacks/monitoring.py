@@ -27,7 +27,6 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks import constants
-from stacks.async_scaling import OLDEST_REQUEST_AGE, async_metric
 from stacks.config import MonitoringConfig
 from stacks.monitoring_dashboard import (
     DASHBOARD_WIDTH,
@@ -39,7 +38,14 @@ from stacks.monitoring_dashboard import (
     photo_widgets,
     queue_widgets,
 )
-from stacks.monitoring_metrics import PROGRESS_METRICS, AsyncRef, EndpointRef, MonitoringMetrics
+from stacks.monitoring_metrics import (
+    OLDEST_REQUEST_AGE,
+    PROGRESS_METRICS,
+    AsyncRef,
+    EndpointRef,
+    MonitoringMetrics,
+    async_metric,
+)
 from stacks.review_parts import review_dashboard_widgets
 
 

@@ -14,14 +14,18 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 
 from stacks import constants
-from stacks.async_scaling import (
+from stacks.monitoring_metrics import (
     BACKLOG_PER_INSTANCE,
     BACKLOG_SIZE,
     HAS_BACKLOG_WITHOUT_CAPACITY,
     OLDEST_REQUEST_AGE,
+    PROGRESS_METRICS,
+    RATE_PERIOD,
+    STATUS_METRICS,
+    AsyncRef,
+    MonitoringMetrics,
     async_metric,
 )
-from stacks.monitoring_metrics import PROGRESS_METRICS, RATE_PERIOD, STATUS_METRICS, AsyncRef, MonitoringMetrics
 
 DASHBOARD_WIDTH = 24  # CloudWatch dashboards are 24 columns wide
 

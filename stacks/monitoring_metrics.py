@@ -14,7 +14,7 @@ from aws_cdk import aws_sqs as sqs
 
 from stacks import constants
 
-SAGEMAKER_NAMESPACE = "AWS/SageMaker"  # invocation metrics (the instance metrics live in constants')
+SAGEMAKER_NAMESPACE = constants.SAGEMAKER_INVOCATION_NAMESPACE
 RATE_PERIOD = Duration.minutes(1)  # "per minute" graphs
 DISTRIBUTION_PERIOD = Duration.hours(1)
 STATUS_METRICS = (
@@ -26,6 +26,22 @@ STATUS_METRICS = (
 # Everything that consumes a photo counts as progress for the stall alarm: duplicates and already-labelled
 # photos are skipped, not stuck.
 PROGRESS_METRICS = tuple(name for name, _ in STATUS_METRICS)
+# An async endpoint's backlog metrics: its autoscaling (stacks/async_scaling.py) and the dashboard read them.
+BACKLOG_PER_INSTANCE = "ApproximateBacklogSizePerInstance"
+HAS_BACKLOG_WITHOUT_CAPACITY = "HasBacklogWithoutCapacity"
+BACKLOG_SIZE = "ApproximateBacklogSize"
+OLDEST_REQUEST_AGE = "ApproximateAgeOfOldestRequest"
+ASYNC_METRIC_PERIOD = Duration.minutes(1)
+
+
+def async_metric(endpoint_name: str, metric_name: str, statistic: str = "Average") -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=SAGEMAKER_NAMESPACE,
+        metric_name=metric_name,
+        dimensions_map={"EndpointName": endpoint_name},
+        statistic=statistic,
+        period=ASYNC_METRIC_PERIOD,
+    )
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from stacks.config import EndpointSettings
 
 CANARY_MIN_INSTANCES = 2  # a canary of <= 50 % needs at least one instance besides it
-SAGEMAKER_NAMESPACE = "AWS/SageMaker"
+SAGEMAKER_NAMESPACE = constants.SAGEMAKER_INVOCATION_NAMESPACE
 MICROSECONDS_PER_SECOND = 1_000_000  # ModelLatency is reported in microseconds
 
 
