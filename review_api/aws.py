@@ -14,7 +14,8 @@ from botocore.exceptions import ClientError
 
 from review_api.inputs import Expected, Filters
 
-STATUS_INDEX = "by-status"  # stacks/constants.GSI_BY_STATUS: partition `status`, sort `classified_at`
+# stacks/labels_table.BY_STATUS (not bundled with this Lambda); the review tests query a table built from it.
+STATUS_INDEX = "by-status"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()

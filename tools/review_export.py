@@ -24,7 +24,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-STATUS_INDEX = "by-status"
+from stacks import labels_table
+
+STATUS_INDEX = labels_table.BY_STATUS.name
 REVIEWED = "REVIEWED"
 REVIEW_REJECTED = "REVIEW_REJECTED"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
