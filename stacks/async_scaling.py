@@ -35,8 +35,8 @@ class AsyncScaling(Construct):
         endpoint: InferenceEndpoint,
     ) -> None:
         super().__init__(scope, construct_id)
-        # The endpoint's own cooldowns: one pair for either mode (endpoint.scale_in/out_cooldown_seconds).
         scalable_target, endpoint_name = endpoint.scalable_target, endpoint.endpoint_name
+        # The endpoint's own cooldowns: one pair for either mode (endpoint.scale_in/out_cooldown_seconds).
         self.backlog_tracking: appscaling.TargetTrackingScalingPolicy = scalable_target.scale_to_track_metric(
             "BacklogTracking",
             target_value=config.backlog_target_per_instance,

@@ -56,16 +56,15 @@ class InferenceEndpoint(Construct):
         # get sagemaker:InvokeEndpointAsync, and stacks/async_scaling.py attaches the scaling policies instead.
         super().__init__(scope, construct_id)
         self.config = config
-        container_startup_timeout_seconds = config.container_startup_timeout_seconds
         self.async_inference = async_inference
         self.invoke_action = "sagemaker:InvokeEndpointAsync" if async_inference else "sagemaker:InvokeEndpoint"
         options = serving_options if serving_options is not None else serving_properties.load()
         loading_timeout = int(options.get("option.model_loading_timeout", "0"))
-        if loading_timeout > container_startup_timeout_seconds:
+        if loading_timeout > config.container_startup_timeout_seconds:
             raise ValueError(
                 f"option.model_loading_timeout ({loading_timeout} s) in serving.properties exceeds "
-                f"endpoint.container_startup_timeout_seconds ({container_startup_timeout_seconds} s): SageMaker "
-                "would kill the container while LMI is still loading the model"
+                f"endpoint.container_startup_timeout_seconds ({config.container_startup_timeout_seconds} s): "
+                "SageMaker would kill the container while LMI is still loading the model"
             )
         self.endpoint_name = endpoint_name
         self.model_data_uri = model_data_uri
@@ -81,7 +80,7 @@ class InferenceEndpoint(Construct):
             # CreateEndpoint needs one instance; an async endpoint then scales to min_capacity (0) when idle.
             config.instance_type,
             max(1, config.min_capacity),
-            container_startup_timeout_seconds,
+            config.container_startup_timeout_seconds,
             config.model_data_download_timeout_seconds,
         )
         # One rollout policy for `cdk deploy` and the pipeline (stacks/rollout.py).
