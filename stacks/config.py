@@ -308,6 +308,7 @@ class AppConfig:
             )
         self._check_taxonomy()
         self._check_image()
+        self._check_review_region()
 
     def _check_taxonomy(self) -> None:
         path = self.taxonomy_path
@@ -333,6 +334,18 @@ class AppConfig:
                 table.account(version, self.region)
             except UnsupportedImage as error:
                 raise ConfigError("region", str(error)) from error
+
+    def _check_review_region(self) -> None:
+        # WAF's CreateWebACL: "To work with CloudFront, you must also specify the Region US East (N. Virginia)".
+        # An unpinned template may be deployed anywhere, and CloudFormation would fail late and roll back.
+        if self.review.enabled and self.review.waf:
+            _check(
+                self.region == constants.CLOUDFRONT_REGION,
+                "review.waf",
+                f"creates a CLOUDFRONT-scope web ACL, which AWS accepts only in {constants.CLOUDFRONT_REGION}; "
+                f"this stack's region is {self.region or 'not pinned'}: set photo_labeler.region (and account) "
+                f"to {constants.CLOUDFRONT_REGION}, or create the web ACL there and set review.web_acl_arn",
+            )
 
     @property
     def taxonomy_path(self) -> Path:

@@ -77,11 +77,13 @@ class ReviewPage(Construct):
         super().__init__(scope, construct_id)
         self.config = config
         region = Stack.of(self).region
-        if config.waf and not Token.is_unresolved(region) and region != "us-east-1":
+        # AppConfig refuses this first (one line at synth); a construct built on its own is held to it too.
+        if config.waf and region != constants.CLOUDFRONT_REGION:
             raise ConfigError(
                 "review.waf",
-                f"a CloudFront web ACL can only be created in us-east-1, this stack is in {region}: create one "
-                "there and set review.web_acl_arn",
+                f"a CloudFront web ACL can only be created in {constants.CLOUDFRONT_REGION}, this stack is in "
+                f"{'an unpinned region' if Token.is_unresolved(region) else region}: pin the stack there or "
+                "create one there and set review.web_acl_arn",
             )
         self.site_bucket: s3.Bucket = site_bucket(self, access_log_bucket)
         self.user_pool: cognito.UserPool = self._user_pool()

@@ -285,6 +285,8 @@ def test_waf_attaches_a_cloudfront_web_acl_and_is_refused_outside_us_east_1() ->
     assert review.web_acl is not None
     with pytest.raises(ConfigError, match=r"review.waf.*us-east-1"):
         build("eu-west-1", waf=True)
+    with pytest.raises(ConfigError, match=r"review.waf.*an unpinned region"):
+        build(waf=True)
     # no WAF by default
     assert Template.from_stack(build()[0]).find_resources("AWS::WAFv2::WebACL") == {}
 
