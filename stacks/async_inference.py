@@ -28,6 +28,7 @@ from constructs import Construct
 
 from classification.labeller_environment import DEFAULT_REQUEST_PREFIX, AsyncEnvironment
 from stacks import constants
+from stacks.alarm_topic import alarm_name
 from stacks.config_sections import AsyncInferenceConfig
 from stacks.key_policy import scope_service_statements
 from stacks.nag import acknowledge, nag_resource
@@ -96,7 +97,7 @@ class AsyncInferenceStorage(Construct):
         for topic in (self.success_topic, self.error_topic):
             # Raw delivery: the message body is SageMaker's JSON (async_core.parse_notification reads both forms).
             topic.add_subscription(subscriptions.SqsSubscription(self.queue, raw_message_delivery=True))
-        self.dlq_alarm: cloudwatch.Alarm = self._dlq_alarm(alarm_topic)
+        self.dlq_alarm: cloudwatch.Alarm = self._dlq_alarm(alarm_topic, name_prefix)
 
     # -- what the endpoint and the Lambdas are given -------------------------------------------------------
 
@@ -203,10 +204,11 @@ class AsyncInferenceStorage(Construct):
     def _topic(self, construct_id: str, name: str) -> sns.Topic:
         return sns.Topic(self, construct_id, topic_name=name, master_key=self.topic_key, enforce_ssl=True)
 
-    def _dlq_alarm(self, topic: sns.ITopic) -> cloudwatch.Alarm:
+    def _dlq_alarm(self, topic: sns.ITopic, name_prefix: str) -> cloudwatch.Alarm:
         alarm = cloudwatch.Alarm(
             self,
             "DeadLetterQueueAlarm",
+            alarm_name=alarm_name(name_prefix, "async-dlq"),
             alarm_description=(
                 "Async inference notifications failed every retry (inference failed max_attempts times, or the "
                 "label writer cannot record them): see the label writer's logs; re-run the backfill over the "

@@ -4,12 +4,12 @@ beyond the shared alarm topic and the stack outputs."""
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Environment, Stack
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import constants, serving_properties
+from stacks.alarm_topic import build_alarm_topic
 from stacks.async_inference import AsyncInferenceStorage
 from stacks.async_label_writer import AsyncLabelWriter
 from stacks.async_scaling import AsyncScaling
@@ -302,23 +302,7 @@ class PhotoLabellerStack(Stack):
     def _alarm_topic(self) -> sns.ITopic:
         if self.config.alarm_topic_arn is not None:
             return sns.Topic.from_topic_arn(self, "AlarmTopic", self.config.alarm_topic_arn)
-        topic = sns.Topic(
-            self,
-            "AlarmTopic",
-            display_name=f"{self.config.name_prefix} alarms",
-            master_key=self.storage.key,
-            enforce_ssl=True,
-        )
-        # CloudWatch publishes to an encrypted topic only if the key lets it encrypt.
-        self.storage.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
-            )
-        )
-        return topic
+        return build_alarm_topic(self, "AlarmTopic", name_prefix=self.config.name_prefix, key=self.storage.key)
 
     def _acknowledge_cdk_internals(self) -> None:
         # S3 → SQS notifications are configured by a CDK-provided custom resource (a singleton Lambda).

@@ -18,6 +18,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from stacks import constants
+from stacks.alarm_topic import alarm_name
 from stacks.config import TrainingPipelineConfig
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.inference_endpoint import InferenceEndpoint
@@ -127,6 +128,7 @@ class TrainingPipeline(Construct):
         alarm = cloudwatch.Alarm(
             self,
             "FailedExecutions",
+            alarm_name=alarm_name(self.name_prefix, "training-failed"),
             alarm_description=f"{self.name_prefix}: a training pipeline execution failed (see its Cause)",
             metric=self.state_machine.metric_failed(period=Duration.minutes(5), statistic="Sum"),
             threshold=1,
