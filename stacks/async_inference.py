@@ -14,13 +14,14 @@ queues with their own key, which admits SNS only for these topics.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
@@ -105,23 +106,25 @@ class AsyncInferenceStorage(Construct):
     def request_prefix(self) -> str:
         return REQUEST_PREFIX
 
-    def endpoint_config_property(self) -> sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty:
+    def endpoint_config(self) -> dict[str, Any]:
+        """AsyncInferenceConfig in the API's shape, which CloudFormation's AWS::SageMaker::EndpointConfig shares:
+        the one definition the stack's endpoint config carries and a pipeline rollout copies into its own."""
         bucket = self.bucket.bucket_name
-        return sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty(
-            client_config=sagemaker.CfnEndpointConfig.AsyncInferenceClientConfigProperty(
-                max_concurrent_invocations_per_instance=self.config.max_concurrent_invocations_per_instance
-            ),
-            output_config=sagemaker.CfnEndpointConfig.AsyncInferenceOutputConfigProperty(
-                s3_output_path=f"s3://{bucket}/{OUTPUT_PREFIX}",
-                s3_failure_path=f"s3://{bucket}/{FAILURE_PREFIX}",
+        return {
+            "ClientConfig": {
+                "MaxConcurrentInvocationsPerInstance": self.config.max_concurrent_invocations_per_instance
+            },
+            "OutputConfig": {
+                "S3OutputPath": f"s3://{bucket}/{OUTPUT_PREFIX}",
+                "S3FailurePath": f"s3://{bucket}/{FAILURE_PREFIX}",
                 # SageMaker encrypts the responses it writes with the data key, like the requests.
-                kms_key_id=self.data_key.key_arn,
-                notification_config=sagemaker.CfnEndpointConfig.AsyncInferenceNotificationConfigProperty(
-                    success_topic=self.success_topic.topic_arn,
-                    error_topic=self.error_topic.topic_arn,
-                ),
-            ),
-        )
+                "KmsKeyId": self.data_key.key_arn,
+                "NotificationConfig": {
+                    "SuccessTopic": self.success_topic.topic_arn,
+                    "ErrorTopic": self.error_topic.topic_arn,
+                },
+            },
+        }
 
     def async_environment(self) -> AsyncEnvironment:
         """ENDPOINT_MODE=async and the async settings, for the submitting Lambdas and the label writer."""

@@ -48,6 +48,7 @@ _INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _UPLOAD_PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]+/$")
 _METRICS_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9._/#:-]{1,255}$")
 ENDPOINT_MODES = ("realtime", "async")  # endpoint.mode; async: stacks/async_inference.py
+ENDPOINT_NAME_MAX = 63  # CreateEndpoint's EndpointName limit
 
 
 # --- sections ------------------------------------------------------------------------------------------------
@@ -260,6 +261,22 @@ class UploadPathConfig:
         )
 
 
+def endpoint_name(name_prefix: str, endpoint: EndpointSettings) -> str:
+    """`<name_prefix>-llava-<mode>-<instance type>`, e.g. `photo-labeler-llava-realtime-g5-xlarge`.
+
+    SageMaker refuses to update an endpoint in place when the new endpoint config adds or removes
+    AsyncInferenceConfig (endpoint.mode) or changes the instance type of a variant that autoscaling targets
+    (SageMaker Developer Guide, "Update endpoints that use auto scaling": the UpdateEndpoint call fails). With a
+    fixed name CloudFormation turns such a change into that failing UpdateEndpoint and rolls the stack back.
+    EndpointName is create-only in AWS::SageMaker::Endpoint, so with both in the name the same deploy creates a new
+    endpoint, points the Lambda environment, IAM, scaling target, alarms, dashboard and training pipeline at it,
+    and deletes the old one. Every `endpoint.mode` value is its own name; a model change keeps the name (a
+    blue/green update in place, stacks/rollout.py).
+    """
+    instance = endpoint.instance_type.removeprefix("ml.").replace(".", "-")
+    return f"{name_prefix}-llava-{endpoint.mode}-{instance}"
+
+
 # --- the app config ------------------------------------------------------------------------------------------
 
 
@@ -309,6 +326,12 @@ class AppConfig:
         self._check_taxonomy()
         self._check_image()
         self._check_review_region()
+        _check(
+            len(self.endpoint_name) <= ENDPOINT_NAME_MAX,
+            "name_prefix",
+            f"makes the endpoint name {self.endpoint_name!r} longer than SageMaker's {ENDPOINT_NAME_MAX} "
+            "characters; shorten name_prefix",
+        )
 
     def _check_taxonomy(self) -> None:
         path = self.taxonomy_path
@@ -346,6 +369,11 @@ class AppConfig:
                 f"this stack's region is {self.region or 'not pinned'}: set photo_labeler.region (and account) "
                 f"to {constants.CLOUDFRONT_REGION}, or create the web ACL there and set review.web_acl_arn",
             )
+
+    @property
+    def endpoint_name(self) -> str:
+        """The SageMaker endpoint's name (`endpoint_name`): it changes with whatever SageMaker cannot update."""
+        return endpoint_name(self.name_prefix, self.endpoint)
 
     @property
     def taxonomy_path(self) -> Path:

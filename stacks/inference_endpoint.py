@@ -14,6 +14,7 @@ rollout.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import ArnFormat, Duration, Stack
@@ -49,11 +50,12 @@ class InferenceEndpoint(Construct):
         serving_options: dict[str, str] | None = None,
         image_table: LmiImageTable | None = None,
         model_read_prefix: str | None = None,
-        async_inference: sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty | None = None,
+        async_inference: Mapping[str, Any] | None = None,
     ) -> None:
         # model_data_uri: the pinned URI, or the registry's value resolved at deploy time (stacks/model_store.py);
-        # async_inference: endpoint.mode async (stacks/async_inference.py): the endpoint config carries it, callers
-        # get sagemaker:InvokeEndpointAsync, and stacks/async_scaling.py attaches the scaling policies instead.
+        # async_inference: endpoint.mode async, AsyncInferenceConfig in the API shape (stacks/async_inference.py):
+        # the endpoint config carries it (a pipeline rollout copies it), callers get sagemaker:InvokeEndpointAsync,
+        # and stacks/async_scaling.py attaches the scaling policies instead.
         super().__init__(scope, construct_id)
         self.config = config
         self.async_inference = async_inference
@@ -242,8 +244,10 @@ class InferenceEndpoint(Construct):
                     ),
                 )
             ],
-            async_inference_config=self.async_inference,
         )
+        if self.async_inference is not None:
+            # The dict a pipeline rollout sends too (API and CloudFormation share the field names).
+            config.add_property_override("AsyncInferenceConfig", dict(self.async_inference))
         return config
 
     def _build_endpoint(self, endpoint_name: str) -> sagemaker.CfnEndpoint:

@@ -49,7 +49,8 @@ class PhotoLabellerStack(Stack):
             description="Hotel photo labeller: image store, labels table, LLaVA-NeXT endpoint, upload path",
         )
         self.config = config
-        self.endpoint_name = f"{config.name_prefix}-llava"
+        # Carries endpoint.mode and instance_type: changing either replaces the endpoint (stacks/config.py).
+        self.endpoint_name = config.endpoint_name
         # Checked with or without an endpoint: the deploy that adds the model must not be the one that fails.
         check_endpoint_load(
             upload_max_concurrency=config.upload.max_concurrency,
@@ -139,7 +140,7 @@ class PhotoLabellerStack(Stack):
             model_data_uri=self.model_data_uri,
             model_read_prefix=self.model_store.models_uri if self.serves_registered_model else None,
             alarm_topic=self.alarm_topic,
-            async_inference=self.async_storage.endpoint_config_property() if self.async_storage else None,
+            async_inference=self.async_storage.endpoint_config() if self.async_storage else None,
         )
         # Pipeline-trained models are SSE-KMS objects of the training bucket.
         self.storage.key.grant_decrypt(inference.role)

@@ -139,12 +139,14 @@ def build_rollout(
     create_config = tasks.CallAwsService.jsonata(
         scope,
         "CreateEndpointConfig",
-        comment="The CDK endpoint config's variant with the new model",
+        comment="The CDK endpoint config's variant (and async inference config) with the new model",
         service="sagemaker",
         action="createEndpointConfig",
         parameters={
             "EndpointConfigName": "{% $training.job_name %}",
             "ProductionVariants": [{**variant, "ModelName": "{% $training.job_name %}"}],
+            # endpoint.mode async: the same queue, bucket, key and topics as the stack's endpoint config.
+            **({"AsyncInferenceConfig": dict(endpoint.async_inference)} if endpoint.async_inference else {}),
         },
         iam_resources=[sagemaker_arn(scope, "endpoint-config", f"{name_prefix}-*")],
         outputs="{% $states.input %}",
