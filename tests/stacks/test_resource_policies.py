@@ -221,3 +221,13 @@ def test_an_explicit_deny_wins_and_an_unknown_operator_is_never_guessed() -> Non
     assert decision([*_allow({}), deny], *call, {}) == "deny"
     with pytest.raises(UnsupportedPolicy, match="NumericLessThan"):
         decision(_allow({"NumericLessThan": {"aws:EpochTime": "1"}}), *call, {"aws:epochtime": "0"})
+
+
+def test_negative_control_cloudfront_logs_into_a_bucket_without_acls_are_reported(with_model: Synthesized) -> None:
+    # Given the access-log bucket as it was: ACLs disabled (bucket owner enforced)
+    def enforced(template: dict[str, Any]) -> None:
+        rules = _resource(template, "StorageAccessLogBucket")["Properties"]["OwnershipControls"]["Rules"]
+        rules[0]["ObjectOwnership"] = "BucketOwnerEnforced"
+
+    (found,) = problems(_mutated(with_model, enforced))
+    assert found.startswith("ReviewDistribution") and "ACLs are disabled (BucketOwnerEnforced)" in found
