@@ -233,6 +233,8 @@ class PhotoLabellerStack(Stack):
             model_pinned=self.config.endpoint.model_data_uri is not None,
             confidence_threshold=self.config.upload.confidence_threshold,
             alarm_topic=self.alarm_topic,
+            probe_code=self.function_code,
+            taxonomy_file=self.labeller.taxonomy_file,
         )
         CfnOutput(
             self,
