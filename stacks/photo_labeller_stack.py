@@ -265,6 +265,12 @@ class PhotoLabellerStack(Stack):
         )
         CfnOutput(self, "ReviewPageUrl", value=review.url, description="the review page for the content team")
         CfnOutput(self, "ReviewUserPoolId", value=review.user_pool.user_pool_id, description="admin-create-user")
+        CfnOutput(
+            self,
+            "ReviewDistributionDomainName",
+            value=review.distribution.distribution_domain_name,
+            description="CNAME / alias target of review.domain_name",
+        )
         return review
 
     def _monitoring(self) -> Monitoring:
