@@ -4,11 +4,13 @@
     python -m tools.redrive status [--queue upload|async|all]     # messages waiting, the latest move tasks
     python -m tools.redrive cancel [--queue upload|async|all]     # stop a running move (moved ones stay moved)
 
-The dead-letter queues come from the stack's outputs (`--stack-name`, default `photo-labeler`):
-`DeadLetterQueueUrl` (uploads that failed labelling on every attempt) and, with `endpoint.mode: async`,
-`AsyncDeadLetterQueueUrl` (async results that could not be recorded on any attempt). `--queue-url` names one queue
-instead. `--queue all` (the default) takes every dead-letter queue the stack has. Credentials and region are
-boto3's usual ones (`--region`, `--profile`, or the environment).
+The dead-letter queues come from the stack's outputs (`--stack-name`, default `photo-labeler`): `--queue upload`
+(the default) is `DeadLetterQueueUrl`, uploads that failed labelling on every delivery; `--queue async`, with
+`endpoint.mode: async`, is `AsyncDeadLetterQueueUrl`, SageMaker's notifications the label writer could not record.
+Redrive that one only when the writer failed (a Success notification in it): a notification of an inference that
+failed `max_attempts` times goes straight back to the DLQ, and re-running the backfill over the photos' prefix
+is what resubmits those. `--queue all` takes both; `--queue-url` names one queue instead. Credentials and region
+are boto3's usual ones (`--region`, `--profile`, or the environment).
 
 `start` moves every message waiting in each queue back to its source queue with SQS StartMessageMoveTask (no
 DestinationArn: each message returns to the queue it was dead-lettered from), at SQS's own adaptive rate or at
@@ -210,7 +212,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument(
-            "--queue", choices=("upload", "async", "all"), default="all", help="which DLQ (default %(default)s)"
+            "--queue", choices=("upload", "async", "all"), default="upload", help="which DLQ (default %(default)s)"
         )
         if name == "start":
             command.add_argument(

@@ -221,7 +221,7 @@ def test_cancel_stops_the_running_task_and_refuses_when_none_runs(
 
     assert _run(["--queue-url", DLQ_URL, "cancel"], clients)[:2] == (
         0,
-        "given DLQ: cancelling; 4 messages had been moved (they stay moved)\n",
+        "upload DLQ: cancelling; 4 messages had been moved (they stay moved)\n",
     )
 
     _queue(sqs, DLQ_URL, DLQ_ARN, waiting=6, sources=[SOURCE_URL])
