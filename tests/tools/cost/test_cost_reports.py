@@ -164,23 +164,23 @@ def test_python_dash_m_runs_the_same_cli() -> None:
 
 
 def test_the_readme_volume_table_is_what_the_cli_prints() -> None:
-    # The README's "$ per 1,000 photos by daily volume" table, row by row, against `volumes --json`
+    # The README's three-mode table, row by row, against `volumes --json` (figures and worst waits)
+    from tools.cost.render import worst_wait
+
     readme = (PROJECT_ROOT / "README.md").read_text()
     section = readme[readme.index("### What the whole system costs at your traffic") :]
     rows = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 5 and cells[0].rstrip("*").replace(",", "").isdigit():
-            rows[int(cells[0].rstrip("*").replace(",", ""))] = [float(c.replace(",", "")) for c in cells[1:]]
-    assert sorted(rows) == [1_000, 10_000, 100_000, 300_000, 1_000_000]
-    for row in run_json("volumes")["rows"]:
-        expected = [
-            round(row["real_time_per_1000"], 3),
-            round(row["async_per_1000"], 3),
-            round(row["real_time_per_month"], 2),
-            round(row["async_per_month"], 2),
-        ]
-        assert rows[row["photos_per_day"]] == pytest.approx(expected, abs=0.006), row["photos_per_day"]
+        if len(cells) == 5 and cells[0].replace(",", "").isdigit():
+            rows[int(cells[0].replace(",", ""))] = ([float(c) for c in cells[1:4]], cells[4])
+    assert sorted(rows) == [1_000, 10_000, 100_000, 1_000_000]
+    report = run_json("volumes", "--volumes", *(str(v) for v in sorted(rows)))
+    for row in report["rows"]:
+        figures, waits = rows[row["photos_per_day"]]
+        modes = ("real_time", "async", "scheduled")
+        assert figures == pytest.approx([round(row[f"{m}_per_1000"], 3) for m in modes], abs=0.0006)
+        assert waits == " / ".join(worst_wait(row[f"{m}_worst_minutes"]) for m in modes), row["photos_per_day"]
 
 
 def test_photo_sizes_change_the_time_a_photo_takes_with_token_calibration() -> None:

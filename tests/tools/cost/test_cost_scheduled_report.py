@@ -89,3 +89,15 @@ def test_bad_inputs_exit_2_with_a_reason(
         main(["scheduled", *argv], stdout=io.StringIO(), stderr=io.StringIO())
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_readmes_backfill_figures_are_what_the_cli_prints() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    report = run_json("--backfill", "20M", "--deadline-days", "14")
+    backfill, deadline = report["backfill"], report["deadline"]
+    assert (
+        f"${backfill['usd']:,.0f} in {backfill['days']:.0f} days on 4 Spot hosts ({deadline['hosts']} hosts "
+        f"meet a 14-day deadline for ${deadline['usd']:,.0f})"
+    ) in " ".join(readme.split())
