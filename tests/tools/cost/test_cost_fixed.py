@@ -100,3 +100,17 @@ def test_the_alarm_and_dashboard_prices_are_cloudwatchs() -> None:
         0.30,
         3.00,
     )
+
+
+def test_the_cost_model_pages_monthly_totals_are_what_the_model_charges() -> None:
+    from tools.cost import settings
+    from tools.cost.fixed import fixed_parts
+
+    page = (PROJECT_ROOT / "docs" / "cost-model.md").read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| **total a month**"))
+    printed = [float(cell.strip(" *$")) for cell in row.strip("|").split("|")[1:]]
+    loaded, price_list = settings.load(), prices.load()
+    charged = [
+        sum(usd for _, usd, _ in fixed_parts(mode, loaded, price_list)) for mode in (REAL_TIME, ASYNC, SCHEDULED)
+    ]
+    assert printed == pytest.approx(charged, abs=0.005)
