@@ -2,10 +2,11 @@
 
 Mirrors the design in docs/scheduled-mode.md (issue 18): a window takes the oldest PENDING photos (at most
 `ScheduledSettings.window_cap`), sizes the job with hosts = ceil(photos / (photos_per_hour_per_host x
-target_job_minutes)) clamped to 1..max_hosts, gives each host whole manifest shards of `photos_per_shard`, and runs
-one SageMaker training job on managed Spot. Windows start on the schedule, or early when a probe every
-`backlog_check_minutes` finds `backlog_threshold` photos pending (or the oldest waiting longer than an interval and
-a probe); they never overlap. Pure arithmetic; docs/cost-model.md, "Scheduled mode", gives every source.
+target_job_minutes)) clamped to 1..max_hosts, gives each host whole manifest shards (about
+`photos_per_shard` each), and runs one SageMaker training job on managed Spot. Windows start on the schedule, or
+early when a probe every `backlog_check_minutes` finds `backlog_threshold` photos pending (or the oldest waiting
+longer than an interval and a probe); they never overlap. Pure arithmetic; docs/cost-model.md, "Scheduled mode",
+gives every source.
 """
 
 from __future__ import annotations
@@ -81,19 +82,14 @@ def sizing_hosts(photos: float, settings: ScheduledSettings) -> int:
 
 
 def largest_host_share(photos: float, hosts: int, photos_per_shard: int) -> float:
-    """Photos on the busiest host when shards of `photos_per_shard` (the last one partial) go round-robin."""
+    """Photos on the busiest host. The plan step (lambda/window_core.py) writes max(hosts, ceil(photos /
+    photos_per_shard)) shards of nearly equal size, and ShardedByS3Key gives each host whole shards."""
     if photos <= 0:
         return 0.0
-    shards = math.ceil(photos / photos_per_shard - 1e-9)
-    if hosts <= 1 or shards <= 1:
+    if hosts <= 1:
         return photos
-    last = photos - (shards - 1) * photos_per_shard
-    whole, extra = divmod(shards, hosts)
-    if extra == 0:  # every host has `whole` shards; the partial one sits on the last host
-        return whole * photos_per_shard
-    if extra == 1:  # only the first host has one more, and it is the partial shard
-        return whole * photos_per_shard + last
-    return (whole + 1) * photos_per_shard
+    shards = max(hosts, math.ceil(photos / photos_per_shard - 1e-9))
+    return math.ceil(shards / hosts - 1e-9) * photos / shards
 
 
 def run_job(

@@ -44,14 +44,16 @@ def test_hosts_follow_the_designs_sizing_rule() -> None:
     ("photos", "hosts", "largest"),
     [
         (2_500, 1, 2_500),  # one host takes everything
-        (10_000, 2, 6_000),  # 5 shards: hosts get 3 and 2 (the 3 include no partial shard here)
-        (10_400, 2, 6_000),  # 6 shards, the 400-photo one on the second host: 6,000 and 4,400
-        (9_000, 3, 4_000),  # 5 shards (last 1,000): 4,000, 3,000, 2,000
-        (5_000, 2, 3_000),  # 3 shards (last 1,000): the first host gets 2,000 + the partial 1,000
+        (10_000, 2, 6_000),  # 5 shards of 2,000: hosts get 3 and 2
+        (10_400, 2, 5_200),  # 6 shards of 1,733: 3 each
+        (9_000, 3, 3_600),  # 5 shards of 1,800: 2, 2 and 1
+        (5_000, 2, 5_000 * 2 / 3),  # 3 shards of 1,667: 2 and 1
+        (1_000, 4, 250),  # never fewer shards than hosts: 4 of 250
     ],
 )
-def test_the_busiest_host_gets_whole_shards_round_robin(photos: int, hosts: int, largest: int) -> None:
-    assert largest_host_share(photos, hosts, 2_000) == largest
+def test_the_busiest_host_gets_whole_equal_shards(photos: int, hosts: int, largest: float) -> None:
+    # lambda/window_core.py: max(hosts, ceil(photos / photos_per_shard)) shards of nearly equal size
+    assert largest_host_share(photos, hosts, 2_000) == pytest.approx(largest)
 
 
 def test_a_job_bills_every_host_its_start_up_and_the_busiest_hosts_photos() -> None:
@@ -125,15 +127,15 @@ def test_more_uploads_than_the_windows_can_label_is_an_error_naming_the_key() ->
 
 def test_a_backfill_runs_full_windows_back_to_back() -> None:
     # max_hosts 2, 3,600 photos an hour, 60-min jobs: a window takes 2 x 3,600 x 0.8 x 1 h = 5,760 photos.
-    # 12,000 photos = 2 full windows + 480. A full window: 2 hosts, shards 2,000 + 2,000 + 1,760, the first host
-    # 3,760 photos: 300 + 3,760 = 4,060 s each. The rest: 1 host, 780 s.
+    # 12,000 photos = 2 full windows + 480. A full window: 2 hosts, 3 shards of 1,920, the busiest host 3,840
+    # photos: 300 + 3,840 = 4,140 s each. The rest: 1 host, 780 s.
     settings = ScheduledSettings(use_spot=False, max_hosts=2, photos_per_hour_per_host=3_600, max_job_minutes=60)
     plan = backfill_plan(12_000, settings, ON_DEMAND)
     assert plan.windows == 3
-    assert plan.host_hours == pytest.approx((2 * 2 * 4_060 + 780) / 3600)
+    assert plan.host_hours == pytest.approx((2 * 2 * 4_140 + 780) / 3600)
     assert plan.usd == pytest.approx(plan.host_hours)
     # Each window: 100 s provisioning + its job + half a 15-minute probe interval before the next
-    assert plan.duration_hours == pytest.approx((2 * (100 + 4_060 + 450) + (100 + 780 + 450)) / 3600)
+    assert plan.duration_hours == pytest.approx((2 * (100 + 4_140 + 450) + (100 + 780 + 450)) / 3600)
 
 
 def test_hosts_for_a_deadline_is_the_fewest_that_make_it() -> None:
