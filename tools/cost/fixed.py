@@ -32,9 +32,18 @@ INIT_SECONDS = 0.85
 # The labeller's EMF metrics (docs/interfaces.md) per mode, without the per-label PhotosByLabel family.
 _COMMON = ("PhotosLabeled", "PhotosNeedsReview", "PhotosRejected", "PhotosSkipped", "TransientFailures")
 _ASYNC = ("PhotosSubmitted", "AsyncInferenceLatency", "AsyncInferencesResubmitted", "AsyncInferencesFailed")
-# docs/scheduled-mode.md: the upload Lambda counts PENDING as PhotosSubmitted; the window reports PendingPhotos and
-# OldestPendingSeconds (the alarm's metric).
-_SCHEDULED = ("PhotosSubmitted", "PendingPhotos", "OldestPendingSeconds")
+# Scheduled mode (issue 18's lambda/window_handler.py): the upload Lambda records PENDING (PhotosSubmitted) and
+# rejects, and labels nothing, so no PhotosByLabel; the window function publishes under its own service dimension.
+_SCHEDULED_UPLOADS = ("PhotosSubmitted", "PhotosRejected", "PhotosSkipped", "TransientFailures")
+_WINDOW = (
+    "OldestPendingSeconds",
+    "PhotosLabeled",
+    "PhotosNeedsReview",
+    "PhotosRejected",
+    "PhotosSkipped",
+    "PhotosInferred",
+    "WindowPhotosFailed",
+)
 # review_api/handler.py: ReviewDecisionsByKind once per decision (confirm, correct, reject).
 REVIEW_METRICS = 7
 
@@ -47,10 +56,14 @@ class FixedResources:
     dashboards: int
     kms_keys: int
     polled_queues: int
-    metric_names: tuple[str, ...]
+    metric_names: tuple[str, ...]  # the labellers' (service photo-labeler)
+    per_label: bool = True  # PhotosByLabel, one metric per label
+    window_metric_names: tuple[str, ...] = ()  # scheduled mode's window function (its own service dimension)
 
     def custom_metrics(self, settings: Settings) -> int:
-        return len(self.metric_names) + settings.labels + (REVIEW_METRICS if settings.review_enabled else 0)
+        per_label = settings.labels if self.per_label else 0
+        review = REVIEW_METRICS if settings.review_enabled else 0
+        return len(self.metric_names) + per_label + len(self.window_metric_names) + review
 
 
 RESOURCES = {
@@ -83,7 +96,9 @@ RESOURCES = {
         dashboards=1,
         kms_keys=2,
         polled_queues=1,
-        metric_names=(*_COMMON, *_SCHEDULED),
+        metric_names=_SCHEDULED_UPLOADS,
+        per_label=False,
+        window_metric_names=_WINDOW,
     ),
 }
 
@@ -107,7 +122,7 @@ def fixed_parts(mode: str, settings: Settings, prices: Prices) -> list[tuple[str
         (
             "CloudWatch + X-Ray",
             metrics * prices.custom_metric_month,
-            f"{metrics} custom metrics ({settings.labels} per label)",
+            f"{metrics} custom metrics" + (f" ({settings.labels} per label)" if resources.per_label else ""),
         ),
         (
             "Alarms + dashboard",
