@@ -62,3 +62,24 @@ def test_a_topic_of_the_deployer_gets_no_policy_or_key_grant_from_the_stack(synt
     assert synthesized.resources("AWS::SNS::Topic") == {}
     for key in synthesized.resources("AWS::KMS::Key").values():
         assert _cloudwatch_statements(key["Properties"]["KeyPolicy"], synthesized) == []
+
+
+@pytest.mark.slow
+def test_the_runbook_gives_each_named_alarm_its_name(request: pytest.FixtureRequest) -> None:
+    # An operator gets a notification carrying the alarm's name: docs/operations.md must lead from it to the entry
+    from tests.stacks.test_runbook import RUNBOOK, runbook_entries
+
+    headings = {
+        line.split("`")[1]: line
+        for line in RUNBOOK.read_text(encoding="utf-8").splitlines()
+        if line.startswith("### `")
+    }
+    assert runbook_entries(RUNBOOK.read_text(encoding="utf-8")).keys() == headings.keys()
+    for variant in VARIANTS:
+        synthesized: Synthesized = request.getfixturevalue(variant)
+        endpoint = synthesized.stack.endpoint_name
+        for logical_id, alarm in synthesized.resources("AWS::CloudWatch::Alarm").items():
+            name = alarm["Properties"].get("AlarmName")
+            if name is not None:
+                documented = name.replace(endpoint, "<EndpointName>").replace("photo-labeler-", "<name_prefix>-")
+                assert f"(named `{documented}`)" in headings[logical_id[:-8]], (variant, logical_id)
