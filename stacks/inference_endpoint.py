@@ -151,23 +151,7 @@ class InferenceEndpoint(Construct):
         )
         # The image lives in an AWS-owned account that differs by region: the grant names this region's one.
         grant_ecr_pull(role, self.image_uri, table.repository)
-        log_group_arn = stack.format_arn(
-            service="logs",
-            resource="log-group",
-            resource_name=f"{constants.SAGEMAKER_LOG_GROUP_PREFIX}/{endpoint_name}:*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:DescribeLogStreams",
-                ],
-                resources=[log_group_arn],
-            )
-        )
+        self._grant_logs(role, endpoint_name)
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["cloudwatch:PutMetricData"],
@@ -186,13 +170,36 @@ class InferenceEndpoint(Construct):
             f"AwsSolutions-IAM5[Resource::{nag_resource(self, objects_arn)}]",
             "The model is a directory of files (S3Prefix model data); reading is limited to that one prefix.",
         )
+        return role
+
+    def grant_container_logs(self, endpoint_name: str) -> None:
+        """Let this model's containers log under another endpoint serving it (the pipeline's probe endpoint)."""
+        self._grant_logs(self.role, endpoint_name)
+
+    def _grant_logs(self, role: iam.Role, endpoint_name: str) -> None:
+        log_group_arn = Stack.of(self).format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=f"{constants.SAGEMAKER_LOG_GROUP_PREFIX}/{endpoint_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                    "logs:DescribeLogStreams",
+                ],
+                resources=[log_group_arn],
+            )
+        )
         acknowledge(
             role,
             f"AwsSolutions-IAM5[Resource::{nag_resource(self, log_group_arn)}]",
             "SageMaker names one log stream per instance and container at run time; the grant is limited to "
-            "this endpoint's own log group.",
+            "the log group of one endpoint that serves this model.",
         )
-        return role
 
     def _build_model(self) -> sagemaker.CfnModel:
         model = sagemaker.CfnModel(

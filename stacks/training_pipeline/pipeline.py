@@ -29,7 +29,12 @@ from stacks.rollout import RolloutAlarms
 from stacks.training_asset import training_code_asset
 from stacks.training_image import TrainingImageTable, default_training_images
 from stacks.training_pipeline.names import PIPELINE_LOG_RETENTION, STATE_MACHINE_SLACK_SECONDS
-from stacks.training_pipeline.probe_steps import acknowledge_probe_invoke, build_probe_function, probe_seconds
+from stacks.training_pipeline.probe_steps import (
+    acknowledge_probe_invoke,
+    build_probe_function,
+    probe_endpoint_name,
+    probe_seconds,
+)
 from stacks.training_pipeline.request import problems_expression, request_expression
 from stacks.training_pipeline.roles import build_training_role, grant_state_machine
 from stacks.training_pipeline.rollout_steps import RolloutTarget, build_rollout
@@ -78,6 +83,8 @@ class TrainingPipeline(Construct):
                 data_key=store.data_key,
                 taxonomy_file=taxonomy_file,
             )
+            # The probe endpoint runs the same model, and so the same role: its containers log there.
+            rollout_target.grant_container_logs(probe_endpoint_name(name_prefix))
         self.code = training_code_asset(self, "Code")
         self.image_uri = (image_table or default_training_images()).image_uri(self, config.image_version)
         self.training_role = build_training_role(

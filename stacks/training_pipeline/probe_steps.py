@@ -208,6 +208,17 @@ def build_probe(
     on_error(invoke, "the probe")
     delete = _call(scope, "DeleteProbeEndpoint", "deleteEndpoint", {"EndpointName": endpoint_name}, [endpoint_arn])
     delete.add_retry(errors=["States.ALL"], max_attempts=5, interval=Duration.seconds(10), backoff_rate=2)
+    delete.add_catch(
+        sfn.Fail.jsonata(
+            scope,
+            "ProbeEndpointNotDeleted",
+            error="ProbeEndpointNotDeleted",
+            cause=f'{{% "the new model passed the probe but the probe endpoint {endpoint_name} could not be '
+            f"deleted, so nothing was rolled out: delete it (aws sagemaker delete-endpoint --endpoint-name "
+            f'{endpoint_name}) and start the execution again: " & $states.errorOutput.Cause %}}',
+        ),
+        errors=["States.ALL"],
+    )
     not_in_service = sfn.Pass.jsonata(
         scope,
         "ProbeEndpointFailed",

@@ -55,12 +55,15 @@ def test_traffic_shifts_only_after_the_probe_passed(registry: Synthesized) -> No
     into_update = [name for name, state in states.items() if "UpdateEndpoint" in _successors(state)]
     assert into_update == ["DeleteProbeEndpoint"]
     assert [name for name, s in states.items() if "DeleteProbeEndpoint" in _successors(s)] == ["ProbeNewModel"]
-    # Every failure inside the probe ends in ProbeFailed, never at UpdateEndpoint or RegisterModel
+    # Every failure inside the probe ends in a Fail state, never at UpdateEndpoint or RegisterModel: ProbeFailed
+    # (after deleting the probe endpoint), or ProbeEndpointNotDeleted when that deletion itself failed
     for name in PROBE_STATES:
         for catch in states[name].get("Catch", []):
             reached = _reachable(states, catch["Next"])
             assert "UpdateEndpoint" not in reached and "RegisterModel" not in reached, name
-            assert "ProbeFailed" in reached, name
+            ends = {state for state in reached if states[state]["Type"] == "Fail"}
+            expected = "ProbeEndpointNotDeleted" if name == "DeleteProbeEndpoint" else "ProbeFailed"
+            assert ends == {expected}, name
     assert states["ProbeFailed"]["Type"] == "Fail" and states["ProbeFailed"]["Error"] == "ProbeFailed"
     # And a probe endpoint that is not InService (Failed) is deleted and reported too
     assert _reachable(states, states["ProbeReady"]["Default"]) >= {"DeleteProbeAfterFailure", "ProbeFailed"}
@@ -138,6 +141,10 @@ def test_the_probe_function_is_the_labellers_code_and_may_invoke_the_probe_endpo
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         endpoints = [render(r) for r in resources if ":endpoint/" in render(r)]
         assert endpoints == [PROBE_ARN], action
+    # The probe endpoint runs the new model with the endpoint's execution role: its containers may log there
+    model_role = role_policy_statements(registry, "InferenceExecutionRole")
+    (logs,) = [s for s in model_role if "logs:PutLogEvents" in actions(s)]
+    assert f"log-group:/aws/sagemaker/Endpoints/{PROBE}:*" in json.dumps([render(r) for r in logs["Resource"]])
     (invoke,) = [s for s in machine if "lambda:InvokeFunction" in actions(s)]
     assert {
         r["Fn::GetAtt"][0] if "Fn::GetAtt" in r else r["Fn::Join"][1][0]["Fn::GetAtt"][0]
