@@ -155,6 +155,10 @@ class WindowLabeller(Labeller):
     def _label(self, prepared: Prepared) -> Outcome:
         raise AssertionError("the labelling job batches prepared photos through the offline engine (record)")
 
+    def _hotel_id(self, ref: ObjectRef) -> str | None:
+        # The PENDING item named the hotel with the pattern of the path that recorded it (upload or backfill).
+        return ref.hotel_id
+
 
 class _NoEndpoint:
     def invoke(self, body: bytes) -> bytes:

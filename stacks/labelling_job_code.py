@@ -41,6 +41,7 @@ LAMBDA_MODULES = (
 )
 STACKS_MODULES = ("__init__.py", "serving_properties.py", "constants.py", "labels_table.py")
 ENTRY_MODULE = "labelling_job.run"
+CODE_CHANNEL_NAME = "code"  # the input channel the bundle arrives on (BOOTSTRAP reads input/data/code/)
 # ContainerEntrypoint items are at most 256 characters (CreateTrainingJob, AlgorithmSpecification), hence one line.
 # LABELLING_ROOT replaces /opt/ml in a local rehearsal (labelling_job/job_environment.py reads it too).
 BOOTSTRAP = (
@@ -98,4 +99,12 @@ def labelling_code_asset(scope: Construct, construct_id: str, *, taxonomy_file: 
     )
 
 
-__all__ = ["BOOTSTRAP", "ENTRYPOINT", "LAMBDA_MODULES", "bundler", "labelling_code_asset", "source_files"]
+__all__ = [
+    "BOOTSTRAP",
+    "CODE_CHANNEL_NAME",
+    "ENTRYPOINT",
+    "LAMBDA_MODULES",
+    "bundler",
+    "labelling_code_asset",
+    "source_files",
+]
