@@ -29,6 +29,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +170,8 @@ def build_labeller(environ: dict[str, str]) -> WindowLabeller:
     environment = LabellerEnvironment.from_environment(environ)
     if environment.endpoint_mode != SCHEDULED:
         raise ConfigError(f"the labelling job needs ENDPOINT_MODE={SCHEDULED}, got {environment.endpoint_mode}")
-    config = LabellerConfig.from_environment(environment, task_root=CODE_ROOT)
+    # The manifest is the job's scope (uploads and backfilled photos alike): no upload prefix applies.
+    config = replace(LabellerConfig.from_environment(environment, task_root=CODE_ROOT), upload_prefix="")
     session = boto3.session.Session()
     # Adaptive retries absorb throttling of a table shared with the upload path instead of failing photos.
     retries = Config(retries={"mode": "adaptive", "total_max_attempts": 8})

@@ -410,7 +410,8 @@ class ScheduledLabellingConfig:
         if self.window_interval_hours is not None:
             _check(self.window_interval_hours > 0, "window_interval_hours", "must be > 0")
         _check(self.backlog_threshold >= 1, "backlog_threshold", f"must be >= 1, got {self.backlog_threshold}")
-        _check(1 <= self.backlog_check_minutes <= 1440, "backlog_check_minutes", "must be 1..1440")
+        # The pending-age alarm evaluates two checks, and CloudWatch caps an alarm's evaluation range at one day.
+        _check(1 <= self.backlog_check_minutes <= 720, "backlog_check_minutes", "must be 1..720")
         _check(
             bool(_INSTANCE_TYPE_RE.match(self.instance_type)),
             "instance_type",
