@@ -218,7 +218,7 @@ class WindowStates:
         name = "$window.spot_job" if spot else "$window.on_demand_job"
         describe = tasks.CallAwsService.jsonata(
             self.w,
-            f"Describe{state_id.removeprefix('Label')}Job",
+            "DescribeSpotJob" if spot else "DescribeOnDemandJob",
             comment="Why the job ended (.sync failed): Spot wait exceeded, stopped, failed, or never created",
             service="sagemaker",
             action="describeTrainingJob",
