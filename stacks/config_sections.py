@@ -467,6 +467,16 @@ class ScheduledLabellingConfig:
         per_host = self.photos_per_hour_per_host * self.max_job_minutes / 60 * WINDOW_FILL
         return max(1, int(self.max_hosts * per_host))
 
+    def plan_settings(self) -> dict[str, int]:
+        """What a window's plan step is given (lambda/window_core.WindowSettings): the state machine passes it."""
+        return {
+            "max_photos": self.max_photos_per_window,
+            "photos_per_shard": self.photos_per_shard,
+            "max_hosts": self.max_hosts,
+            "photos_per_hour_per_host": self.photos_per_hour_per_host,
+            "target_job_minutes": self.target_job_minutes,
+        }
+
     @property
     def max_wait_seconds(self) -> int:
         """MaxWaitTimeInSeconds of a Spot job: its runtime plus the time Spot may take."""

@@ -84,13 +84,7 @@ class WindowStates:
             sfn.Condition.jsonata("{% $others > 0 %}"),
             sfn.Succeed.jsonata(self.w, "WindowAlreadyRunning", comment="The running window takes these photos"),
         )
-        settings = {
-            "max_photos": cfg.max_photos_per_window,
-            "photos_per_shard": cfg.photos_per_shard,
-            "max_hosts": cfg.max_hosts,
-            "photos_per_hour_per_host": cfg.photos_per_hour_per_host,
-            "target_job_minutes": cfg.target_job_minutes,
-        }
+        settings = cfg.plan_settings()
         plan = self._invoke(
             "Plan", {"action": "plan", "window_id": "{% $window.id %}", "settings": settings}, "plan"
         )
