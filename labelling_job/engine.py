@@ -28,13 +28,14 @@ MIN_LOGPROB = -9999.0
 def engine_kwargs(properties: Mapping[str, str], *, device: Literal["gpu", "cpu"]) -> dict[str, Any]:
     """`vllm.LLM` keyword arguments for serving.properties, typed by vLLM's own argument parser."""
     from vllm.engine.arg_utils import EngineArgs
-    from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     args = serving_properties.engine_args(dict(properties), device=device)
     if device == "cpu":
         # model_code/vllm_server.py's choice for the CPU build: torch.compile's warm-up buys nothing there.
         args.setdefault("enforce_eager", True)
-    parser = EngineArgs.add_cli_args(FlexibleArgumentParser())
+    parser = EngineArgs.add_cli_args(
+        _vllm_class(("vllm.utils.argparse_utils", "vllm.utils"), "FlexibleArgumentParser")()
+    )
     namespace = parser.parse_args(["--model", "unused", *cli_args(args)])
     return {name: getattr(namespace, name) for name in args}
 
@@ -58,14 +59,29 @@ class OfflineEngine:
 
     def answer(self, requests: Sequence[bytes]) -> list[dict[str, Any]]:
         """Chat-completion responses to `requests` (labeller_core.encode_request bodies), in their order."""
-        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
-
+        request_class = _vllm_class(
+            ("vllm.entrypoints.openai.chat_completion.protocol", "vllm.entrypoints.openai.protocol"),
+            "ChatCompletionRequest",
+        )
         bodies = [json.loads(request) for request in requests]
-        parsed = [ChatCompletionRequest.model_validate(body) for body in bodies]
+        parsed = [request_class.model_validate(body) for body in bodies]
         params = [request.to_sampling_params(request.max_tokens, self._defaults) for request in parsed]
         outputs = self.llm.chat([body["messages"] for body in bodies], params, use_tqdm=False)
         pairs = zip(outputs, parsed, strict=True)
         return [chat_response(output, request.top_logprobs) for output, request in pairs]
+
+
+def _vllm_class(modules: Sequence[str], name: str) -> Any:
+    """A vLLM class from the first module that has it: vLLM moved these between releases (the local engine is
+    0.32, the pinned LMI image's may be older), and the job must run on the image's own vLLM."""
+    import importlib
+
+    for module in modules:
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError(f"vLLM has no {name} in any of {', '.join(modules)}")
 
 
 def chat_response(output: Any, top_logprobs: int | None) -> dict[str, Any]:

@@ -164,3 +164,12 @@ def test_a_token_without_its_logprob_gets_the_servers_placeholder() -> None:
     output = _Output([_Completion(" this is a photo of Bar.", [4], [{1: _Logprob(-0.5, "x")}])])
     entry = chat_response(output, 1)["choices"][0]["logprobs"]["content"][0]
     assert entry["logprob"] == MIN_LOGPROB  # vLLM's ChatCompletionLogProb default: the confidence becomes ~0
+
+
+def test_a_vllm_class_is_found_where_its_release_keeps_it() -> None:
+    from labelling_job.engine import _vllm_class
+
+    # The first module that has it wins; a name no module has is named in the error
+    assert _vllm_class(("no.such.module", "json"), "dumps") is json.dumps
+    with pytest.raises(ImportError, match="no Nothing in any of json"):
+        _vllm_class(("json",), "Nothing")
