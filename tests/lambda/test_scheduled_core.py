@@ -110,7 +110,7 @@ def test_prepare_builds_the_request_every_path_sends_and_record_writes_the_answe
 
     # When the window's labeller prepares it
     labeller = window_labeller(scheduled)
-    prepared = labeller.prepare(ref)
+    prepared = labeller.prepare(replace(ref, hotel_id="h3"))  # the manifest names the PENDING item's hotel
 
     # Then the request is the real-time endpoint's body for the normalised photo
     assert isinstance(prepared, Prepared)
