@@ -50,6 +50,8 @@ from stacks.monitoring_metrics import (
 )
 from stacks.review_parts import review_dashboard_widgets
 
+SCHEDULED_PROGRESS_METRICS = ("PhotosPending", "PhotosRejected", "PhotosSkipped")
+
 
 class Monitoring(Construct):
     """One dashboard (`<name_prefix>-operations`) and the alarms; each alarm is a public attribute."""
@@ -169,8 +171,8 @@ class Monitoring(Construct):
                 period=period, statistic=cloudwatch.Stats.MINIMUM
             ),
         }
-        # Scheduled mode's upload labeller makes progress by recording PENDING photos.
-        progress = (*PROGRESS_METRICS, "PhotosPending") if self._window is not None else PROGRESS_METRICS
+        # Scheduled mode's upload labeller labels nothing: its progress is recording PENDING, rejecting, skipping.
+        progress = SCHEDULED_PROGRESS_METRICS if self._window is not None else PROGRESS_METRICS
         for index, name in enumerate(progress):
             using[f"p{index}"] = self.metrics.photo_metric(name, service, period=period)
         processed = " + ".join(f"FILL(p{index}, 0)" for index in range(len(progress)))

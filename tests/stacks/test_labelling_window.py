@@ -274,3 +274,14 @@ def test_the_window_function_queries_only_the_status_index(scheduled_mode: Synth
     (query,) = [s for s in statements if _actions(s) & {"dynamodb:Query"}]
     assert _actions(query) == {"dynamodb:Query"} and query["Resource"].endswith("/index/by-status")
     assert not any(_actions(s) & {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Scan"} for s in statements)
+
+
+def test_the_upload_path_alarms_count_recording_pending_as_progress(scheduled_mode: Synthesized) -> None:
+    # The stall alarm must not fire on a healthy scheduled upload path, which labels nothing: it records PENDING
+    (stall,) = [
+        a["Properties"]
+        for a in scheduled_mode.resources("AWS::CloudWatch::Alarm").values()
+        if "No upload was processed" in a["Properties"].get("AlarmDescription", "")
+    ]
+    read = {m["MetricStat"]["Metric"].get("MetricName") for m in stall["Metrics"] if "MetricStat" in m}
+    assert read == {"ApproximateNumberOfMessagesVisible", "PhotosPending", "PhotosRejected", "PhotosSkipped"}
