@@ -10,9 +10,10 @@
    the whole list in one `LLM.chat` call. Engine start-up is timed on neither side. Prints photos/s of each, their
    ratio, how many labels differ and the largest confidence difference.
 2. A resume after a Spot interruption: the job's real entry point (local_aws/labelling_job.py, the CDK asset's
-   bundle, moto's S3 and DynamoDB) labels `--photos` PENDING photos in batches of `--batch-size`, is SIGKILLed once
-   half of its batches are committed, and is started again on the same checkpoint. Prints the photos inferred
-   twice (engine answers in both runs minus the photos) and the photos missed (no result at the end).
+   bundle, moto's S3 and DynamoDB) labels `--photos` PENDING photos in batches of `--batch-size`, is SIGKILLed at
+   the worst moment past half way (half the batches committed and the next one inferred, not committed), and is
+   started again on the same checkpoint. Prints the photos inferred twice (engine answers in both runs minus the
+   photos) and the photos missed (no result at the end).
 
 The model defaults to the tiny LLaVA-NeXT with seeded random weights (training_job/tiny_model.py): its labels mean
 nothing, but both paths run the same weights, so "identical labels" is a real check. `--model-dir` takes a trained
@@ -167,8 +168,9 @@ def resume(taxonomy_file: Path, model_dir: Path, photos: int, batch_size: int, w
         logs = [workdir / "first.log", workdir / "second.log"]
         with logs[0].open("w") as log:
             process = job.start(environ, aws_endpoint_url=aws.endpoint_url, log=log, arguments=arguments)
-            while job.finished_batches() < half and process.poll() is None:
-                time.sleep(0.2)
+            # The worst moment: half the batches committed and the next one inferred, its results not committed.
+            while _answered(logs[0], count=True) <= half and process.poll() is None:
+                time.sleep(0.05)
             kill(process)
         killed_after = job.finished_batches()
         began = time.perf_counter()
@@ -180,18 +182,19 @@ def resume(taxonomy_file: Path, model_dir: Path, photos: int, batch_size: int, w
         items = aws.items()
     answered = [_answered(path) for path in logs]
     finals = sum(item["status"] in ("LABELED", "NEEDS_REVIEW", "REJECTED") for item in items)
-    print(f"killed after {killed_after} of {-(-photos // batch_size)} committed batches")
+    print(f"killed with {killed_after} of {-(-photos // batch_size)} batches committed, the next one inferred")
     print(f"engine answers: {answered[0]} before the kill, {answered[1]} after the restart")
     print(f"photos inferred twice: {sum(answered) - photos}   (bound: one batch, {batch_size})")
     print(f"photos missed: {photos - finals}")
     print(f"restarted run: {seconds:.1f} s for the rest, engine start-up included")
 
 
-def _answered(log: Path) -> int:
+def _answered(log: Path, *, count: bool = False) -> int:
+    """Photos the engine answered, by the job's log (`count`: the engine calls instead)."""
     total = 0
     for line in log.read_text().splitlines():
         if "engine answered" in line:
-            total += int(line.split("engine answered", 1)[1].split()[0])
+            total += 1 if count else int(line.split("engine answered", 1)[1].split()[0])
     return total
 
 
@@ -206,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--taxonomy-file", type=Path, default=None, help="the labels --model-dir was trained on")
     parser.add_argument("--labels", type=int, default=8, help="taxonomy labels for the tiny model (default 8)")
     parser.add_argument("--skip-resume", action="store_true", help="only the engine comparison")
+    parser.add_argument("--skip-compare", action="store_true", help="only the resume")
     args = parser.parse_args(argv)
     if args.photos < 2 or args.concurrency < 1 or args.batch_size < 1:
         parser.error("--photos must be >= 2, --concurrency and --batch-size >= 1")
@@ -225,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             model_dir, taxonomy_file = args.model_dir.resolve(), args.taxonomy_file.resolve()
             taxonomy = Taxonomy.load(taxonomy_file)
-        compare(taxonomy, make_requests(taxonomy, args.photos, seed=1), args.concurrency, model_dir, workdir)
+        if not args.skip_compare:
+            compare(taxonomy, make_requests(taxonomy, args.photos, seed=1), args.concurrency, model_dir, workdir)
         if not args.skip_resume:
             resume(taxonomy_file, model_dir, args.photos, args.batch_size, workdir)
     return 0
