@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -92,7 +93,9 @@ def label_scheduled(
 
 def _step(module: Any, log: TextIO) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def call(event: dict[str, Any]) -> dict[str, Any]:
-        with contextlib.redirect_stdout(log):  # Powertools prints EMF metrics to stdout
+        # Powertools prints EMF metrics to stdout, and warns when a step (plan) publishes none: both go to the log.
+        with contextlib.redirect_stdout(log), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             return module.lambda_handler(event, LambdaContext(timeout_ms=300_000))
 
     return call

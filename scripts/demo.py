@@ -213,7 +213,7 @@ def _say(message: str) -> None:
 class _NoServer:
     """Scheduled mode's stand-in for the engine server: nothing serves; the labelling job loads the model."""
 
-    base_url = "(none: the labelling job runs vLLM's offline engine)"
+    base_url = ""  # never called: the job loads the model itself
 
 
 @dataclass(frozen=True)
@@ -281,7 +281,8 @@ def run_demo(
         LocalAws.for_app(config) as aws,
         (workdir / "lambda.log").open("w", encoding="utf-8") as lambda_log,
     ):
-        _say(f"      engine {backend.base_url} (model {model_dir.name}), AWS emulation {aws.endpoint_url}")
+        where = "the labelling job's own" if mode == "scheduled" else backend.base_url
+        _say(f"      engine {where} (model {model_dir.name}), AWS emulation {aws.endpoint_url}")
         indexes = ", ".join(index.name for index in labels_table.INDEXES)
         _say(
             f"      bucket {aws.bucket} (notifications on {aws.upload_prefix}*), queue {aws.queue_name} "
