@@ -132,7 +132,7 @@ def covering(templates: list[Mapping[str, Any]]) -> list[int]:
 
     cfn-lint checks each resource against its schema and its references to others (by logical id, which CDK keeps
     stable); a template all of whose parts already occur, identical, in linted templates adds nothing to lint.
-    Greedy set cover: measured 20 of the 120 templates, a sixth of the time.
+    Greedy set cover (with two modes it kept 20 of 120 templates: a sixth of cfn-lint's time).
     """
     parts = [_parts(template) for template in templates]
     seen: set[tuple[str, str, str]] = set()
