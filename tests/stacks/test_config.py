@@ -188,6 +188,8 @@ def test_command_line_overrides_are_typed_like_the_field() -> None:
         ({"taxonomy_file": "does/not/exist.json"}, "photo_labeler.taxonomy_file", "cannot read"),
         ({"taxonomy_file": "/etc/passwd"}, "photo_labeler.taxonomy_file", "inside the project"),
         ({"storage": []}, "photo_labeler.storage", "object"),
+        # An object-typed key given a string once crashed with an AttributeError instead of naming the key
+        ({"training": {"hyperparameters": "epochs=3"}}, "photo_labeler.training.hyperparameters", "an object"),
         ({"endpoint": {"mode": "batch"}}, "photo_labeler.endpoint.mode", "'scheduled'"),
         ({"scheduled": {"schedule": "every 6 hours"}}, "photo_labeler.scheduled.schedule", "rate(...) or cron"),
         ({"scheduled": {"schedule": "rate(1 hours)"}}, "photo_labeler.scheduled.schedule", "singular"),
