@@ -30,6 +30,7 @@ from typing import Any
 from classification.contract import DEFAULT_CONFIDENCE_THRESHOLD, InvalidTaxonomy, Taxonomy
 from stacks import constants
 from stacks.config_fields import BARE, Bounds, Matches, OneOf, check_fields, setting
+from stacks.config_fields import RULE as RULE  # the field metadata key of a rule, for the reference page
 from stacks.config_parsing import ConfigError, apply_overrides, build
 from stacks.config_parsing import check as _check
 from stacks.config_sections import (
@@ -88,7 +89,8 @@ class EndpointSettings:
     )
     """The endpoint's instance type. A change replaces the endpoint (its name carries it)."""
     lmi_image_version: str = "0.38.0"
-    """DJL LMI release: a key of `stacks/data/djl_lmi_images.json` (checked, with the pinned region)."""
+    """DJL LMI release: a key of `stacks/data/djl_lmi_images.json` (checked, with the pinned region; which vLLM
+    each runs: [serving](../serving.md))."""
     min_capacity: int = 1
     """Fewest instances autoscaling keeps: >= 1 (real-time endpoints cannot scale a variant to zero); 0 is
     allowed with `mode: async`."""
@@ -116,8 +118,8 @@ class EndpointSettings:
         Bounds(0, constants.CANARY_MAX_PERCENT, spelled=f"0 (all at once) or 1..{constants.CANARY_MAX_PERCENT}"),
     )
     """Every model change, from `cdk deploy` or a pipeline rollout, is a blue/green deployment
-    (`stacks/rollout.py`): 0 shifts all traffic at once; 1-50 is the canary's share of instances (needs
-    `min_capacity` >= 2)."""
+    ([model lifecycle](../training-pipeline.md#model-lifecycle)): 0 shifts all traffic at once; 1-50 is the
+    canary's share of instances (needs `min_capacity` >= 2)."""
     rollout_canary_wait_seconds: int = setting(600, Bounds(0, constants.ROLLOUT_WAIT_MAX_SECONDS))
     """Canary only: how long the canary takes traffic before the rest shifts."""
     rollout_bake_seconds: int = setting(900, Bounds(0, constants.ROLLOUT_WAIT_MAX_SECONDS))
@@ -132,9 +134,10 @@ class EndpointSettings:
     """`ModelLatency` p90, three minutes running, that rolls a deployment back."""
     mode: str = setting("realtime", OneOf(ENDPOINT_MODES))
     """How photos are labelled. `realtime`: InvokeEndpoint, the Lambda waits for each answer. `async`: SageMaker
-    Asynchronous Inference (S3 request in, notification out; scales to zero with `min_capacity` 0). `scheduled`:
-    no endpoint; photos wait `PENDING` for a window's Spot labelling job (`photo_labeler.scheduled`). A change
-    replaces the endpoint."""
+    Asynchronous Inference (S3 request in, notification out; scales to zero with `min_capacity` 0;
+    [async mode](../async-mode.md)). `scheduled`: no endpoint; photos wait `PENDING` for a window's Spot labelling
+    job ([scheduled mode](../scheduled-mode.md), settings in `photo_labeler.scheduled`). A change replaces the
+    endpoint."""
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -172,8 +175,8 @@ class UploadPathConfig:
     confidence_threshold: float = setting(
         DEFAULT_CONFIDENCE_THRESHOLD, Bounds(0, 1, spelled="between 0 and 1", template=BARE)
     )
-    """Below it a label is stored `NEEDS_REVIEW`; compared with the grammar-masked confidence (training
-    evaluation, "What the confidence means")."""
+    """Below it a label is stored `NEEDS_REVIEW`; compared with the
+    [grammar-masked confidence](../training.md#what-the-confidence-means)."""
     batch_size: int = setting(4, Bounds(1, constants.SQS_MAX_BATCH_SIZE))
     """SQS records per invocation, labelled one after another; each may wait up to ~60 s on the endpoint."""
     # endpoint.max_capacity 4 x target_concurrent_requests_per_model 6 = 24: the fewest in flight that let target
@@ -190,9 +193,9 @@ class UploadPathConfig:
         ),
     )
     """Concurrent invocations = endpoint requests in flight. 24 = `endpoint.max_capacity` x
-    `endpoint.target_concurrent_requests_per_model`, the fewest that scale the endpoint to its whole fleet; with
-    `backfill.max_concurrency` it must fit `endpoint.max_capacity` x `option.max_rolling_batch_size` (checked at
-    synth)."""
+    `endpoint.target_concurrent_requests_per_model`, the fewest that scale the endpoint to its whole fleet
+    ([sizing](../cost.md#sizing-the-defaults)); with `backfill.max_concurrency` it must fit `endpoint.max_capacity`
+    x `option.max_rolling_batch_size` (checked at synth)."""
     max_receive_count: int = setting(5, Bounds(1, constants.SQS_MAX_RECEIVE_COUNT))
     """Deliveries before a message moves to the dead-letter queue; must be >= ceil(`batch_size` / floor(timeout /
     140 s)) so a record deferred in every batch still gets its own attempt (checked)."""
@@ -275,7 +278,8 @@ class AppConfig:
         "photo-labeler",
         Matches(r"[a-z][a-z0-9-]{1,23}", "2-24 characters of a-z, 0-9 and '-', starting with a letter"),
     )
-    """Stack name and prefix of resource names (the endpoint is `<prefix>-llava-<mode>-<instance type>`)."""
+    """Stack name and prefix of resource names. The endpoint is `<prefix>-llava-<mode>-<instance type>`: a mode or
+    instance-type change replaces it ([deploy checks](../deploy-checks.md#endpoint-replacement))."""
     taxonomy_file: str = "classification/taxonomy.json"
     """The label set: a path inside the project, bundled into the Lambda."""
     metrics_namespace: str = setting(

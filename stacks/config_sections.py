@@ -189,7 +189,7 @@ class ReviewPageConfig:
     waf: bool = False
     """Create a CLOUDFRONT-scope web ACL (AWS managed common, known-bad-input and IP-reputation rules, a per-IP
     rate limit). AWS accepts those only in us-east-1: the stack must be pinned there (checked); elsewhere set
-    `web_acl_arn`."""
+    `web_acl_arn` ([WAF](../review-page.md#waf))."""
     web_acl_arn: str | None = setting(
         None,
         Matches(
@@ -210,7 +210,8 @@ class ReviewPageConfig:
         ),
     )
     """Serve the page on this domain (with `certificate_arn`; both or neither) and the TLSv1.2_2021 security
-    policy, which the default *.cloudfront.net certificate cannot have."""
+    policy, which the default *.cloudfront.net certificate cannot have
+    ([custom domain](../review-page.md#custom-domain))."""
     # CloudFront serves only ACM certificates of us-east-1 (CloudFront Developer Guide, "Requirements for using
     # SSL/TLS certificates with CloudFront": request or import the certificate in US East (N. Virginia)).
     certificate_arn: str | None = setting(
@@ -365,12 +366,13 @@ class ScheduledLabellingConfig:
     target_job_minutes: int = setting(60, Bounds(1, template=BARE))
     """Hosts = ceil(photos / (throughput x target)), clamped to 1..`max_hosts`."""
     max_job_minutes: int = setting(330, Bounds("target_job_minutes", _MAX_RUNTIME // 60))
-    """The job's `MaxRuntimeInSeconds`: 5.5 h ends before the next 6-hourly window."""
+    """The job's `MaxRuntimeInSeconds`: 5.5 h ends before the next 6-hourly window. A window takes at most
+    `max_hosts` x throughput x 80 % of it (~93,000 photos); the rest wait for the next."""
     use_spot: bool = True
     """Managed Spot (`EnableManagedSpotTraining`)."""
     spot_wait_minutes: int = setting(60, Bounds(0, template=BARE))
-    """Extra time Spot may take (capacity, interruptions) before the on-demand fallback; with `max_job_minutes`
-    at most 28 days (`MaxWaitTimeInSeconds`)."""
+    """Extra time Spot may take (capacity, interruptions) before the on-demand fallback: the job's
+    `MaxWaitTimeInSeconds` is its runtime plus this, at most 28 days."""
     on_demand_fallback: bool = True
     """The rest of a window runs on-demand after `spot_wait_minutes` (needs `use_spot`)."""
     photos_per_shard: int = setting(2_000, Bounds(1, 1_000_000, template=BARE))
@@ -380,9 +382,9 @@ class ScheduledLabellingConfig:
     volume_size_gb: int = setting(50, Bounds(1, 16384))
     """The job's EBS volume: the model streams from S3 (FastFile), no 15 GB copy."""
     work_retention_days: int = setting(14, Bounds(1, template=BARE))
-    """Manifests and checkpoints under `windows/` are deleted after this."""
+    """Manifests, checkpoints and job output under `windows/` are deleted after this."""
     pending_age_alarm_hours: float | None = setting(None, Bounds(0, low_open=True, template=BARE))
-    """Alarm when a photo waited longer than this; null: two window intervals."""
+    """The pending-age alarm's threshold: a photo waited longer than this; null: two window intervals."""
 
     def __post_init__(self) -> None:
         rate = _RATE_RE.match(self.schedule)
