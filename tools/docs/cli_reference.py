@@ -204,13 +204,10 @@ def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Ar
 
 
 def render_parser(parser: argparse.ArgumentParser, level: int = 2, note: str = "") -> list[str]:
-    prog = parser.prog
-    usage = _formatter(parser)
-    usage.add_usage(parser.usage, parser._actions, parser._mutually_exclusive_groups)
-    lines = [f"{'#' * level} `{prog}`", ""]
+    # The options table says what `--help`'s usage block says; the page stays one screen a command.
+    lines = [f"{'#' * level} `{parser.prog}`", ""]
     if parser.description:
         lines += [" ".join(parser.description.split()), ""]
-    lines += ["```text", usage.format_help().strip().replace(str(PROJECT_ROOT) + os.sep, ""), "```", ""]
     rows = _options(parser)
     if rows:
         lines += ["| argument | default | meaning |", "|---|---|---|", *rows, ""]
