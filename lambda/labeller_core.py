@@ -60,6 +60,7 @@ from classification.labeller_environment import (
     ConfigError,
     LabellerEnvironment,
 )
+from classification.model_profile import FINE_TUNE, ModelProfile
 
 # Objects larger than this are rejected without being downloaded: the Lambda holds the whole file in memory and
 # no camera photo comes near it (a 50-MP JPEG is ~25 MB).
@@ -379,9 +380,10 @@ class Labeller:
         return Outcome(ref.image_uri, Status.MISSING, reason=reason, model=model)
 
 
-def encode_request(taxonomy: Taxonomy, jpeg: bytes) -> bytes:
-    """The endpoint's request body for one normalised photo: the same bytes in real-time and async mode."""
-    return json.dumps(taxonomy.build_request(jpeg), separators=(",", ":")).encode()
+def encode_request(taxonomy: Taxonomy, jpeg: bytes, profile: ModelProfile = FINE_TUNE) -> bytes:
+    """The endpoint's request body for one normalised photo in the served model's profile: the same bytes in
+    real-time and async mode."""
+    return json.dumps(taxonomy.build_request(jpeg, profile=profile), separators=(",", ":")).encode()
 
 
 def judge(prediction: Prediction, threshold: float) -> tuple[Status, str | None]:
