@@ -67,6 +67,7 @@ def lambda_environment(
         endpoint_name=ENDPOINT_NAME,
         model_id=MODEL_ID,
         confidence_threshold=config.upload.confidence_threshold,
+        base_margin_threshold=config.upload.base_margin_threshold,
         taxonomy_file=str(taxonomy_file.resolve()),
         hotel_id_pattern=config.upload.hotel_id_pattern,
         upload_prefix=config.storage.upload_prefix,
