@@ -11,7 +11,9 @@ these files, so the fix is, in order:
 2. rewrite whatever is still in 5.x shape into the 4.x shape (the only path for a model whose base was itself
    saved by transformers 5, e.g. the tiny test model);
 3. write the image-token profile's `image_grid_pinpoints` into `preprocessor_config.json` (and into a nested
-   processor config if one is kept), the same value `config.json` carries, so serving follows the profile.
+   processor config if one is kept), the same value `config.json` carries, so serving follows the profile;
+4. record the model profile it must be served with (`model_profile.json`: a fine-tune, whatever profile its base
+   was staged with; classification/model_profile.py), which the labellers and the evaluation read.
 
 Files written in the 4.x shape (the llava-hf/llava-v1.6-mistral-7b-hf layout): `tokenizer_config.json` with a
 concrete class and a mapping (or no) `extra_special_tokens`; `preprocessor_config.json` (flat image processor);
@@ -24,6 +26,8 @@ import json
 import shutil
 from pathlib import Path
 from typing import Any
+
+from classification.model_profile import FINE_TUNE, PROFILE_FILE
 
 # The files that make up a LLaVA-NeXT processor; SFT changes none of them.
 PROCESSOR_FILES = (
@@ -81,6 +85,8 @@ def export_for_serving(
     written += _rewrite_tokenizer_config(model_dir)
     written += _rewrite_processor_config(model_dir, pinpoints)
     written += _write_chat_template_json(model_dir)
+    (model_dir / PROFILE_FILE).write_bytes(FINE_TUNE.record())
+    written.append(PROFILE_FILE)
     _check_pinpoints_agree(model_dir, pinpoints)
     if base_model is not None:
         check_weight_names(model_dir, base_model, revision)
