@@ -222,12 +222,13 @@ class ModelProfile:
 
     # -- the record next to the weights -------------------------------------------------------------------------
 
-    def record(self) -> bytes:
-        """model_profile.json's content for a model served with this profile."""
-        data = {"profile": self.name, "summary": self.summary}
+    def record(self, **provenance: Any) -> bytes:
+        """model_profile.json's content for a model served with this profile (plus where it came from, e.g. the
+        staging tool's repository and commit; readers look at `profile` only)."""
+        data: dict[str, Any] = {"profile": self.name, "summary": self.summary}
         if self.image_token_profile is not None:
             data["image_token_profile"] = self.image_token_profile
-        return (json.dumps(data, indent=2) + "\n").encode()
+        return (json.dumps({**data, **provenance}, indent=2) + "\n").encode()
 
 
 def _described(taxonomy: Taxonomy, label: str) -> str:
