@@ -395,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.train_per_label < 1 or args.upload_per_label < 1 or args.epochs < 1:
         parser.error("--train-per-label, --upload-per-label and --epochs must be >= 1")
+    if args.day_one and args.review_per_label < 2:
+        # build_dataset holds back one reviewed photo per label for the gate and needs one to train on
+        parser.error("--review-per-label must be >= 2 (one photo per label to train on, one held out)")
     taxonomy = Taxonomy.load(REPO_ROOT / load_app_config().taxonomy_file)
     if not 2 <= args.labels <= len(taxonomy.labels):
         parser.error(f"--labels must be within 2..{len(taxonomy.labels)}")
