@@ -258,7 +258,12 @@ def run_day_one(
 
         _say("[3/6] a scripted reviewer decides the first batch through the review API ...")
         truth = {f"s3://{aws.bucket}/{u.key}": u.expected_label for u in reviewed_batch if u.expected_label}
-        reviewed = review_through_the_api(aws, taxonomy_file, truth)
+        # The review function's environment as the stack sets it (its decisions emit EMF metrics, into the log).
+        with (
+            patched_environ({"POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace}),
+            contextlib.redirect_stdout(lambda_log),
+        ):
+            reviewed = review_through_the_api(aws, taxonomy_file, truth)
         _say(f"      {reviewed} photos confirmed or corrected; the second batch still waits")
 
         _say("[4/6] exporting the decisions (tools.review_export) and building the dataset ...")

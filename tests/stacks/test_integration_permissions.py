@@ -51,6 +51,7 @@ REQUIRED_ACTIONS: dict[str, tuple[frozenset[str], str]] = {
     # AWS SDK integrations: "the IAM action is the service's API action" (service:Action).
     "aws-sdk:sagemaker:describeEndpoint": (frozenset({"sagemaker:DescribeEndpoint"}), SDK_DOC),
     "aws-sdk:ssm:putParameter": (frozenset({"ssm:PutParameter"}), SDK_DOC),
+    "aws-sdk:ssm:getParameter": (frozenset({"ssm:GetParameter"}), SDK_DOC),
     "aws-sdk:s3:getObject": (frozenset({"s3:GetObject"}), SDK_DOC),
     "aws-sdk:sfn:describeMapRun": (frozenset({"states:DescribeMapRun"}), SDK_DOC),
     # A Task whose Resource is the function's ARN, or the optimised lambda:invoke.
