@@ -30,7 +30,7 @@ ENDPOINT_NAME = "photo-labeler-local"  # the one name model_code's SageMaker Run
 MODEL_ID = "tiny-llava-next-demo"
 DRAIN_TIMEOUT = 600  # seconds: give up (and say what is left) rather than hang
 # The module-level caches of each function's clients, built from the environment on first use.
-_CLIENT_CACHES = {"handler": "get_labeller", "async_handler": "get_writer"}
+_CLIENT_CACHES = {"handler": "get_labeller", "async_handler": "get_writer", "window_handler": "get_window"}
 
 
 @dataclass
@@ -56,17 +56,19 @@ def lambda_environment(
     config: AppConfig,
     async_parts: AsyncParts | None = None,
     model_id: str = MODEL_ID,
+    scheduled: bool = False,
 ) -> dict[str, str]:
     """The labeller's environment as the stack sets it, plus the local endpoints for boto3.
 
     `sagemaker_runtime_url` answers InvokeEndpoint (realtime: the model server) or InvokeEndpointAsync (async: the
-    worker playing SageMaker); `async_parts` switches the function to endpoint.mode async; `model_id` is the
-    served model's id (an `s3://` prefix holding its model_profile.json selects its profile, as in the cloud).
+    worker playing SageMaker); `async_parts` switches the function to endpoint.mode async, `scheduled` to
+    endpoint.mode scheduled (no endpoint: the URL is then unused); `model_id` is the served model's id (an `s3://`
+    prefix holding its model_profile.json selects its profile, as in the cloud).
     """
     # The stack's contract (classification/labeller_environment.py), with the taxonomy as a local path.
     labeller = LabellerEnvironment(
         table_name=aws.table,
-        endpoint_name=ENDPOINT_NAME,
+        endpoint_name="" if scheduled else ENDPOINT_NAME,
         model_id=model_id,
         confidence_threshold=config.upload.confidence_threshold,
         base_margin_threshold=config.upload.base_margin_threshold,
@@ -76,6 +78,7 @@ def lambda_environment(
         service_name=POWERTOOLS_SERVICE_NAME,
         metrics_namespace=config.metrics_namespace,
         async_inference=AsyncEnvironment(request_bucket=async_parts.bucket) if async_parts is not None else None,
+        scheduled=scheduled,
     )
     environment = {
         **labeller.to_environment(),
@@ -151,6 +154,7 @@ class DrainStats:
     failed_records: int = 0  # reported in batchItemFailures: left in the queue for redelivery
     seconds: float = 0.0
     endpoint: Any = None  # mode async: tools.async_worker.WorkerStats (submissions, inferences, duplicates)
+    window: Any = None  # mode scheduled: the window's report (lambda/window_files.total: counts per status)
 
 
 def drain_queue(

@@ -60,6 +60,8 @@ class LabellerProps:
     # read the served one's to ask it in its profile (lambda/labeller_aws.S3ModelProfiles).
     profile_records: ProfileRecords | None = None
     base_margin_threshold: float | None = None  # BASE_MARGIN_THRESHOLD: a base-profile model's routing
+    # endpoint.mode scheduled: the same handlers record PENDING; a window's job labels (lambda/scheduled_core.py).
+    scheduled: bool = False
 
 
 def photo_list_statement(bucket: s3.IBucket, prefix: str) -> iam.PolicyStatement:
@@ -99,7 +101,7 @@ class LabellerFunction(Construct):
         super().__init__(scope, construct_id)
         self.environment: LabellerEnvironment = LabellerEnvironment(
             table_name=props.table.table_name,
-            endpoint_name=props.endpoint_name,
+            endpoint_name="" if props.scheduled else props.endpoint_name,
             model_id=props.model_id,
             confidence_threshold=props.confidence_threshold,
             base_margin_threshold=props.base_margin_threshold,
@@ -110,6 +112,7 @@ class LabellerFunction(Construct):
             metrics_namespace=props.metrics_namespace,
             model_parameter_name=props.model_registry.parameter_name if props.model_registry else None,
             async_inference=props.async_inference.async_environment() if props.async_inference else None,
+            scheduled=props.scheduled,
         )
         # Log lines name photos and hotels: encrypted with the data key like the labels they describe.
         self.log_group: logs.LogGroup = encrypted_log_group(

@@ -51,9 +51,11 @@ REQUIRED_ACTIONS: dict[str, tuple[frozenset[str], str]] = {
     # AWS SDK integrations: "the IAM action is the service's API action" (service:Action).
     "aws-sdk:sagemaker:describeEndpoint": (frozenset({"sagemaker:DescribeEndpoint"}), SDK_DOC),
     "aws-sdk:ssm:putParameter": (frozenset({"ssm:PutParameter"}), SDK_DOC),
-    "aws-sdk:ssm:getParameter": (frozenset({"ssm:GetParameter"}), SDK_DOC),
     "aws-sdk:s3:getObject": (frozenset({"s3:GetObject"}), SDK_DOC),
     "aws-sdk:sfn:describeMapRun": (frozenset({"states:DescribeMapRun"}), SDK_DOC),
+    "aws-sdk:sfn:listExecutions": (frozenset({"states:ListExecutions"}), SDK_DOC),
+    "aws-sdk:sagemaker:describeTrainingJob": (frozenset({"sagemaker:DescribeTrainingJob"}), SDK_DOC),
+    "aws-sdk:ssm:getParameter": (frozenset({"ssm:GetParameter"}), SDK_DOC),
     # A Task whose Resource is the function's ARN, or the optimised lambda:invoke.
     "lambda:invoke": (frozenset({"lambda:InvokeFunction"}), LAMBDA_DOC),
     # "Example of IAM policy for running a Distributed Map state" (child executions) and its item readers / writer.
