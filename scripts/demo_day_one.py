@@ -176,7 +176,9 @@ def relabel(aws: LocalAws, keys: list[str], environment: dict[str, str], log: Te
     """A reclassify backfill over `keys` with the labeller's backfill entry point (as the backfill map runs it)."""
     with patched_environ(environment), lambda_module("handler", log) as handler:
         event = {"Items": [{"Key": key} for key in keys], "BatchInput": {"bucket": aws.bucket, "reclassify": True}}
-        with contextlib.redirect_stdout(log):  # Powertools prints EMF metrics to stdout
+        # Powertools prints EMF metrics to stdout, and warns on stderr when an invocation emitted none: both belong
+        # to the function's log, not the demo's progress.
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             return handler.backfill_handler(event, LambdaContext(timeout_ms=900_000))
 
 
