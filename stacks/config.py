@@ -175,8 +175,11 @@ class UploadPathConfig:
     confidence_threshold: float = setting(
         DEFAULT_CONFIDENCE_THRESHOLD, Bounds(0, 1, spelled="between 0 and 1", template=BARE)
     )
-    """Below it a label is stored `NEEDS_REVIEW`; compared with the
+    """A fine-tuned model's answer below it is stored `NEEDS_REVIEW`; compared with the
     [grammar-masked confidence](../training.md#what-the-confidence-means)."""
+    base_margin_threshold: float | None = setting(None, Bounds(0, 1, spelled="between 0 and 1", template=BARE))
+    """A base-profile model's answer ([day one](../day-one.md)) is `LABELED` at this margin or more; null sends
+    every one to review. Set it from `training_job.evaluate`'s review-share table on hand-labelled photos."""
     batch_size: int = setting(4, Bounds(1, constants.SQS_MAX_BATCH_SIZE))
     """SQS records per invocation, labelled one after another; each may wait up to ~60 s on the endpoint."""
     # endpoint.max_capacity 4 x target_concurrent_requests_per_model 6 = 24: the fewest in flight that let target

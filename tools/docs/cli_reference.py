@@ -116,6 +116,7 @@ COMMANDS = (
     Command("tools.review_export", parser_of_main("tools.review_export")),
     Command("tools.review_report", parser_of_main("tools.review_report")),
     Command("tools.docs", parser_of_main("tools.docs.__main__")),
+    Command("tools.stage_base_model", parser_of_main("tools.stage_base_model")),
     Command("training_job.build_dataset", parser_of_main("training_job.build_dataset")),
     Command("training_job.preflight", parser_of_main("training_job.preflight")),
     Command(
