@@ -104,14 +104,15 @@ class DynamoLabelTable:
         limit: int,
         start_key: Mapping[str, Any] | None,
         ascending: bool,
-    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, int]:
         params = self._query_params(status, since, until, filters)
         params |= {"Limit": limit, "ScanIndexForward": ascending}
         if start_key:
             params["ExclusiveStartKey"] = {name: {"S": value} for name, value in start_key.items()}
         response = self._client.query(**params)
         last = response.get("LastEvaluatedKey")
-        return [_from_dynamo(item) for item in response.get("Items", [])], _from_dynamo(last) if last else None
+        items = [_from_dynamo(item) for item in response.get("Items", [])]
+        return items, _from_dynamo(last) if last else None, int(response.get("ScannedCount", len(items)))
 
     def count_status_page(
         self,
@@ -121,8 +122,11 @@ class DynamoLabelTable:
         until: str | None,
         filters: Filters,
         start_key: Mapping[str, Any] | None,
+        limit: int | None = None,
     ) -> tuple[int, dict[str, Any] | None]:
         params = self._query_params(status, since, until, filters) | {"Select": "COUNT"}
+        if limit is not None:
+            params["Limit"] = limit
         if start_key:
             params["ExclusiveStartKey"] = {name: {"S": value} for name, value in start_key.items()}
         response = self._client.query(**params)

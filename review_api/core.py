@@ -46,6 +46,8 @@ from review_api.inputs import (
 
 # Items DynamoDB evaluates per Query call: filters can discard most of a page; the cursor resumes exactly there.
 QUERY_PAGE_ITEMS = 200
+# A count reads DynamoDB's 1-MB pages (~2,500 labels-table items each); tests set a smaller page.
+COUNT_PAGE_ITEMS: int | None = None
 # Seconds a listing or a claim may keep paging through the index, and "N left" may keep counting, per request.
 # Together with a page of presigned URLs they stay well inside the API function's 15-s timeout (stacks/review.py
 # API_TIMEOUT_SECONDS, a test holds the sum) and HTTP API's 30-s integration limit.
@@ -73,8 +75,8 @@ class LabelTable(Protocol):
         limit: int,
         start_key: Mapping[str, Any] | None,
         ascending: bool,
-    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """One Query of the `by-status` index: matching items and DynamoDB's LastEvaluatedKey."""
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, int]:
+        """One Query of the `by-status` index: matching items, DynamoDB's LastEvaluatedKey, items evaluated."""
         ...
 
     def count_status_page(
@@ -85,8 +87,9 @@ class LabelTable(Protocol):
         until: str | None,
         filters: Filters,
         start_key: Mapping[str, Any] | None,
+        limit: int | None = None,
     ) -> tuple[int, dict[str, Any] | None]:
-        """One Select=COUNT Query (up to 1 MB of index): how many matched, and where to continue."""
+        """One Select=COUNT Query (up to 1 MB of index, or `limit` items): how many matched, where to go on."""
         ...
 
     def get(self, image_uri: str) -> dict[str, Any] | None: ...
@@ -252,7 +255,7 @@ class ReviewService:
         photos: list[dict[str, Any]] = []
         examined = 0
         while True:
-            found, last = self._table.query_status(
+            found, last, scanned = self._table.query_status(
                 query.status,
                 since=query.since,
                 until=query.until_key,
@@ -261,8 +264,8 @@ class ReviewService:
                 start_key=start_key,
                 ascending=not query.newest_first,
             )
+            examined += scanned
             for position, item in enumerate(found):
-                examined += 1
                 view = accept(item)
                 if view is not None:
                     photos.append(view)
@@ -292,7 +295,12 @@ class ReviewService:
         start_key: dict[str, Any] | None = None
         while True:
             found, start_key = self._table.count_status_page(
-                query.status, since=query.since, until=query.until_key, filters=query.filters, start_key=start_key
+                query.status,
+                since=query.since,
+                until=query.until_key,
+                filters=query.filters,
+                start_key=start_key,
+                limit=COUNT_PAGE_ITEMS,
             )
             count += found
             if start_key is None:
@@ -398,7 +406,7 @@ class ReviewService:
         budget = Budget(budget_seconds, self._monotonic)
         rows: list[dict[str, Any]] = []
         while status is not None:
-            items, start_key = self._table.query_status(
+            items, start_key, _ = self._table.query_status(
                 status,
                 since=None,
                 until=None,
