@@ -262,6 +262,12 @@ class PhotoLabellerStack(Stack):
         )
         CfnOutput(self, "ReviewPageUrl", value=review.url, description="the review page for the content team")
         CfnOutput(self, "ReviewUserPoolId", value=review.user_pool.user_pool_id, description="admin-create-user")
+        CfnOutput(
+            self,
+            "ReviewHistoryTableName",
+            value=review.history_table.table_name,
+            description="every review decision, override and undo (tools.review_export --history-table)",
+        )
         return review
 
     def _monitoring(self) -> Monitoring:

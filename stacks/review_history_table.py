@@ -1,7 +1,7 @@
 """The review history table's keys, as plain data (docs/interfaces.md, "Review history table").
 
 One item per change to a photo's decision (decide, override, undo; review_api/decisions.py), appended and never
-rewritten: the review API's role may only PutItem (conditional on a new key), GetItem and Query here. stacks/review.py
+rewritten: the review API's role may only PutItem (conditional on a new key) and Query here. stacks/review.py
 builds the deployed table from this, review_api/local.py and the tests build moto's. No aws_cdk import.
 """
 

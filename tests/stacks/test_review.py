@@ -70,16 +70,16 @@ def _statements(template: Template, role_logical_id_part: str) -> list[dict[str,
 def test_the_api_role_may_query_the_status_index_update_labels_and_read_uploads_nothing_else(default: Any) -> None:
     stack, _, template = default
     statements = _statements(template, "ReviewFunctionRole")
-    by_action = {
-        action: statement["Resource"]
-        for statement in statements
-        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
-    }
+    by_action: dict[str, list[Any]] = {}
+    for statement in statements:
+        for action in [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]:
+            by_action.setdefault(action, []).append(statement["Resource"])
     assert sorted(by_action) == sorted(
         [
             "dynamodb:Query",
             "dynamodb:GetItem",
             "dynamodb:UpdateItem",
+            "dynamodb:PutItem",
             "s3:GetObject",
             "s3:GetObjectVersion",
             "s3:ListBucket",
@@ -94,7 +94,10 @@ def test_the_api_role_may_query_the_status_index_update_labels_and_read_uploads_
         ]
     )
     rendered = {action: json.dumps(stack.resolve(resource)) for action, resource in by_action.items()}
-    assert "/index/by-status" in rendered["dynamodb:Query"]
+    assert "/index/by-status" in rendered["dynamodb:Query"] and "ReviewHistoryTable" in rendered["dynamodb:Query"]
+    # The history only grows: entries are added and read, never updated or deleted
+    assert "ReviewHistoryTable" in rendered["dynamodb:PutItem"] and "Labels" not in rendered["dynamodb:PutItem"]
+    assert "ReviewHistoryTable" not in rendered["dynamodb:UpdateItem"] + rendered["dynamodb:GetItem"]
     assert (
         "index" not in rendered["dynamodb:UpdateItem"] and "StorageLabelsTable" in rendered["dynamodb:UpdateItem"]
     )
@@ -296,6 +299,7 @@ def test_waf_attaches_a_cloudfront_web_acl_and_is_refused_outside_us_east_1() ->
         ({"web_acl_arn": "arn:aws:wafv2:eu-west-1:1:regional/webacl/x/1"}, "review.web_acl_arn"),
         ({"presigned_url_seconds": 5}, "review.presigned_url_seconds"),
         ({"backlog_probe_minutes": 0}, "review.backlog_probe_minutes"),
+        ({"lease_seconds": 10}, "review.lease_seconds"),
     ],
 )
 def test_config_names_the_wrong_key(values: dict[str, Any], key: str) -> None:
@@ -322,7 +326,8 @@ def test_the_bundle_layout_imports_the_handler_with_the_configured_taxonomy(tmp_
         shutil.copyfile(source, destination)
     # When Python imports the handler from the bundle root, as Lambda does, and builds its service
     code = (
-        "import os; os.environ.update(TABLE_NAME='t', BUCKET_NAME='b', AWS_DEFAULT_REGION='us-east-1',"
+        "import os; os.environ.update(TABLE_NAME='t', HISTORY_TABLE_NAME='h', BUCKET_NAME='b',"
+        " AWS_DEFAULT_REGION='us-east-1',"
         " TAXONOMY_FILE='classification/taxonomy.json', LAMBDA_TASK_ROOT=os.getcwd(),"
         " POWERTOOLS_METRICS_NAMESPACE='x');"
         "import review_api.handler as h; print(len(h.get_service().config.labels))"
@@ -357,7 +362,12 @@ def test_one_config_switch_leaves_the_review_page_out_of_the_app() -> None:
     off = synth({"photo_labeler.review.enabled": "false"})
     # Then only the first has the page, its sign-in and its outputs
     assert on.stack.review is not None and len(on.resources("AWS::Cognito::UserPool")) == 1
-    assert {"ReviewPageUrl", "ReviewUserPoolId"} <= set(on.json["Outputs"])
+    assert {"ReviewPageUrl", "ReviewUserPoolId", "ReviewHistoryTableName"} <= set(on.json["Outputs"])
     assert off.stack.review is None
-    for type_name in ("AWS::Cognito::UserPool", "AWS::CloudFront::Distribution", "AWS::ApiGatewayV2::Api"):
+    for type_name in (
+        "AWS::Cognito::UserPool",
+        "AWS::Cognito::UserPoolGroup",
+        "AWS::CloudFront::Distribution",
+        "AWS::ApiGatewayV2::Api",
+    ):
         assert off.resources(type_name) == {}
