@@ -59,6 +59,25 @@ def test_the_history_table_is_keyed_as_the_api_writes_it_encrypted_and_recoverab
     assert env["HISTORY_TABLE_NAME"] == {"Ref": table} and env["LEASE_SECONDS"] == "300"
 
 
+def test_the_kits_history_table_has_the_stacks_keys(built: Any) -> None:
+    import boto3
+    from moto import mock_aws
+
+    _, _, template = built
+    (deployed,) = [
+        table["Properties"]
+        for logical_id, table in template.find_resources("AWS::DynamoDB::Table").items()
+        if logical_id.startswith("ReviewHistoryTable")
+    ]
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        dynamodb.create_table(**review_history_table.create_table_kwargs("h"))
+        local = dynamodb.describe_table(TableName="h")["Table"]
+    assert local["KeySchema"] == deployed["KeySchema"]
+    assert sorted(map(str, local["AttributeDefinitions"])) == sorted(map(str, deployed["AttributeDefinitions"]))
+    assert deployed["BillingMode"] == local["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
 def test_the_lambdas_fallback_defaults_are_the_configs() -> None:
     # review_api/ is bundled without stacks/: its defaults for a missing variable must be the config's defaults.
     config = ReviewPageConfig()
