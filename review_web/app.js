@@ -268,8 +268,11 @@ async function photoFailed() {
     return render();
   }
   image.dataset.retried = "yes";
+  const failedUrl = photo.photo_url;
   try {
     Object.assign(photo, await api(`/api/photos/${photo.id}`));
+    // The same URL again (signed within the same second) would fail the same way without a new error event.
+    if (photo.photo_url === failedUrl) Object.assign(photo, { photo_url: null, photo_problem: "The photo could not be loaded: reject it or skip it." });
   } catch (error) {
     Object.assign(photo, { photo_url: null, photo_problem: error.message });
   }

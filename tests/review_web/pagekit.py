@@ -92,6 +92,12 @@ class Page:
         if up:
             self.driver.execute_cdp_cmd("Input.dispatchKeyEvent", {"type": "keyUp", **event})
 
+    def release(self, key: str) -> None:
+        code, virtual, _ = _KEYS[key]
+        self.driver.execute_cdp_cmd(
+            "Input.dispatchKeyEvent", {"type": "keyUp", "key": key, "code": code, "windowsVirtualKeyCode": virtual}
+        )
+
     def type(self, text: str) -> None:
         for character in text:
             self.key(character)

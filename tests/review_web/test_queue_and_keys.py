@@ -94,6 +94,7 @@ def test_held_keys_never_decide_a_run_of_photos(emulated: tuple[str, Any, Any], 
         # Then only the first photo was confirmed
         assert [_decision(dynamodb, name) for name in names] == ["confirm", None, None, None]
         # Released and pressed again: the second is confirmed
+        page.release("Enter")
         page.key("Enter")
         page.shows(names[2])
         # Auto-repeat of the reject key decides nothing either
