@@ -32,6 +32,7 @@ const state = {
   loaded: false, // the current photo has loaded
   overriding: false, // a lead pressed Override for the current photo
   busy: false,
+  jumps: 0, // counts undos: an advance still claiming photos does not move away from the photo an undo showed
 };
 
 // -- where the reviewer is (kept across a reload or a sign-in) -------------------------------------------------
@@ -131,7 +132,9 @@ async function loadQueue() {
 
 async function advance() {
   // The next photo without a decision; claim more when the claimed ones are all decided.
+  const jumps = state.jumps;
   for (;;) {
+    if (state.jumps !== jumps) return;
     const next = state.queue.findIndex((photo, i) => i > state.index && !photo.decision && !photo.conflict);
     if (next >= 0) {
       state.index = next;
@@ -146,6 +149,7 @@ async function advance() {
       if (!(await claimMore({ fresh: true }))) break;
     }
   }
+  if (state.jumps !== jumps) return;
   state.index = state.queue.length; // past the end: "nothing left"
   render();
 }
@@ -315,31 +319,29 @@ async function decide(decision, label) {
   if (state.overriding) body.override = true;
   state.busy = true;
   updateActions();
+  let moveOn = false;
   try {
     const wasOpen = !photo.decision;
     const updated = await api(`/api/photos/${photo.id}/decision`, { method: "POST", body });
     Object.assign(photo, updated);
     decided(photo, updated.token, wasOpen);
     say(`${verb(updated)}.`, "ok");
-    picker.close();
-    state.overriding = false;
-    await advance();
+    moveOn = true;
   } catch (error) {
-    picker.close();
-    state.overriding = false;
     if (error.status === 409) {
       // Someone else decided it or holds it: show what they did and move on; nothing here replays the decision.
       if (error.body && error.body.current) Object.assign(photo, error.body.current);
       photo.conflict = error.message;
-      say(`Not saved: ${error.message}`, "error");
-      await advance();
-    } else {
-      say(`Not saved: ${error.message}`, "error");
+      moveOn = true;
     }
+    say(`Not saved: ${error.message}`, "error");
   } finally {
-    state.busy = false;
+    picker.close();
+    state.overriding = false;
+    state.busy = false; // before moving on: an undo pressed right away is not lost
     updateActions();
   }
+  if (moveOn) await advance();
 }
 
 async function undo() {
@@ -358,6 +360,7 @@ async function undo() {
     grid.restored(restored);
     if (state.view === "single") {
       state.index = index;
+      state.jumps += 1;
       render();
     } else {
       showRemaining();

@@ -98,13 +98,30 @@ async function refresh(cognito, previous) {
 }
 
 // The ID token for the API: the stored one, a renewed one (refresh token), or a sign-in (navigates away and never
-// resolves then). `force` renews even a token that has not expired (the API refused it).
+// resolves then). `force` renews even a token that has not expired (the API refused it). Requests made while a
+// renewal or a sign-in is under way wait for that one: two sign-ins at once would leave the second's PKCE state
+// in the tab while Cognito answers the first.
+let pending = null;
+
 export async function idToken(cognito, { force = false } = {}) {
+  if (pending) return pending;
   const params = new URLSearchParams(window.location.search);
   if (params.has("error")) throw new Error(`sign-in refused: ${params.get("error_description") || params.get("error")}`);
-  if (params.has("code")) await finishSignIn(cognito, params);
   const tokens = stored();
-  if (tokens && !force && tokens.expiresAt > Date.now()) return tokens.id;
+  if (!params.has("code") && tokens && !force && tokens.expiresAt > Date.now()) return tokens.id;
+  pending = renew(cognito, params, tokens);
+  try {
+    return await pending;
+  } finally {
+    pending = null;
+  }
+}
+
+async function renew(cognito, params, tokens) {
+  if (params.has("code")) {
+    await finishSignIn(cognito, params);
+    return stored().id;
+  }
   if (tokens && tokens.refresh) {
     try {
       return (await refresh(cognito, tokens)).id;

@@ -4,6 +4,8 @@ Selenium cannot send: auto-repeat, a held key), and a slow or failing proxy in f
 from __future__ import annotations
 
 import http.client
+import io
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +13,11 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
+
+from tests.review_web.conftest import ARTIFACTS
+
+DOC_IMAGES = ARTIFACTS.parents[2] / "docs" / "images"
+SCREENSHOT_WIDTH = 960  # px: readable in the README, a few tens of KB
 
 # windowsVirtualKeyCode and code of the keys tests press (Chrome needs them to fire a real keydown).
 _KEYS = {
@@ -101,6 +108,20 @@ class Page:
     def type(self, text: str) -> None:
         for character in text:
             self.key(character)
+
+
+def save_screenshot(driver: Any, name: str) -> Any:
+    """The page as the browser drew it, scaled down and palette-reduced (a small PNG). Written to docs/images/
+    (the README shows it) when UPDATE_SCREENSHOTS=1, otherwise to build/test-artifacts/review_web/."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+    image = image.resize((SCREENSHOT_WIDTH, round(image.height * SCREENSHOT_WIDTH / image.width)), Image.LANCZOS)
+    folder = DOC_IMAGES if os.environ.get("UPDATE_SCREENSHOTS") == "1" else ARTIFACTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    image.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return path
 
 
 class _Proxy(BaseHTTPRequestHandler):
