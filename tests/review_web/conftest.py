@@ -117,3 +117,20 @@ def emulated(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any, Any]]:
     finally:
         urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10)
         server.stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say loudly when the browser tests did not run: a green suite without them has not tested the page."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if "make setup-browser" in str(getattr(report, "longrepr", ""))
+    ]
+    if skipped:
+        terminalreporter.write_sep(
+            "!",
+            f"{len(skipped)} BROWSER TESTS SKIPPED: no Chromium at {CHROMIUM} / {CHROMEDRIVER} "
+            "(run `make setup-browser`); the review page was NOT tested",
+            red=True,
+            bold=True,
+        )
