@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SERVE_VENV := .venv-serve
+TRANSFORMERS4 := .transformers4
 STAMPS := .setup
 export AWS_EC2_METADATA_DISABLED := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -15,7 +16,7 @@ TRAIN_REQUIREMENTS := requirements.txt requirements-dev.txt lambda/requirements.
 
 .PHONY: setup setup-browser synth test demo lint format
 
-setup: $(STAMPS)/train.stamp $(STAMPS)/serve.stamp $(STAMPS)/node.stamp setup-browser ## Everything below
+setup: $(STAMPS)/train.stamp $(STAMPS)/serve.stamp $(STAMPS)/transformers4.stamp $(STAMPS)/node.stamp setup-browser ## Everything below
 
 # The training/test venv: the CDK app, the Lambda's and the training job's pinned requirements, DeepSpeed.
 $(STAMPS)/train.stamp: $(TRAIN_REQUIREMENTS)
@@ -38,6 +39,13 @@ $(STAMPS)/serve.stamp: requirements-serve.lock
 	env -u PIP_FIND_LINKS -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null \
 		$(SERVE_VENV)/bin/pip install --no-deps --progress-bar off -r requirements-serve.lock
 	$(SERVE_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__, 'imports')"
+	@mkdir -p $(STAMPS) && touch $@
+
+# transformers 4.x beside the test venv's 5.x (a --target folder the tests put first on PYTHONPATH): the tests read
+# an exported config.json as the LMI images' 4.x does. ~15 MB, seconds.
+$(STAMPS)/transformers4.stamp: requirements-transformers4.txt $(STAMPS)/train.stamp
+	rm -rf $(TRANSFORMERS4)
+	$(BIN)/pip install --quiet --no-deps --target $(TRANSFORMERS4) -r requirements-transformers4.txt
 	@mkdir -p $(STAMPS) && touch $@
 
 # The pinned CDK CLI and the state-machine validator the tests run.
@@ -65,7 +73,7 @@ export BROWSER_MISSING
 synth: $(STAMPS)/train.stamp $(STAMPS)/node.stamp ## CloudFormation templates into cdk.out/ (no AWS account needed)
 	npx cdk synth --quiet
 
-test: $(STAMPS)/train.stamp $(STAMPS)/serve.stamp $(STAMPS)/node.stamp ## The whole suite, the real vLLM engine included
+test: $(STAMPS)/train.stamp $(STAMPS)/serve.stamp $(STAMPS)/transformers4.stamp $(STAMPS)/node.stamp ## The whole suite, the real vLLM engine included
 	@$(MAKE) --no-print-directory setup-browser || echo "$$BROWSER_MISSING"
 	$(BIN)/pytest
 

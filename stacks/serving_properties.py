@@ -101,6 +101,8 @@ GPU_ONLY = frozenset(
 _POSITIVE_INTS = frozenset({"max_num_seqs", "max_model_len", "max_num_batched_tokens", "tensor_parallel_size"})
 _BOOLEANS = frozenset({"enable_prefix_caching", "enable_chunked_prefill", "enforce_eager", "trust_remote_code"})
 _JSON_OBJECTS = frozenset({"limit_mm_per_prompt", "mm_processor_kwargs"})
+# GiB sizes vLLM declares as floats >= 0 (0 turns the cache off).
+_NON_NEGATIVE_NUMBERS = frozenset({"mm_processor_cache_gb"})
 
 
 def engine_args(properties: dict[str, str], *, device: Literal["gpu", "cpu"]) -> dict[str, str | bool]:
@@ -126,6 +128,8 @@ def engine_args(properties: dict[str, str], *, device: Literal["gpu", "cpu"]) ->
             value = DTYPES[value]
         elif name in _POSITIVE_INTS and (not value.isdigit() or int(value) < 1):
             raise InvalidServingProperties(f"{key}={value!r}: must be a positive integer")
+        elif name in _NON_NEGATIVE_NUMBERS and not _non_negative_number(value):
+            raise InvalidServingProperties(f"{key}={value!r}: must be a number >= 0")
         elif name in _JSON_OBJECTS:
             try:
                 parsed = json.loads(value)
@@ -143,6 +147,14 @@ def engine_args(properties: dict[str, str], *, device: Literal["gpu", "cpu"]) ->
         args = {name: value for name, value in args.items() if name not in GPU_ONLY}
         args["dtype"] = "float32"
     return args
+
+
+def _non_negative_number(value: str) -> bool:
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return number >= 0 and number != float("inf")
 
 
 def engine_batch_size(properties: dict[str, str]) -> int:

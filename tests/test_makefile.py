@@ -14,7 +14,7 @@ def test_make_test_installs_the_browser_or_says_loudly_that_its_tests_will_be_sk
     # apt-get (no root, no mirror)
     stamps = tmp_path / "stamps"
     stamps.mkdir()
-    for name in ("train", "serve", "node"):
+    for name in ("train", "serve", "transformers4", "node"):
         (stamps / f"{name}.stamp").touch()
     tools = tmp_path / "bin"
     tools.mkdir()

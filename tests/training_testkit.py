@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from local_aws import photos
@@ -56,3 +60,39 @@ def colour_photo(label: str, rng: np.random.Generator, size: tuple[int, int] = (
 
 # The endpoint name the session's vLLM server answers to on SageMaker Runtime's route (the demo's name).
 SESSION_ENDPOINT_NAME = ENDPOINT_NAME
+
+
+# transformers 4.57.1 (requirements-transformers4.txt), installed beside the venv's 5.x by `make setup`.
+TRANSFORMERS_4 = REPO_ROOT / ".transformers4"
+_READ_WITH_4X = """
+import json, sys
+import transformers
+from transformers import AutoConfig
+for folder in sys.argv[1:]:
+    text = AutoConfig.from_pretrained(folder).text_config
+    print(json.dumps({"version": transformers.__version__, "rope_theta": text.rope_theta,
+                      "rope_scaling": getattr(text, "rope_scaling", None), "vocab_size": text.vocab_size}))
+"""
+
+
+def read_with_transformers_4(*model_dirs: Path) -> list[dict[str, Any]]:
+    """Each folder's config.json as the real transformers 4.x loads it (rope_theta, rope_scaling, vocab_size).
+
+    One interpreter for all folders (importing 4.x takes seconds). Skips (never fakes) when .transformers4 is not
+    installed; `make setup` installs it.
+    """
+    if not (TRANSFORMERS_4 / "transformers").is_dir():
+        pytest.skip(f"{TRANSFORMERS_4} is not installed (make setup installs requirements-transformers4.txt)")
+    env = {**subprocess_env(), "PYTHONPATH": os.pathsep.join([str(TRANSFORMERS_4), str(REPO_ROOT)])}
+    result = subprocess.run(
+        [sys.executable, "-c", _READ_WITH_4X, *map(str, model_dirs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    read = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(read) == len(model_dirs) and all(r["version"].startswith("4.") for r in read), result.stdout
+    return read

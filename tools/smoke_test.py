@@ -15,12 +15,20 @@ check, then a verdict; exit code 0 when every check passes, 1 when one fails, 2 
    tokenizer, chat template and image processor, the files training saved) gives for the same photo and prompt.
    A different tokenizer `legacy` flag, chat template or image processor (grid pinpoints) in the serving image
    changes that count, and would silently change what the model sees.
+5. RoPE and vocabulary match - the `config.json` the endpoint mounts (DescribeEndpoint -> endpoint config ->
+   each variant's model -> its S3 prefix), read the way transformers 4.x reads it and the way 5.x does, gives
+   the RoPE theta and vocabulary size MODEL_DIR's config.json gives training's transformers. Neither number can
+   be observed through InvokeEndpoint (SageMaker forwards only /invocations and /ping; no answer carries the
+   engine's config), and the serving image derives both from that file alone, through whichever transformers
+   it ships: a 5.x-only file would run under 4.x with theta 10,000 instead of 1,000,000, silently.
 
-MODEL_DIR is a local copy of the served model's processor files (the weights are not read), e.g.
+MODEL_DIR is a local copy of the served model's files without the weights, e.g.
 `aws s3 sync s3://BUCKET/PREFIX/model/ DIR --exclude "*.safetensors"`. `--endpoint-url` points boto3 at another
-server, e.g. the local engine (`python -m model_code.vllm_server`). Without `--photo` a generated 1600x1200 photo
+server, e.g. the local engine (`python -m model_code.vllm_server`); `--served-config` then names the config.json
+(or its folder) that server loaded, instead of the SageMaker lookup. Without `--photo` a generated 1600x1200 photo
 is used (a 4:3 camera shape: the stock profile tiles it as a real one). Limits: one photo, one probe; it checks
-the contract, not accuracy (training's metrics.json does that). Each request is billed as an endpoint invocation.
+the contract, not accuracy (training's metrics.json does that). Each request is billed as an endpoint invocation;
+the lookup needs sagemaker:DescribeEndpoint/DescribeEndpointConfig/DescribeModel and s3:GetObject on the model.
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ from typing import Any
 
 from classification.contract import DEFAULT_TAXONOMY_PATH, InvalidAnswer, Taxonomy
 from classification.images import InvalidImage, normalize
+from training_job.serving_export import text_geometry_4x, text_geometry_5x
+
+GEOMETRY_CHECK = "RoPE and vocabulary match"
 
 
 @dataclass(frozen=True)
@@ -151,6 +162,78 @@ def run_checks(
     return checks
 
 
+def served_model_uris(sagemaker: Any, endpoint: str) -> list[str]:
+    """The S3 model location of every production variant the endpoint serves (ValueError if one has none)."""
+    config_name = sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    variants = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"]
+    uris = []
+    for variant in variants:
+        model = sagemaker.describe_model(ModelName=variant["ModelName"])
+        container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
+        source = (container.get("ModelDataSource") or {}).get("S3DataSource") or {}
+        uri = source.get("S3Uri")
+        if not uri or source.get("S3DataType") != "S3Prefix" or source.get("CompressionType") != "None":
+            where = uri or container.get("ModelDataUrl") or "no location"
+            raise ValueError(f"model {variant['ModelName']} is not served from an uncompressed S3 prefix: {where}")
+        uris.append(uri)
+    return uris
+
+
+def read_s3_config(s3: Any, prefix_uri: str) -> dict[str, Any]:
+    """`<prefix>config.json` of an s3://bucket/prefix/ model location."""
+    bucket, _, prefix = prefix_uri.removeprefix("s3://").partition("/")
+    key = prefix.rstrip("/") + "/config.json" if prefix else "config.json"
+    return dict(json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+
+
+def geometry_check(trained: Mapping[str, Any], served: Mapping[str, Mapping[str, Any]]) -> Check:
+    """Check 5: every served config.json, as transformers 4.x and 5.x read it, against the trained one."""
+    expected = text_geometry_5x(trained)
+    problems = []
+    for source, config in served.items():
+        for reader, read in (("4.x", text_geometry_4x), ("5.x", text_geometry_5x)):
+            seen = read(config)
+            if seen != expected:
+                problems.append(f"{source} under transformers {reader}: {seen.describe()}")
+    if problems:
+        return Check(
+            GEOMETRY_CHECK,
+            False,
+            f"trained with {expected.describe()}, but "
+            + "; ".join(problems)
+            + " (export the model with training_job.serving_export, which writes both config shapes)",
+        )
+    where = ", ".join(served)
+    return Check(GEOMETRY_CHECK, True, f"{expected.describe()} in {where}, read alike by transformers 4.x and 5.x")
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """A config.json, or the one in a model folder."""
+    file = path / "config.json" if path.is_dir() else path
+    return dict(json.loads(file.read_text(encoding="utf-8")))
+
+
+def served_geometry_check(
+    trained: Mapping[str, Any], *, served_config: Path | None, endpoint: str, region: str | None
+) -> Check:
+    """Check 5 against --served-config, or against what the endpoint's models mount (the SageMaker lookup)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        if served_config is not None:
+            served = {str(served_config): load_config(served_config)}
+        else:
+            import boto3
+
+            sagemaker, s3 = boto3.client("sagemaker", region_name=region), boto3.client("s3", region_name=region)
+            served = {uri: read_s3_config(s3, uri) for uri in served_model_uris(sagemaker, endpoint)}
+        return geometry_check(trained, served)
+    except (ClientError, BotoCoreError, OSError, ValueError, KeyError) as error:
+        return Check(
+            GEOMETRY_CHECK, False, f"cannot compare the config.json files: {error} (or pass --served-config)"
+        )
+
+
 def runtime_invoker(
     endpoint: str, *, region: str | None, endpoint_url: str | None
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -184,9 +267,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--taxonomy", type=Path, default=DEFAULT_TAXONOMY_PATH, help="the taxonomy the model serves"
     )
     parser.add_argument("--endpoint-url", default=None, help="send to this URL instead of AWS (a local engine)")
+    parser.add_argument(
+        "--served-config",
+        type=Path,
+        default=None,
+        help="the config.json (or model folder) the endpoint serves, instead of the SageMaker/S3 lookup",
+    )
     args = parser.parse_args(argv)
-    if not (args.model_dir / "tokenizer_config.json").is_file():
-        parser.error(f"--model-dir {args.model_dir} has no tokenizer_config.json: not a saved model's files")
+    for name in ("tokenizer_config.json", "config.json"):
+        if not (args.model_dir / name).is_file():
+            parser.error(f"--model-dir {args.model_dir} has no {name}: not a saved model's files")
+    if args.served_config is not None and not args.served_config.exists():
+        parser.error(f"--served-config {args.served_config} does not exist")
     if args.photo is not None and not args.photo.is_file():
         parser.error(f"--photo {args.photo} is not a file")
     try:
@@ -207,6 +299,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         checks = run_checks(invoke, taxonomy, jpeg, expected)
     except (ClientError, BotoCoreError) as error:
         checks = [Check("invoke endpoint", False, str(error))]
+    trained = load_config(args.model_dir)
+    checks.append(
+        served_geometry_check(
+            trained, served_config=args.served_config, endpoint=args.endpoint, region=args.region
+        )
+    )
     for check in checks:
         print(check.line())
     failed = [check.name for check in checks if not check.passed]

@@ -24,8 +24,14 @@ i.e. SageMaker's default CheckpointConfig.LocalPath, so spot restarts resume), `
 `--confidence_threshold` (the evaluation's NEEDS_REVIEW threshold; default: production's, classification.contract),
 `--eval_batch_size`, `--preflight true|false` (default true: run `training_job.preflight` on the base model and the
 dataset before accelerate starts; a wrong chat template or a dataset that renders without an answer fails the
-job in seconds). Any other `--name value` goes to training_job.train (e.g. `--num_train_epochs 3
---image_token_profile compact`).
+job in seconds), `--nccl_debug LEVEL` (NCCL_DEBUG for the training processes, e.g. INFO on the first multi-host
+run: the log then says which network NCCL chose). Any other `--name value` goes to training_job.train (e.g.
+`--num_train_epochs 3 --image_token_profile compact`).
+
+Multi-host: SageMaker's training toolkit runs this script as a plain process, so the network settings its torchrun
+runner would make (`multi_host_environment`) are made here when SM_HOSTS has more than one host: NCCL over the
+container's interface (SM_NETWORK_INTERFACE_NAME), EFA through libfabric on the instance types the toolkit lists,
+device RDMA where it lists it. A variable already set in the job's environment is left as it is.
 
 DeepSpeed: the accelerate config uses it, but it is not in training_job/requirements.txt because its sdist needs
 `pip install --no-build-isolation` (its setup imports torch), which a requirements file cannot say. So when the
@@ -53,6 +59,27 @@ CONFIGS = REPO_ROOT / "training_job" / "configs"
 RENDEZVOUS_PORT = 29500  # any free port; the same on every host
 DEEPSPEED_VERSION = "0.19.8"  # the Makefile's pin; installed at launch (see the module docstring)
 EXIT_DEEPSPEED_MISSING = 2
+# What the SageMaker training toolkit's torchrun runner sets (aws/sagemaker-training-toolkit v5.1.0, commit
+# 3383937: src/sagemaker_training/torch_distributed.py TorchDistributedRunner._setup, and the instance lists
+# SM_EFA_NCCL_INSTANCES / SM_EFA_RDMA_INSTANCES of src/sagemaker_training/__init__.py, copied as they are there).
+EFA_NCCL_INSTANCES = frozenset(
+    {
+        "ml.g4dn.8xlarge",
+        "ml.g4dn.12xlarge",
+        "ml.g5.48xlarge",
+        "ml.p3dn.24xlarge",
+        "ml.p4d.24xlarge",
+        "ml.p4de.24xlarge",
+        "ml.p5.48xlarge",
+        "ml.trn1.32xlarge",
+        "ml.p6e-gb200.36xlarge",
+    }
+)
+EFA_RDMA_INSTANCES = frozenset(
+    {"ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.trn1.32xlarge", "ml.p6e-gb200.36xlarge"}
+)
+DEFAULT_NETWORK_INTERFACE = "eth0"  # the toolkit's default when resourceconfig.json names none
+NCCL_DEBUG_LEVELS = ("VERSION", "WARN", "INFO", "TRACE")
 
 
 @dataclass(frozen=True)
@@ -90,6 +117,23 @@ def _local_gpu_count() -> int:
         return torch.cuda.device_count()
     except ImportError:  # pragma: no cover - torch is in every training image
         return 0
+
+
+def multi_host_environment(cluster: Cluster, env: Mapping[str, str]) -> dict[str, str]:
+    """The toolkit's torchrun network settings for a cluster of more than one host, minus those already set."""
+    if len(cluster.hosts) < 2:
+        return {}
+    instance_type = env.get("SM_CURRENT_INSTANCE_TYPE", "")
+    settings = {
+        "NCCL_SOCKET_IFNAME": env.get("SM_NETWORK_INTERFACE_NAME") or DEFAULT_NETWORK_INTERFACE,
+        # The toolkit's reason: EFA may deliver out of order, which NCCL's simple protocol tolerates.
+        "NCCL_PROTO": "simple",
+    }
+    if instance_type in EFA_NCCL_INSTANCES:
+        settings["FI_PROVIDER"] = "efa"
+    if instance_type in EFA_RDMA_INSTANCES:
+        settings |= {"FI_EFA_USE_DEVICE_RDMA": "1", "RDMAV_FORK_SAFE": "1"}
+    return {name: value for name, value in settings.items() if name not in env}
 
 
 def _require(env: Mapping[str, str], name: str) -> str:
@@ -169,6 +213,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--confidence_threshold", type=float, default=None)
     parser.add_argument("--eval_batch_size", type=int, default=8)
     parser.add_argument("--preflight", type=_boolean, default=True)
+    parser.add_argument("--nccl_debug", type=str.upper, choices=NCCL_DEBUG_LEVELS, default=None)
     return parser.parse_known_args(list(argv))
 
 
@@ -246,6 +291,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(f"error: {error}", file=sys.stderr)
         return 1
     deepspeed_ready = not uses_deepspeed(args.accelerate_config)
+    network = multi_host_environment(cluster_from_env(env), env)
+    if args.nccl_debug is not None:
+        network["NCCL_DEBUG"] = args.nccl_debug
+    if network:
+        print("network: " + " ".join(f"{name}={value}" for name, value in sorted(network.items())), flush=True)
+    env.update(network)
     # The children import training_job and classification from the asset root, wherever they start.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     for command in commands:

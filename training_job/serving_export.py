@@ -11,17 +11,25 @@ these files, so the fix is, in order:
 2. rewrite whatever is still in 5.x shape into the 4.x shape (the only path for a model whose base was itself
    saved by transformers 5, e.g. the tiny test model);
 3. write the image-token profile's `image_grid_pinpoints` into `preprocessor_config.json` (and into a nested
-   processor config if one is kept), the same value `config.json` carries, so serving follows the profile.
+   processor config if one is kept), the same value `config.json` carries, so serving follows the profile;
+4. write `config.json`'s RoPE and vocabulary in both shapes: transformers 5 saves `text_config.rope_parameters`
+   only, which 4.x never reads — it would run Mistral with its class default RoPE theta 10,000 instead of the
+   trained 1,000,000, silently. The export adds the 4.x keys (`rope_theta`, `rope_scaling` for a non-default
+   RoPE type, an explicit `vocab_size`) and fails unless a 4.x reader and the installed 5.x reader agree.
 
 Files written in the 4.x shape (the llava-hf/llava-v1.6-mistral-7b-hf layout): `tokenizer_config.json` with a
 concrete class and a mapping (or no) `extra_special_tokens`; `preprocessor_config.json` (flat image processor);
-`processor_config.json` (flat processor kwargs); `chat_template.json` beside `chat_template.jinja`.
+`processor_config.json` (flat processor kwargs); `chat_template.json` beside `chat_template.jinja`; `config.json`
+with both RoPE shapes.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +53,11 @@ _PROCESSOR_KEYS = (
     "patch_size",
     "vision_feature_select_strategy",
 )
+# transformers 4.x builds a LLaVA-NeXT text config as CONFIG_MAPPING[text_config.get("model_type", "llama")](
+# **text_config) (models/llava_next/configuration_llava_next.py); MistralConfig and LlamaConfig take `rope_theta`
+# (default 10000.0), `rope_scaling` (default None: the default RoPE) and `vocab_size` (default 32000) as keys and
+# never read `rope_parameters` (read in transformers 4.57.1, models/{mistral,llama}/configuration_*.py).
+_DEFAULTS_4X = {"mistral": (10000.0, 32000), "llama": (10000.0, 32000)}
 
 
 def base_processor_files(base_model: str, revision: str | None = None) -> dict[str, Path]:
@@ -64,6 +77,55 @@ def base_processor_files(base_model: str, revision: str | None = None) -> dict[s
     return found
 
 
+@dataclass(frozen=True)
+class TextGeometry:
+    """What a loader makes of `config.json`'s language model: the RoPE it runs and the vocabulary it embeds."""
+
+    rope_theta: float
+    rope_type: str
+    vocab_size: int
+
+    def describe(self) -> str:
+        return f"RoPE theta {self.rope_theta:g} ({self.rope_type}), vocabulary {self.vocab_size}"
+
+
+def text_geometry_4x(config: Mapping[str, Any]) -> TextGeometry:
+    """`config.json` as transformers 4.x reads it (the keys and class defaults of `_DEFAULTS_4X`'s source)."""
+    text = config.get("text_config")
+    if not isinstance(text, Mapping):
+        raise ValueError("config.json has no text_config: not a LLaVA-NeXT model")
+    model_type = text.get("model_type", "llama")
+    if model_type not in _DEFAULTS_4X:
+        raise ValueError(f"no transformers 4.x reading is known for text model_type {model_type!r}")
+    default_theta, default_vocab = _DEFAULTS_4X[model_type]
+    scaling = text.get("rope_scaling")
+    rope_type = "default"
+    if isinstance(scaling, Mapping):
+        rope_type = str(scaling.get("rope_type", scaling.get("type", "default")))
+    return TextGeometry(
+        rope_theta=float(text.get("rope_theta", default_theta)),
+        rope_type=rope_type,
+        vocab_size=int(text.get("vocab_size", default_vocab)),
+    )
+
+
+def text_geometry_5x(config: Mapping[str, Any]) -> TextGeometry:
+    """`config.json` as the installed transformers (5.x: `rope_parameters`) reads it, through its config class."""
+    from transformers import CONFIG_MAPPING
+
+    model_config = CONFIG_MAPPING[config["model_type"]].from_dict(copy.deepcopy(dict(config)))
+    text = model_config.text_config
+    parameters = getattr(text, "rope_parameters", None)
+    if not isinstance(parameters, Mapping) or "rope_theta" not in parameters:
+        # Per-layer-type RoPE (nested rope_parameters) has no 4.x form; Mistral and Llama use one.
+        raise ValueError(f"text_config.rope_parameters is not one flat RoPE: {parameters!r}")
+    return TextGeometry(
+        rope_theta=float(parameters["rope_theta"]),
+        rope_type=str(parameters.get("rope_type", "default")),
+        vocab_size=int(text.vocab_size),
+    )
+
+
 def export_for_serving(
     model_dir: str | Path,
     *,
@@ -81,6 +143,7 @@ def export_for_serving(
     written += _rewrite_tokenizer_config(model_dir)
     written += _rewrite_processor_config(model_dir, pinpoints)
     written += _write_chat_template_json(model_dir)
+    written += write_text_config_for_both_readers(model_dir)
     _check_pinpoints_agree(model_dir, pinpoints)
     if base_model is not None:
         check_weight_names(model_dir, base_model, revision)
@@ -218,6 +281,29 @@ def _write_chat_template_json(model_dir: Path) -> list[str]:
     # 4.x releases before chat_template.jinja read the processor's template from chat_template.json only.
     _dump(json_path, {"chat_template": jinja.read_text(encoding="utf-8")})
     return [json_path.name]
+
+
+def write_text_config_for_both_readers(model_dir: str | Path) -> list[str]:
+    """Add 4.x's RoPE/vocabulary keys beside 5.x's `rope_parameters` (step 4); ValueError if readers differ."""
+    path = Path(model_dir) / "config.json"
+    config = _load(path)
+    trained = text_geometry_5x(config)  # what training's transformers built the model with
+    text = config["text_config"]
+    text["rope_theta"] = trained.rope_theta
+    if trained.rope_type == "default":
+        text.pop("rope_scaling", None)
+    else:
+        # 4.x's rope_scaling is 5.x's rope_parameters without the theta; 5.x reads it back the same way.
+        text["rope_scaling"] = {k: v for k, v in text["rope_parameters"].items() if k != "rope_theta"}
+    text["vocab_size"] = trained.vocab_size
+    seen_by_4x, seen_by_5x = text_geometry_4x(config), text_geometry_5x(config)
+    if not seen_by_4x == seen_by_5x == trained:
+        raise ValueError(
+            f"config.json is read differently: trained with {trained.describe()}, transformers 4.x would run "
+            f"{seen_by_4x.describe()}, 5.x {seen_by_5x.describe()}"
+        )
+    _dump(path, config)
+    return [path.name]
 
 
 def _check_pinpoints_agree(model_dir: Path, pinpoints: list[list[int]]) -> None:

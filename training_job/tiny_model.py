@@ -6,12 +6,13 @@ the model and the processor config, and the real chat template — and shrinks o
 and 2 text layers, small hidden sizes, and a byte-level BPE vocabulary of a few hundred tokens trained offline on
 the taxonomy's own prompt and answers (a 32k vocabulary makes TRL's CPU loss 25-40x slower).
 
-Two things the serving engine checks are kept faithful on purpose:
+Three things the serving stack depends on are kept faithful on purpose:
 - the weights are saved under the llava-hf checkpoint's tensor names (`vision_tower.vision_model.*`,
   `language_model.model.*`, `language_model.lm_head.*`, `multi_modal_projector.*`, `image_newline`), the layout
   vLLM's LLaVA-NeXT loader and the transformers 4.x in the serving image expect, and the layout training has to
   reproduce when it saves (a model built from a config would save `vision_tower.*` without `vision_model.`);
-- the text attention head size is 32, one that vLLM's CPU attention supports (it refuses 16).
+- the text attention head size is 32, one that vLLM's CPU attention supports (it refuses 16);
+- the RoPE theta is Mistral-7B-Instruct-v0.2's 1,000,000, so a loader that reads the class default instead is seen.
 
     python -m training_job.tiny_model OUTPUT_DIR [--taxonomy classification/taxonomy.json] [--profile compact]
 
@@ -44,6 +45,9 @@ VLLM_CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 TEXT_HIDDEN_SIZE = 64
 TEXT_HEADS = 2  # head size 64 / 2 = 32: the smallest vLLM's CPU attention takes
 TEXT_KV_HEADS = 1  # grouped-query attention, as in Mistral-7B (32 query heads, 8 key/value heads)
+# The real model's text_config.rope_theta, not the class default 10,000: a loader that falls back to the default
+# (transformers 4.x reading a 5.x-shaped config.json) then gets a different number.
+ROPE_THETA = 1_000_000.0
 
 # How the llava-hf checkpoint names what transformers 5 holds in memory, first match wins. transformers 5 flattens
 # CLIPVisionModel (no `vision_model.` level) and moves the submodels under `model.`; it renames back on load.
@@ -168,6 +172,7 @@ def build_tiny_model(output_dir: str | Path, taxonomy: Taxonomy, *, profile: str
         num_attention_heads=TEXT_HEADS,
         num_key_value_heads=TEXT_KV_HEADS,
         max_position_embeddings=8192,
+        rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA},
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -21,6 +21,7 @@ from pathlib import Path
 from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config
 
 from classification.image_tokens import DEFAULT_PROFILE, GRID_PINPOINTS
+from training_job.rank_zero import on_rank_zero
 from training_job.serving_export import base_weight_names, compare_weight_names, export_for_serving
 
 
@@ -158,7 +159,8 @@ def main(script_args: PhotoScriptArguments, training_args: SFTConfig, model_args
 
     final_dir = Path(script_args.final_model_dir or training_args.output_dir)
     trainer.save_model(str(final_dir))  # ZeRO-3 gathers full 16-bit weights (ds config) on save
-    if trainer.accelerator.is_main_process:
+
+    def export() -> None:
         written = export_for_serving(
             final_dir,
             pinpoints=pinpoints,
@@ -173,7 +175,9 @@ def main(script_args: PhotoScriptArguments, training_args: SFTConfig, model_args
             f"Model saved to {final_dir} ({script_args.image_token_profile} profile; "
             f"serving files: {', '.join(written)})"
         )
-    trainer.accelerator.wait_for_everyone()
+
+    # Not a barrier: a failed export must stop every rank now, not after the process group's timeout.
+    on_rank_zero(export, what="the export for serving")
     trainer.end()
     return final_dir
 

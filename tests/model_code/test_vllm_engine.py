@@ -186,6 +186,8 @@ def test_the_engine_runs_with_serving_properties_engine_args(vllm_server: Any) -
     assert f"--limit-mm-per-prompt {expected['limit_mm_per_prompt']}" in command
     assert "--enable-prefix-caching" in command and "--dtype float32" in command
     assert "gpu-memory-utilization" not in command
+    # the multimodal processor cache is off (every photo is unique), and this engine started with it off
+    assert "--mm-processor-cache-gb 0" in command
 
 
 def test_a_checkpoint_with_drifted_tensor_names_is_refused_by_the_name_check(

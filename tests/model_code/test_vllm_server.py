@@ -33,6 +33,7 @@ def test_the_engine_command_is_vllms_api_server_with_serving_properties_engine_a
     assert f"--max-model-len {properties['option.max_model_len']}" in text
     assert "--limit-mm-per-prompt " + properties["option.limit_mm_per_prompt"] in text
     assert "--enable-prefix-caching" in text and "--dtype float32" in text
+    assert "--mm-processor-cache-gb " + properties["option.mm_processor_cache_gb"] in text
     assert "--middleware model_code.sagemaker_routes.SageMakerRuntimeRoutes" in text
     # GPU-only and LMI-only keys stay out; eager mode unless compilation is asked for
     assert "gpu-memory-utilization" not in text and "model-loading-timeout" not in text

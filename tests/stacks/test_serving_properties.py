@@ -28,6 +28,18 @@ def test_committed_file_runs_lmi_in_async_mode_sized_for_one_a10g() -> None:
     assert int(options["option.model_loading_timeout"]) <= EndpointSettings().container_startup_timeout_seconds
 
 
+def test_the_multimodal_processor_cache_is_off_on_the_endpoint_and_the_local_engine() -> None:
+    # Every photo is unique, so the cache (vLLM's default: 4 GiB per API and engine process, of the g5.xlarge's
+    # 16 GiB host RAM) never hits. vllm/config/multimodal.py MultiModalConfig.mm_processor_cache_gb: "Set to `0` to
+    # disable this cache completely"; already an EngineArgs field in vLLM 0.11 (docs.vllm.ai/en/v0.11.0, the same
+    # module), so the LMI images from 0.35.0 on take it; LMI passes EngineArgs fields through unchanged.
+    options = serving_properties.load()
+    assert options["option.mm_processor_cache_gb"] == "0"
+    assert serving_properties.to_environment(options)["OPTION_MM_PROCESSOR_CACHE_GB"] == "0"
+    for device in ("gpu", "cpu"):
+        assert serving_properties.engine_args(options, device=device)["mm_processor_cache_gb"] == "0"
+
+
 def test_every_tuned_key_carries_a_reason_on_the_line_above() -> None:
     lines = constants.SERVING_PROPERTIES_FILE.read_text().splitlines()
     for index, line in enumerate(lines):
@@ -108,6 +120,8 @@ def test_the_local_cpu_engine_gets_the_same_args_in_float32_without_gpu_only_key
         ({"option.enable_prefix_caching": "yes"}, "true or false"),
         ({"option.limit_mm_per_prompt": "image=1"}, "not JSON"),
         ({"option.limit_mm_per_prompt": "[1]"}, "JSON object"),
+        ({"option.mm_processor_cache_gb": "-1"}, "number >= 0"),
+        ({"option.mm_processor_cache_gb": "off"}, "number >= 0"),
     ],
 )
 def test_values_lmi_or_vllm_would_refuse_fail_the_synth(options: dict[str, str], fragment: str) -> None:

@@ -101,6 +101,86 @@ def test_a_broken_environment_is_a_clear_error(
     assert message in capsys.readouterr().err
 
 
+# -- multi-host network settings: what the SageMaker toolkit's torchrun runner would set ------------------------
+# Source: aws/sagemaker-training-toolkit v5.1.0, src/sagemaker_training/torch_distributed.py
+# (TorchDistributedRunner._setup) with SM_EFA_NCCL_INSTANCES / SM_EFA_RDMA_INSTANCES from its __init__.py.
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "expected"),
+    [
+        (
+            "ml.p4d.24xlarge",
+            {
+                "NCCL_SOCKET_IFNAME": "eth1",
+                "NCCL_PROTO": "simple",
+                "FI_PROVIDER": "efa",
+                "FI_EFA_USE_DEVICE_RDMA": "1",
+                "RDMAV_FORK_SAFE": "1",
+            },
+        ),
+        # The toolkit lists P5 for EFA but not for device RDMA.
+        ("ml.p5.48xlarge", {"NCCL_SOCKET_IFNAME": "eth1", "NCCL_PROTO": "simple", "FI_PROVIDER": "efa"}),
+        ("ml.g5.12xlarge", {"NCCL_SOCKET_IFNAME": "eth1", "NCCL_PROTO": "simple"}),  # no EFA on this size
+    ],
+)
+def test_more_than_one_host_gets_the_toolkits_efa_and_nccl_settings(
+    instance_type: str, expected: dict[str, str]
+) -> None:
+    env = {**SM_ENV, "SM_CURRENT_INSTANCE_TYPE": instance_type, "SM_NETWORK_INTERFACE_NAME": "eth1"}
+    assert launch.multi_host_environment(launch.cluster_from_env(env), env) == expected
+
+
+def test_one_host_gets_no_network_settings_and_the_jobs_own_values_win() -> None:
+    one_host = {**SM_ENV, "SM_HOSTS": json.dumps(["algo-1"]), "SM_CURRENT_HOST": "algo-1"}
+    one_host["SM_CURRENT_INSTANCE_TYPE"] = "ml.p4d.24xlarge"
+    assert launch.multi_host_environment(launch.cluster_from_env(one_host), one_host) == {}
+
+    # Without SM_NETWORK_INTERFACE_NAME: the toolkit's eth0; a value the job's environment sets stays the job's
+    env = {**SM_ENV, "SM_CURRENT_INSTANCE_TYPE": "ml.p4d.24xlarge", "NCCL_PROTO": "LL128"}
+    settings = launch.multi_host_environment(launch.cluster_from_env(env), env)
+    assert settings["NCCL_SOCKET_IFNAME"] == "eth0"
+    assert "NCCL_PROTO" not in settings
+
+
+def test_the_training_processes_start_with_the_settings_and_the_nccl_debug_switch(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the second of two P5 hosts, and a recorder in place of the subprocesses
+    launched: list[tuple[list[str], dict[str, str]]] = []
+
+    def record(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        launched.append((command, kwargs["env"]))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(launch, "ensure_deepspeed", lambda: 0)
+    monkeypatch.setattr(launch.subprocess, "run", record)
+    env = {**SM_ENV, "SM_CHANNEL_TRAIN": str(tmp_path), "SM_CURRENT_INSTANCE_TYPE": "ml.p5.48xlarge"}
+
+    # When the launcher runs with the documented switch for a first multi-host run (a hyper-parameter)
+    assert launch.main(["--preflight", "false", "--nccl_debug", "info"], env=env) == 0
+
+    # Then accelerate (and through it torchrun and every rank) inherits EFA, the interface and NCCL_DEBUG=INFO,
+    # and the log says what was set
+    ((command, child_env),) = launched
+    assert command[2] == "accelerate.commands.launch"
+    assert {k: child_env[k] for k in ("FI_PROVIDER", "NCCL_SOCKET_IFNAME", "NCCL_DEBUG")} == {
+        "FI_PROVIDER": "efa",
+        "NCCL_SOCKET_IFNAME": "eth0",
+        "NCCL_DEBUG": "INFO",
+    }
+    assert "network: FI_PROVIDER=efa NCCL_DEBUG=INFO NCCL_PROTO=simple NCCL_SOCKET_IFNAME=eth0" in (
+        capsys.readouterr().out
+    )
+    assert "--nccl_debug" not in command  # a launcher option, not one for training_job.train
+
+
+def test_an_unknown_nccl_debug_level_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        launch.parse_args(["--nccl_debug", "LOUD"])
+    assert "invalid choice: 'LOUD'" in capsys.readouterr().err
+
+
 def test_the_shipped_accelerate_config_needs_deepspeed_and_a_plain_one_does_not(tmp_path: Path) -> None:
     plain = tmp_path / "ddp.yaml"
     plain.write_text("distributed_type: MULTI_GPU\nnum_processes: 8\n", encoding="utf-8")

@@ -1,8 +1,9 @@
 """The cost CLI: `python -m tools.cost_estimate [backlog options | traffic | volumes | sizing]`.
 
     python -m tools.cost_estimate --photos 20M --instances 1 10          # a saturated endpoint (a backlog)
-    python -m tools.cost_estimate traffic --per-day 10k --backfill 20M   # the whole system, both endpoint modes
-    python -m tools.cost_estimate volumes                                # $/1,000 photos by daily volume
+    python -m tools.cost_estimate traffic --per-day 10k --backfill 20M   # the whole system, the three modes
+    python -m tools.cost_estimate volumes                                # $/1,000 photos and worst wait by volume
+    python -m tools.cost_estimate scheduled --deadline-days 14           # windows on Spot, targets, backfill
     python -m tools.cost_estimate sizing                                 # the defaults a measurement supports
 
 How the figures are made: docs/cost-model.md.

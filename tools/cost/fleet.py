@@ -1,6 +1,7 @@
 """Endpoint fleets hour by hour: real-time target tracking with a floor, asynchronous scaling to zero.
 
 Pure arithmetic over `Settings` and `Performance`; docs/cost-model.md explains each assumption and its source.
+Each hour also carries the worst time a photo uploaded in it waits for its label (docs/cost-model.md, "Latency").
 """
 
 from __future__ import annotations
@@ -9,15 +10,18 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tools.cost.fixed import ASYNC, REAL_TIME, SCHEDULED
 from tools.cost.settings import Settings
 
-REAL_TIME, ASYNC = "real-time", "async"
-MODES = (REAL_TIME, ASYNC)
+MODES = (REAL_TIME, ASYNC)  # the endpoint modes; scheduled mode has no endpoint (tools/cost/job.py)
+ALL_MODES = (REAL_TIME, ASYNC, SCHEDULED)
 
 # -- autoscaling (Application Auto Scaling target tracking) ------------------------------------------------------
 SCALE_IN_ALARM_MINUTES = 15.0  # target tracking scales in after 15 one-minute datapoints below the target
 COLD_START_MINUTES = 10.0  # a new ml.g5.xlarge: provisioning + LMI image pull + 15 GB of weights (assumed)
 ASYNC_IDLE_MINUTES = SCALE_IN_ALARM_MINUTES  # an idle async endpoint reaches 0 instances after the scale-in alarm
+# stacks/async_scaling.py: HasBacklogWithoutCapacity >= 1 for 2 of 2 one-minute periods starts the first instance.
+SCALE_FROM_ZERO_ALARM_MINUTES = 2.0
 
 
 class CapacityError(ValueError):
@@ -83,6 +87,22 @@ class Hour:
     instances: float  # instance-hours billed in this hour (transitions included)
     processed: float  # photos labelled in this hour
     waiting_seconds: float  # mean seconds a labeller invocation waits per photo (real-time only)
+    worst_seconds: float = 0.0  # the longest a photo uploaded in this hour waits for its label
+
+
+def async_utilisation() -> float:
+    """Utilisation at which target tracking on ApproximateBacklogSizePerInstance holds an async fleet.
+
+    The metric counts requests queued or in process per instance. An instance that keeps up holds at most its
+    concurrent invocations (8), far below the target (async_inference.backlog_target_per_instance, 200), so
+    target tracking removes instances until a standing queue of the target builds: only a saturated fleet holds
+    it. The fleet is therefore ceil(demand / capacity) instances, not the real-time rule's T / (T + 1).
+    """
+    return 1.0
+
+
+def _drain_seconds(backlog: float, per_second: float) -> float:
+    return backlog / per_second if backlog > 0 and per_second > 0 else 0.0
 
 
 def upload_ceiling(settings: Settings) -> int:
@@ -126,7 +146,16 @@ def real_time_day(
                 )
             else:
                 waiting = 0.0
-            hours.append(Hour(billed, processed, waiting))
+            # Records of a batch are labelled one after another; a carried backlog drains first.
+            per_request = (
+                response_seconds(throughput, instances, perf)
+                if 0 < throughput < instances * perf.photos_per_second
+                else waiting
+            )
+            worst = _drain_seconds(backlog, throughput) + settings.upload_batch_size * max(
+                per_request, perf.unloaded_latency
+            )
+            hours.append(Hour(billed, processed, waiting, worst))
             previous = instances
         if day == 0:
             backlog_after_first_day = backlog
@@ -169,12 +198,16 @@ def async_day(
     rates: Sequence[float], perf: Performance, settings: Settings, assumptions: Assumptions
 ) -> list[Hour]:
     """Hour by hour: 0 instances when idle, one instance part of the hour at low rates, else target tracking on
-    the backlog up to endpoint.max_capacity (the Lambda's concurrency does not bound an async backlog)."""
+    the backlog per instance (`async_utilisation`) up to endpoint.max_capacity (the Lambda's concurrency does not
+    bound an async backlog)."""
     hourly_capacity = perf.photos_per_second * 3600
-    rho = utilisation_at_target(settings.target_in_flight)
+    rho = async_utilisation()
     hours: list[Hour] = []
     previous, backlog, backlog_after_first_day = 0, 0.0, 0.0
     cooldown, idle = settings.scale_in_cooldown_seconds, assumptions.async_idle_minutes
+    # A request waits behind the standing queue target tracking keeps (the backlog target per instance).
+    queued = settings.async_backlog_target * perf.seconds_per_photo + perf.unloaded_latency
+    from_zero = (SCALE_FROM_ZERO_ALARM_MINUTES + assumptions.cold_start_minutes) * 60
     for day in range(2):
         hours = []
         for rate in rates:
@@ -184,16 +217,20 @@ def async_day(
                 processed, backlog = demand, 0.0
                 if rate > 0:  # at most one instance, on part of the hour; a larger fleet shrinks to it
                     instances = 1
-                    billed = async_on_fraction(rate, assumptions) + _scale_in_hours(previous - 1, cooldown, idle)
+                    on = async_on_fraction(rate, assumptions)
+                    billed = on + _scale_in_hours(previous - 1, cooldown, idle)
+                    worst = queued + (from_zero if on < 1.0 or previous == 0 else 0.0)
                 else:  # no photo this hour: whatever runs idles out, then nothing is billed
                     instances = 0
                     billed = _scale_in_hours(previous, cooldown, idle)
+                    worst = 0.0
             else:
                 instances = min(wanted, settings.max_capacity)
                 processed = min(demand, instances * hourly_capacity)
                 backlog = demand - processed
                 billed = instances + _transition_hours(previous, instances, settings, assumptions)
-            hours.append(Hour(billed, processed, 0.0))
+                worst = queued + _drain_seconds(backlog, processed / 3600) + (from_zero if previous == 0 else 0.0)
+            hours.append(Hour(billed, processed, 0.0, worst))
             previous = instances
         if day == 0:
             backlog_after_first_day = backlog

@@ -86,6 +86,14 @@ def render_json(result: Estimate) -> str:
     return json.dumps(asdict(result), indent=2)
 
 
+def wrap(text: str, indent: str = "  ") -> str:
+    return textwrap.fill(text, _NOTE_WIDTH, subsequent_indent=indent)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return _table(header, rows)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     """First column left-aligned, the rest right-aligned, a rule under the header."""
     table = [tuple(header), *[tuple(r) for r in rows]]
@@ -122,6 +130,7 @@ def _jsonable(value: Any) -> Any:
 
 _PART_ORDER = (
     "Endpoint",
+    "Labelling job",
     "Lambda duration",
     "Lambda requests",
     "S3 requests",
@@ -130,6 +139,7 @@ _PART_ORDER = (
     "CloudWatch + X-Ray",
     "SNS",
     "Step Functions",
+    "Alarms + dashboard",
     "KMS keys",
 )
 
@@ -165,19 +175,35 @@ def scenario_table(scenarios: Sequence[Any], *, total_label: str) -> list[str]:
     return _table(header, rows)
 
 
+def worst_wait(minutes: float | None) -> str:
+    """The worst wait for a label, in the unit a reader thinks in."""
+    if minutes is None:
+        return "-"
+    if minutes < 1:
+        return f"{minutes * 60:.0f} s"
+    return f"{minutes:.1f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
+def _upload_fact(s: Any) -> str:
+    wait = f"worst wait for a label {worst_wait(s.worst_minutes)}"
+    if s.mode == "scheduled":
+        return (
+            f"scheduled: {s.instance_hours:.2f} job host-hours a day; {'; '.join(s.notes)}; the labeller is "
+            f"billed {s.lambda_seconds_per_photo:.2f} s a photo; {wait}"
+        )
+    return (
+        f"{s.mode}: {s.instance_hours:.1f} instance-hours a day; the labeller is billed "
+        f"{s.lambda_seconds_per_photo:.2f} s a photo, {s.waiting_seconds_per_photo:.2f} s of it waiting on the "
+        f"endpoint; {wait}"
+    )
+
+
 def render_traffic(report: dict[str, Any]) -> str:
     lines = [textwrap.fill(report["title"], _NOTE_WIDTH), textwrap.fill(report["config"], _NOTE_WIDTH), ""]
     upload = report["upload"]
     lines += scenario_table(upload, total_label="$/month")
     lines.append("")
-    facts = []
-    for s in upload:
-        facts.append(
-            f"{s.mode}: {s.instance_hours:.1f} instance-hours a day; the labeller is billed "
-            f"{s.lambda_seconds_per_photo:.2f} s a photo, {s.waiting_seconds_per_photo:.2f} s of it waiting on "
-            "the endpoint"
-        )
-    lines += _notes([*facts, report["break_even"]])
+    lines += _notes([*[_upload_fact(s) for s in upload], report["break_even"]])
     if report.get("backfill"):
         backfill = report["backfill"]
         lines += ["", textwrap.fill(report["backfill_title"], _NOTE_WIDTH), ""]
@@ -196,17 +222,29 @@ def render_traffic(report: dict[str, Any]) -> str:
 
 
 def render_volumes(report: dict[str, Any]) -> str:
-    header = ["photos/day", "real-time $/1k", "async $/1k", "real-time $/month", "async $/month", "cheaper"]
+    header = [
+        "photos/day",
+        "real-time $/1k",
+        "async $/1k",
+        "scheduled $/1k",
+        "real-time wait",
+        "async wait",
+        "scheduled wait",
+        "cheapest",
+    ]
     rows = []
     for row in report["rows"]:
+        mark = ("*" if row["raised"] else "") + ("+" if row["scheduled_raised"] else "")
         rows.append(
             [
-                f"{row['photos_per_day']:,.0f}" + ("*" if row["raised"] else ""),
+                f"{row['photos_per_day']:,.0f}{mark}",
                 _per_1000(row["real_time_per_1000"]),
                 _per_1000(row["async_per_1000"]),
-                _money(row["real_time_per_month"]),
-                _money(row["async_per_month"]),
-                row["cheaper"],
+                _per_1000(row["scheduled_per_1000"]),
+                worst_wait(row["real_time_worst_minutes"]),
+                worst_wait(row["async_worst_minutes"]),
+                worst_wait(row["scheduled_worst_minutes"]),
+                row["cheapest"],
             ]
         )
     lines = [textwrap.fill(report["title"], _NOTE_WIDTH), ""]

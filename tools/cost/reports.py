@@ -1,48 +1,40 @@
-"""The whole-system reports: `traffic`, `volumes`, `sizing` (python -m tools.cost_estimate <report> --help)."""
+"""The whole-system reports: `traffic`, `volumes`, `sizing`, `scheduled` (python -m tools.cost_estimate <report>
+--help). Real-time, async and scheduled mode side by side; the scheduled mode's own report is scheduled_report.py.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any, TextIO
 
-from classification.contract import InvalidTaxonomy, Taxonomy
-from classification.image_tokens import DEFAULT_PROFILE, GRID_PINPOINTS
-from tools.cost import fleet, render, sizing, system
-from tools.cost import prices as price_list
-from tools.cost import settings as settings_module
-from tools.cost.backlog import A10G_TOKENS_PER_SECOND, INSTANCE_TYPES, SINGLE_STREAM_FACTOR
-from tools.cost.fleet import CapacityError, Performance
-from tools.cost.inputs import (
-    DEFAULT_SIZE,
-    EstimateError,
-    PhotoSize,
-    SizeMix,
-    argument,
-    non_negative_float,
-    parse_count,
-    parse_size,
-    positive_float,
-)
+from classification.contract import InvalidTaxonomy
+from tools.cost import fleet, render, scheduled_report, sizing, system
+from tools.cost.backlog import SINGLE_STREAM_FACTOR
+from tools.cost.context import DOC, Context, add_common_options, add_curve_options, curve_name, notes
+from tools.cost.fleet import CapacityError
+from tools.cost.inputs import EstimateError, argument, parse_count
+from tools.cost.job import JobCapacityError
 from tools.cost.prices import PriceError
 from tools.cost.settings import Settings, SettingsError
-from tools.cost.tokens import llava_tokens
 
-DOC = "docs/cost-model.md"
-COMMANDS = ("traffic", "volumes", "sizing")
+COMMANDS = ("traffic", "volumes", "sizing", "scheduled")
 DEFAULT_VOLUMES = ("1k", "10k", "100k", "300k", "1M")
+MODE_LABELS = {system.REAL_TIME: "real-time", system.ASYNC: "async", system.SCHEDULED: "scheduled"}
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
     descriptions = {
         "traffic": "What the whole system costs a month at your upload volume, real-time vs asynchronous "
-        "endpoint, part by part, which part dominates and where the two modes break even; optionally a backfill.",
-        "volumes": "$ per 1,000 photos by daily upload volume for both endpoint modes (the README's table).",
+        "endpoint vs scheduled windows, part by part, which part dominates and where the endpoint modes break "
+        "even; optionally a backfill.",
+        "volumes": "$ per 1,000 photos by daily upload volume and the worst wait for a label, for the three "
+        "labelling modes (the README's table).",
         "sizing": "The Lambda memory and requests in flight the measurements support, with the reasoning.",
+        "scheduled": "Scheduled mode in detail: start-up per window, Spot and on-demand, 6-hour and daily "
+        "windows, issue 18's targets, the backfill on the job and the hosts a deadline needs.",
     }
     parser = argparse.ArgumentParser(
         prog=f"python -m tools.cost_estimate {command}",
@@ -65,50 +57,11 @@ def _parser(command: str) -> argparse.ArgumentParser:
             metavar="N",
             help=f"photos a day (default {' '.join(DEFAULT_VOLUMES)})",
         )
-    if command in ("traffic", "volumes"):
-        curve = parser.add_mutually_exclusive_group()
-        curve.add_argument(
-            "--hourly",
-            nargs=24,
-            type=argument(non_negative_float),
-            metavar="W",
-            help="24 relative upload weights, 00:00-01:00 first (default: flat)",
-        )
-        curve.add_argument(
-            "--curve-file", type=Path, help="a file with the 24 hourly weights (JSON list, or numbers on lines)"
-        )
-    parser.add_argument("--config", type=Path, default=settings_module.CDK_JSON, help="cdk.json to read")
-    parser.add_argument(
-        "--profile",
-        choices=list(GRID_PINPOINTS),
-        default=DEFAULT_PROFILE,
-        help=f"image-token profile the deployed model uses (default {DEFAULT_PROFILE}, the training default)",
-    )
-    parser.add_argument(
-        "--size",
-        action="append",
-        type=argument(parse_size),
-        metavar="WxH[:WEIGHT]",
-        help=f"a photo size and its share, repeatable (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})",
-    )
-    parser.add_argument(
-        "--tokens-per-second", type=argument(positive_float), help="measured throughput of one instance"
-    )
-    parser.add_argument("--price-per-hour", type=argument(positive_float), help="real-time $/instance-hour")
-    parser.add_argument("--async-price-per-hour", type=argument(positive_float), help="async $/instance-hour")
-    parser.add_argument(
-        "--cold-start-minutes",
-        type=argument(non_negative_float),
-        default=fleet.COLD_START_MINUTES,
-        help=f"a new instance's billed start-up (default {fleet.COLD_START_MINUTES:g}, assumed)",
-    )
-    parser.add_argument(
-        "--async-idle-minutes",
-        type=argument(non_negative_float),
-        default=fleet.ASYNC_IDLE_MINUTES,
-        help=f"idle time before an async endpoint reaches 0 instances (default {fleet.ASYNC_IDLE_MINUTES:g})",
-    )
-    parser.add_argument("--arm64", action="store_true", help="price the Lambdas on arm64 (20 %% cheaper GB-s)")
+    if command == "scheduled":
+        scheduled_report.add_options(parser)
+    if command in ("traffic", "volumes", "scheduled"):
+        add_curve_options(parser)
+    add_common_options(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 
@@ -116,9 +69,10 @@ def _parser(command: str) -> argparse.ArgumentParser:
 def main(command: str, argv: list[str], out: TextIO, err: TextIO) -> int:
     parser = _parser(command)
     args = parser.parse_args(argv)
+    handlers = {"traffic": _traffic, "volumes": _volumes, "sizing": _sizing, "scheduled": scheduled_report.report}
     try:
-        context = _Context.build(args)
-        report = {"traffic": _traffic, "volumes": _volumes, "sizing": _sizing}[command](args, context)
+        context = Context.build(args)
+        report = handlers[command](args, context)
     except (EstimateError, InvalidTaxonomy, SettingsError, PriceError, CapacityError, ValueError) as error:
         parser.print_usage(err)
         err.write(f"{parser.prog}: error: {error}\n")
@@ -130,160 +84,45 @@ def main(command: str, argv: list[str], out: TextIO, err: TextIO) -> int:
             "traffic": render.render_traffic,
             "volumes": render.render_volumes,
             "sizing": render.render_sizing,
+            "scheduled": scheduled_report.render,
         }
         out.write(renderer[command](report) + "\n")
     return 0
 
 
-@dataclass(frozen=True)
-class _Context:
-    """What every system report needs: settings, performance, prices, assumptions, the daily curve."""
-
-    settings: Settings
-    perf: Performance
-    prices: price_list.Prices
-    real_time_price: float
-    async_price: float
-    assumptions: fleet.Assumptions
-    curve: list[float] | None
-    profile: str
-    tokens: float
-
-    @classmethod
-    def build(cls, args: argparse.Namespace) -> _Context:
-        from classification.images import MAX_SIDE
-
-        settings = settings_module.load(args.config)
-        prices = price_list.load()
-        sizes = (
-            SizeMix(tuple(args.size), "--size") if args.size else SizeMix((PhotoSize(*DEFAULT_SIZE),), "default")
-        )
-        tokens = llava_tokens(sizes, args.profile, Taxonomy.load(), max_side=MAX_SIDE).total
-        perf = performance(tokens, settings.instance_type, args.tokens_per_second)
-        return cls(
-            settings=settings,
-            perf=perf,
-            prices=prices,
-            real_time_price=args.price_per_hour or prices.instance_hour(settings.instance_type, "real_time"),
-            async_price=args.async_price_per_hour or prices.instance_hour(settings.instance_type, "async"),
-            assumptions=fleet.Assumptions(
-                cold_start_minutes=args.cold_start_minutes,
-                async_idle_minutes=args.async_idle_minutes,
-                architecture="arm64" if args.arm64 else "x86_64",
-            ),
-            curve=_curve(args),
-            profile=args.profile,
-            tokens=tokens,
-        )
-
-    def upload(self, mode: str, per_day: float, settings: Settings | None = None) -> system.Scenario:
-        return system.upload_scenario(
-            mode=mode,
-            photos_per_day=per_day,
-            curve=self.curve,
-            perf=self.perf,
-            settings=settings or self.settings,
-            prices=self.prices,
-            instance_price=self.real_time_price if mode == system.REAL_TIME else self.async_price,
-            assumptions=self.assumptions,
-        )
-
-    def describe(self) -> str:
-        s = self.settings
-        return (
-            f"Config: {s.instance_type}, {s.min_capacity}..{s.max_capacity} instances, target "
-            f"{s.target_in_flight:g} in flight, scale-in cooldown {s.scale_in_cooldown_seconds} s; uploads: batch "
-            f"{s.upload_batch_size}, {s.upload_max_concurrency} in flight, {s.upload_memory_mb} MB; backfill: "
-            f"{s.backfill_items_per_batch} a batch, {s.backfill_max_concurrency} in flight, "
-            f"{s.backfill_memory_mb} MB. {self.profile} profile, {self.tokens:,.0f} tokens a photo: "
-            f"{self.perf.seconds_per_photo:.3f} s a photo saturated, {self.perf.unloaded_latency:.2f} s unloaded. "
-            f"${self.real_time_price:g}/h real-time, ${self.async_price:g}/h async, prices read "
-            f"{self.prices.read_on}; Lambda {self.assumptions.architecture}."
-        )
-
-
-def performance(tokens_per_photo: float, instance_type: str, tokens_per_second: float | None) -> Performance:
-    """One instance's time per photo from the token model (backlog.py); unloaded latency x1.71 (blog repo)."""
-    speed = INSTANCE_TYPES[instance_type].relative_speed if instance_type in INSTANCE_TYPES else 1.0
-    tps = tokens_per_second or A10G_TOKENS_PER_SECOND * speed
-    seconds = tokens_per_photo / tps
-    return Performance(seconds_per_photo=seconds, unloaded_latency=seconds * SINGLE_STREAM_FACTOR)
-
-
-def _curve(args: argparse.Namespace) -> list[float] | None:
-    if getattr(args, "hourly", None):
-        values = list(args.hourly)
-    elif getattr(args, "curve_file", None):
-        values = read_curve(args.curve_file)
-    else:
-        return None
-    if sum(values) <= 0:
-        raise EstimateError("the daily curve is all zeros: at least one hour must have uploads")
-    return values
-
-
-def read_curve(path: Path) -> list[float]:
-    """24 hourly weights from a JSON list or whitespace/comma-separated numbers."""
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise EstimateError(f"cannot read --curve-file {path}: {error}") from error
-    try:
-        data = json.loads(text)
-        values = data if isinstance(data, list) else None
-    except json.JSONDecodeError:
-        values = text.replace(",", " ").split()
-    if values is None:
-        raise EstimateError(f"--curve-file {path}: expected a JSON list of 24 numbers")
-    try:
-        numbers = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise EstimateError(f"--curve-file {path}: every value must be a number") from None
-    if len(numbers) != 24 or any(n < 0 or math.isinf(n) or math.isnan(n) for n in numbers):
-        raise EstimateError(f"--curve-file {path}: expected 24 non-negative numbers, got {len(numbers)} values")
-    return numbers
-
-
-def _curve_name(context: _Context) -> str:
-    return "flat" if context.curve is None else "hourly curve " + " ".join(f"{w:g}" for w in context.curve)
-
-
-def _traffic(args: argparse.Namespace, context: _Context) -> dict[str, Any]:
+def _traffic(args: argparse.Namespace, context: Context) -> dict[str, Any]:
     per_day = float(args.per_day)
     upload = [context.upload(mode, per_day) for mode in system.MODES]
-    break_even_text, crossings = _break_even_text(context, upload)
+    try:
+        upload.append(context.upload(system.SCHEDULED, per_day))
+    except JobCapacityError as error:
+        scheduled_note = f"Scheduled mode: {error}."
+    else:
+        scheduled_note = f"Scheduled: {'; '.join(upload[-1].notes)}."
+    break_even_text, crossings = _break_even_text(context, upload[:2])
     report: dict[str, Any] = {
-        "title": f"Upload traffic: {per_day:,.0f} photos a day ({_curve_name(context)}), "
+        "title": f"Upload traffic: {per_day:,.0f} photos a day ({curve_name(context)}), "
         f"{per_day * system.DAYS_PER_MONTH:,.0f} a month of {system.DAYS_PER_MONTH:.1f} days.",
         "config": context.describe(),
         "upload": upload,
         "break_even": break_even_text,
-        "break_even_photos_per_day": crossings,
-        "notes": _notes(context),
+        "break_even_photos_per_day": [c.photos_per_day for c in crossings if c.step is None],
+        "fleet_steps": [c for c in crossings if c.step is not None],
+        "notes": [scheduled_note, *notes(context)],
     }
     if args.backfill:
         report["backfill_title"] = f"Backfill: {args.backfill:,} photos once, through the backfill's own Lambda."
-        report["backfill"] = [
-            system.backfill_scenario(
-                mode=mode,
-                photos=float(args.backfill),
-                perf=context.perf,
-                settings=context.settings,
-                prices=context.prices,
-                instance_price=context.real_time_price if mode == system.REAL_TIME else context.async_price,
-                assumptions=context.assumptions,
-            )
-            for mode in system.MODES
-        ]
+        report["backfill"] = [context.backfill(mode, float(args.backfill)) for mode in system.ALL_MODES]
     return report
 
 
-def _total_cost(context: _Context, mode: str) -> Callable[[float], float]:
+def _total_cost(context: Context, mode: str) -> Callable[[float], float]:
     return lambda volume: context.upload(mode, volume, fit_settings(context, volume)[0]).usd_total
 
 
-def _break_even_text(context: _Context, upload: list[system.Scenario]) -> tuple[str, list[float]]:
-    """Where the two modes cross, and the volume ranges where one is clearly cheaper, for this curve's shape."""
+def _break_even_text(context: Context, upload: list[system.Scenario]) -> tuple[str, list[system.Crossing]]:
+    """Where the two endpoint modes cross, where a fleet's step swaps them, and the ranges where one is clearly
+    cheaper, for this curve's shape."""
     costs = {mode: _total_cost(context, mode) for mode in system.MODES}
     crossings = system.break_even(costs)
     real_time, asynchronous = upload
@@ -294,17 +133,36 @@ def _break_even_text(context: _Context, upload: list[system.Scenario]) -> tuple[
         + {"even": "within 1 %", "n/a": "a fleet cannot keep up"}.get(verdict, f"{verdict} cheaper by > 1 %")
         for first, last, verdict in system.regimes(costs)
     )
-    crossing_text = ", ".join(f"{c:,.0f}" for c in crossings) or "none"
     return (
         f"At this volume {cheaper} is cheaper by ${gap:,.2f} a month "
-        f"({gap / max(real_time.usd_total, 1e-9):.1%}). "
-        f"Break-even (photos a day, this curve's shape, fleets raised to keep up): {crossing_text}. By range: "
-        f"{ranges}.",
+        f"({gap / max(real_time.usd_total, 1e-9):.1%}). {crossing_text(crossings)} By range: {ranges}.",
         crossings,
     )
 
 
-def fit_settings(context: _Context, per_day: float) -> tuple[Settings, bool]:
+def crossing_text(crossings: list[system.Crossing]) -> str:
+    """True break-evens, then the fleet steps that swap the two modes without their bills ever being equal."""
+    true = [c for c in crossings if c.step is None]
+    steps = [c for c in crossings if c.step is not None]
+    text = (
+        "Break-even (photos a day, this curve's shape, fleets raised to keep up): "
+        + (", ".join(f"{c.photos_per_day:,.0f}" for c in true) or "none")
+        + "."
+    )
+    if steps:
+        text += (
+            " Not break-evens: "
+            + "; ".join(
+                f"at {c.photos_per_day:,.0f} the {MODE_LABELS[c.step]} fleet steps "
+                f"({c.jump_usd:+,.0f} $ a month) and the cheaper mode swaps"
+                for c in steps
+            )
+            + "."
+        )
+    return text
+
+
+def fit_settings(context: Context, per_day: float) -> tuple[Settings, bool]:
     """The configured settings, or the smallest max_capacity (and upload concurrency to drive it) that keeps up
     with `per_day` on the busiest hour; True when raised."""
     s = context.settings
@@ -319,63 +177,95 @@ def fit_settings(context: _Context, per_day: float) -> tuple[Settings, bool]:
     return replace(s, max_capacity=capacity, upload_max_concurrency=concurrency), True
 
 
-def _volumes(args: argparse.Namespace, context: _Context) -> dict[str, Any]:
+def fit_scheduled(context: Context, per_day: float) -> tuple[Settings, bool]:
+    """The configured settings, or scheduled.max_hosts doubled until the windows keep up; True when raised."""
+    settings = context.settings
+    hosts = settings.scheduled.max_hosts
+    while True:
+        candidate = replace(settings, scheduled=replace(settings.scheduled, max_hosts=hosts))
+        try:
+            context.upload(system.SCHEDULED, per_day, candidate)
+        except JobCapacityError:
+            hosts *= 2
+            continue
+        return candidate, hosts != settings.scheduled.max_hosts
+
+
+def _volumes(args: argparse.Namespace, context: Context) -> dict[str, Any]:
     rows = []
     for volume in args.volumes:
         fitted, raised = fit_settings(context, float(volume))
-        real_time = context.upload(system.REAL_TIME, float(volume), fitted)
-        asynchronous = context.upload(system.ASYNC, float(volume), fitted)
-        rows.append(
-            {
-                "photos_per_day": volume,
-                "raised": raised,
-                "max_capacity": fitted.max_capacity,
-                "upload_max_concurrency": fitted.upload_max_concurrency,
-                "real_time_per_1000": real_time.usd_per_1000,
-                "async_per_1000": asynchronous.usd_per_1000,
-                "real_time_per_month": real_time.usd_total,
-                "async_per_month": asynchronous.usd_total,
-                "real_time_dominant": real_time.dominant.name,
-                "async_dominant": asynchronous.dominant.name,
-                "cheaper": "async" if asynchronous.usd_total < real_time.usd_total else "real-time",
-            }
-        )
-    notes = [context.describe()]
-    raised = [r for r in rows if r["raised"]]
-    if raised:
-        notes.append(
-            "* above what the configured fleet serves: priced with endpoint.max_capacity and "
+        fitted_job, raised_job = fit_scheduled(context, float(volume))
+        scenarios = {
+            system.REAL_TIME: context.upload(system.REAL_TIME, float(volume), fitted),
+            system.ASYNC: context.upload(system.ASYNC, float(volume), fitted),
+            system.SCHEDULED: context.upload(system.SCHEDULED, float(volume), fitted_job),
+        }
+        cheapest = min(scenarios, key=lambda m: scenarios[m].usd_total)
+        row: dict[str, Any] = {
+            "photos_per_day": volume,
+            "raised": raised,
+            "max_capacity": fitted.max_capacity,
+            "upload_max_concurrency": fitted.upload_max_concurrency,
+            "scheduled_raised": raised_job,
+            "scheduled_max_hosts": fitted_job.scheduled.max_hosts,
+            "cheapest": MODE_LABELS[cheapest],
+        }
+        for mode, scenario in scenarios.items():
+            key = mode.replace("-", "_")
+            row[f"{key}_per_1000"] = scenario.usd_per_1000
+            row[f"{key}_per_month"] = scenario.usd_total
+            row[f"{key}_worst_minutes"] = scenario.worst_minutes
+            row[f"{key}_dominant"] = scenario.dominant.name
+        rows.append(row)
+    notes_ = [context.describe()]
+    raised_rows = [r for r in rows if r["raised"]]
+    if raised_rows:
+        notes_.append(
+            "* above what the configured endpoint fleet serves: priced with endpoint.max_capacity and "
             "upload.max_concurrency raised to keep up ("
             + "; ".join(
                 f"{r['photos_per_day']:,}: {r['max_capacity']} instances, {r['upload_max_concurrency']} in flight"
-                for r in raised
+                for r in raised_rows
             )
             + ")."
         )
-    _, crossings = _break_even_text(context, [context.upload(m, float(args.volumes[0])) for m in system.MODES])
+    raised_jobs = [r for r in rows if r["scheduled_raised"]]
+    if raised_jobs:
+        notes_.append(
+            "+ above what scheduled.max_hosts serves: priced with it raised ("
+            + "; ".join(f"{r['photos_per_day']:,}: {r['scheduled_max_hosts']} hosts" for r in raised_jobs)
+            + ")."
+        )
     costs = {mode: _total_cost(context, mode) for mode in system.MODES}
-    notes.append(
-        "Where each mode is cheaper (photos a day): "
+    crossings = system.break_even(costs)
+    notes_.append(
+        "Real-time vs async (photos a day): "
         + "; ".join(
             f"{first:,.0f}-{last:,.0f}: "
             + {"even": "within 1 %", "n/a": "a fleet cannot keep up"}.get(verdict, f"{verdict} by > 1 %")
             for first, last, verdict in system.regimes(costs)
         )
-        + ". Exact crossings: "
-        + (", ".join(f"{c:,.0f}" for c in crossings) or "none")
-        + "."
+        + ". "
+        + crossing_text(crossings)
     )
-    notes += _notes(context)
+    notes_ += [
+        "Worst wait: the longest a photo uploaded at the modelled traffic waits for its label (real-time: a batch "
+        "of records in turn; async: the backlog target ahead of it, plus a start from zero where the endpoint "
+        "reaches zero; scheduled: the time to the next window and its job, plus scheduled.spot_wait_minutes).",
+        *notes(context),
+    ]
     return {
-        "title": f"$ per 1,000 photos by daily upload volume ({_curve_name(context)}); a month is "
+        "title": f"$ per 1,000 photos by daily upload volume ({curve_name(context)}); a month is "
         f"{system.DAYS_PER_MONTH:.1f} days.",
         "rows": rows,
-        "notes": notes,
-        "break_even_photos_per_day": crossings,
+        "notes": notes_,
+        "break_even_photos_per_day": [c.photos_per_day for c in crossings if c.step is None],
+        "fleet_steps": [c for c in crossings if c.step is not None],
     }
 
 
-def _sizing(args: argparse.Namespace, context: _Context) -> dict[str, Any]:
+def _sizing(args: argparse.Namespace, context: Context) -> dict[str, Any]:
     sized = sizing.memory(context.settings)
     perf = context.perf
     memory_notes = [
@@ -399,13 +289,3 @@ def _sizing(args: argparse.Namespace, context: _Context) -> dict[str, Any]:
         "in_flight": sizing.in_flight(perf, context.settings, context.prices),
         "recommendations": sizing.recommendations(perf, context.settings),
     }
-
-
-def _notes(context: _Context) -> list[str]:
-    a = context.assumptions
-    return [
-        f"Assumed: a new instance is billed {a.cold_start_minutes:g} min while it loads; an idle async endpoint "
-        f"reaches 0 instances after {a.async_idle_minutes:g} min; target tracking holds utilisation at T/(T+1) = "
-        f"{fleet.utilisation_at_target(context.settings.target_in_flight):.0%}. Free tiers not subtracted. "
-        f"Details and sources: {DOC}; prices: tools/cost/prices.json.",
-    ]

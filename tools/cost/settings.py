@@ -3,13 +3,18 @@
 `stacks.config.AppConfig` parses cdk.json's `photo_labeler` context (cdk.json lists only what differs from the
 defaults) and holds every default once; it imports no CDK library, so this CLI stays light. Errors are the app's
 one-line messages naming the dotted key.
+
+Scheduled mode (`endpoint.mode: scheduled`, `photo_labeler.scheduled`, docs/scheduled-mode.md) is read from the
+app's `scheduled` section when AppConfig has one; until then `ScheduledSettings` holds the design's defaults under
+the same key names (a test holds them equal once the section exists).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,60 @@ _DEFAULTS = AppConfig()
 
 class SettingsError(ValueError):
     """A setting the model reads is missing its file, of the wrong type or out of range; names the key."""
+
+
+_RATE_RE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_RATE_HOURS = {"minute": 1 / 60, "minutes": 1 / 60, "hour": 1.0, "hours": 1.0, "day": 24.0, "days": 24.0}
+
+
+def rate_hours(schedule: str) -> float | None:
+    """Hours between two runs of an EventBridge Scheduler `rate(...)` expression; None for `cron(...)`."""
+    match = _RATE_RE.match(schedule.strip())
+    if match is None:
+        return None
+    return int(match.group(1)) * _RATE_HOURS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class ScheduledSettings:
+    """`photo_labeler.scheduled` (docs/scheduled-mode.md): the windows and the labelling job, same key names."""
+
+    schedule: str = "rate(6 hours)"
+    window_interval_hours: float | None = None  # None: from the rate() schedule
+    backlog_threshold: int = 10_000  # PENDING photos that start a window early
+    backlog_check_minutes: int = 15  # how often the backlog is counted
+    instance_type: str = "ml.g5.xlarge"
+    max_hosts: int = 4
+    photos_per_hour_per_host: float = 5_300.0  # the job's sizing throughput (the seed's 674 s per 1,000)
+    target_job_minutes: int = 60  # hosts = ceil(photos / (throughput x target)), clamped to 1..max_hosts
+    max_job_minutes: int = 330  # MaxRuntimeInSeconds; a window takes at most max_hosts x throughput x 80 % of it
+    use_spot: bool = True
+    spot_wait_minutes: int = 60  # extra time Spot may take before the on-demand fallback
+    on_demand_fallback: bool = True
+    photos_per_shard: int = 2_000  # manifest lines per shard; each host gets whole shards
+    batch_size: int = 64  # photos per engine call: the checkpoint step
+
+    @property
+    def interval_hours(self) -> float:
+        if self.window_interval_hours is not None:
+            return float(self.window_interval_hours)
+        hours = rate_hours(self.schedule)
+        if hours is None:
+            raise SettingsError(
+                f"{CONTEXT_KEY}.scheduled.window_interval_hours: required with a cron() schedule ({self.schedule})"
+            )
+        return hours
+
+    @property
+    def window_cap(self) -> float:
+        """Most photos one window takes (the rest wait for the next): 80 % of the longest job on every host."""
+        return self.max_hosts * self.photos_per_hour_per_host * 0.8 * self.max_job_minutes / 60
+
+    @classmethod
+    def from_section(cls, section: Any) -> ScheduledSettings:
+        """The app's `scheduled` section (any object with these attribute names)."""
+        names = [name for name in cls.__dataclass_fields__ if hasattr(section, name)]
+        return cls(**{name: getattr(section, name) for name in names})
 
 
 @dataclass(frozen=True)
@@ -45,6 +104,10 @@ class Settings:
     backfill_memory_mb: int = _DEFAULTS.backfill.function_memory_mb
     engine_batch: int = 12  # option.max_rolling_batch_size
     labels: int = len(_DEFAULTS.taxonomy.labels)  # one PhotosByLabel metric per label
+    mode: str = _DEFAULTS.endpoint.mode  # realtime | async | scheduled (the reports price all three)
+    async_backlog_target: float = _DEFAULTS.async_inference.backlog_target_per_instance
+    review_enabled: bool = _DEFAULTS.review.enabled
+    scheduled: ScheduledSettings = field(default_factory=lambda: _scheduled_defaults(_DEFAULTS))
 
     @classmethod
     def from_config(cls, config: AppConfig, *, engine_batch: int = 12, labels: int | None = None) -> Settings:
@@ -64,7 +127,16 @@ class Settings:
             backfill_memory_mb=backfill.function_memory_mb,
             engine_batch=engine_batch,
             labels=len(config.taxonomy.labels) if labels is None else labels,
+            mode=endpoint.mode,
+            async_backlog_target=config.async_inference.backlog_target_per_instance,
+            review_enabled=config.review.enabled,
+            scheduled=_scheduled_defaults(config),
         )
+
+
+def _scheduled_defaults(config: AppConfig) -> ScheduledSettings:
+    section = getattr(config, "scheduled", None)  # AppConfig gains it with endpoint.mode scheduled (issue 18)
+    return ScheduledSettings() if section is None else ScheduledSettings.from_section(section)
 
 
 def from_context(context: Mapping[str, Any], *, engine_batch: int = 12, labels: int | None = None) -> Settings:

@@ -12,10 +12,13 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from tools.cost.fixed import HOURS_PER_MONTH, fixed_parts, init_gb_seconds
 from tools.cost.fleet import (
+    ALL_MODES,
     ASYNC,
     MODES,
     REAL_TIME,
+    SCHEDULED,
     Assumptions,
     CapacityError,
     Performance,
@@ -26,9 +29,8 @@ from tools.cost.fleet import (
 from tools.cost.prices import Prices
 from tools.cost.settings import Settings
 
-__all__ = ["ASYNC", "MODES", "REAL_TIME", "Assumptions", "CapacityError", "Performance"]
+__all__ = ["ALL_MODES", "ASYNC", "MODES", "REAL_TIME", "SCHEDULED", "Assumptions", "CapacityError", "Performance"]
 
-HOURS_PER_MONTH = 730.0  # AWS's billing convention (8,760 / 12)
 DAYS_PER_MONTH = HOURS_PER_MONTH / 24
 DEFAULT_ASSUMPTIONS = Assumptions()
 
@@ -40,15 +42,19 @@ ASYNC_SUBMIT_IO_SECONDS = 0.05  # PutObject of the ~70 kB request + InvokeEndpoi
 WRITER_SECONDS_PER_PHOTO = 0.05  # label writer: GetObject of the < 1 kB answer + PutItem (assumed)
 
 # -- requests per photo ------------------------------------------------------------------------------------------
-DYNAMODB_READ_UNITS = 1  # one strongly consistent GetItem of an item < 4 KB
-DYNAMODB_WRITE_UNITS = 3  # PutItem of an item < 1 KB into the table and both ALL-projection GSIs
+# S3 (GET, PUT) a photo. Real-time: the labeller's GetObject. Async (lambda/async_aws.py, tools/async_worker.py):
+# the submitter's GetObject of the photo and PutObject of the ticket and the request; SageMaker's GetObject of the
+# request and PutObject of the answer; the writer's GetObject of the ticket and of the answer.
+S3_REQUESTS = {REAL_TIME: (1, 0), ASYNC: (4, 3)}
+# DynamoDB (read units, write units) a new photo; items < 1 KB, two GSIs projecting ALL attributes. A write costs
+# one unit in the table and one in each index the item is in; changing an index's key attribute costs two there
+# (delete + put) (DynamoDB Developer Guide, "Provisioned throughput considerations for global secondary indexes").
+# Real-time: a strongly consistent GetItem, then PutItem into the table and both indexes. Async: GetItem; the
+# claim (table + by-status; no label yet, so not in by-hotel); mark_invoked (table + by-status, a projected
+# attribute changes); the writer's PutItem (table, by-status PENDING -> LABELED = 2, by-hotel new = 1).
+DYNAMODB_UNITS = {REAL_TIME: (1, 3), ASYNC: (1, 2 + 2 + 4)}
 LOG_BYTES_PER_PHOTO = 1_000  # the per-record JSON log line(s) with image_uri (assumed)
 LOG_BYTES_PER_INVOCATION = 1_500  # START/END/REPORT lines + the EMF metrics document (assumed)
-# PhotosLabeled, PhotosNeedsReview, PhotosRejected, PhotosSkipped, TransientFailures, EndpointLatency
-BASE_METRICS = 6
-SQS_IDLE_POLLERS = 5  # Lambda's SQS event source long-polls with 5 pollers when the queue is empty
-SQS_LONG_POLL_SECONDS = 20
-KMS_KEYS = 2  # the data key and the queue key
 BACKFILL_TRANSITIONS_PER_BATCH = 3  # child execution: start, Invoke (Lambda), end (STANDARD workflow)
 
 
@@ -71,6 +77,7 @@ class Scenario:
     waiting_seconds_per_photo: float
     duration_hours: float | None = None  # backfill only
     notes: list[str] = field(default_factory=list)
+    worst_minutes: float | None = None  # the longest a new photo waits for its label (upload path only)
 
     @property
     def usd_total(self) -> float:
@@ -107,30 +114,32 @@ def _per_photo_parts(
     queue_requests: float,
     prices: Prices,
     assumptions: Assumptions,
+    memory_mb: int,
+    s3: tuple[float, float] | None = None,
+    dynamodb: tuple[float, float] | None = None,
 ) -> list[tuple[str, float, str]]:
     """(name, USD, basis) for every per-photo charge except the endpoint, over `photos` photos."""
-    gets, puts = (3, 2) if mode == ASYNC else (1, 0)
+    gets, puts = s3 or S3_REQUESTS[mode]
+    reads, writes = dynamodb or DYNAMODB_UNITS[mode]
     log_gb = (photos * LOG_BYTES_PER_PHOTO + invocations * LOG_BYTES_PER_INVOCATION) / 1e9
+    init = init_gb_seconds(invocations, memory_mb)
     parts = [
         (
             "Lambda duration",
-            lambda_gb_seconds * _gb_second(prices, assumptions),
-            f"{assumptions.architecture} GB-s",
+            (lambda_gb_seconds + init) * _gb_second(prices, assumptions),
+            f"{assumptions.architecture} GB-s, INIT of 1 % of invocations included",
         ),
         ("Lambda requests", invocations * prices.lambda_per_request, "one per batch"),
         (
             "S3 requests",
             photos * (gets * prices.s3_get + puts * prices.s3_put),
-            f"{gets} GET + {puts} PUT a photo",
+            f"{gets:g} GET + {puts:g} PUT a photo",
         ),
         ("SQS requests", queue_requests * prices.sqs_per_request, "send, receive, delete"),
         (
             "DynamoDB",
-            photos
-            * (
-                DYNAMODB_READ_UNITS * prices.dynamodb_read_unit + DYNAMODB_WRITE_UNITS * prices.dynamodb_write_unit
-            ),
-            f"{DYNAMODB_READ_UNITS} RRU + {DYNAMODB_WRITE_UNITS} WRU a photo",
+            photos * (reads * prices.dynamodb_read_unit + writes * prices.dynamodb_write_unit),
+            f"{reads:g} RRU + {writes:g} WRU a photo",
         ),
         (
             "CloudWatch + X-Ray",
@@ -141,19 +150,6 @@ def _per_photo_parts(
     if mode == ASYNC:
         parts.append(("SNS", photos * prices.sns_publish, "one completion notification a photo"))
     return parts
-
-
-def _fixed_monthly(settings: Settings, prices: Prices, *, queues: int) -> list[tuple[str, float, str]]:
-    idle_polls = queues * SQS_IDLE_POLLERS * HOURS_PER_MONTH * 3600 / SQS_LONG_POLL_SECONDS
-    return [
-        ("SQS requests", idle_polls * prices.sqs_per_request, f"{queues} queue(s) long-polled when empty"),
-        (
-            "CloudWatch + X-Ray",
-            (BASE_METRICS + settings.labels) * prices.custom_metric_month,
-            f"{BASE_METRICS + settings.labels} custom metrics",
-        ),
-        ("KMS keys", KMS_KEYS * prices.kms_key_month, f"{KMS_KEYS} customer-managed keys"),
-    ]
 
 
 def _merge(
@@ -200,14 +196,12 @@ def upload_scenario(
         queue_requests = (
             photos + 2 * batches
         )  # S3's SendMessage; one ReceiveMessage + one DeleteMessageBatch a batch
-        queues = 1
     else:
         # Submitter: normalise + PutObject + InvokeEndpointAsync, no waiting. Writer (SNS -> SQS -> Lambda): read
         # the answer, write the label.
         seconds = work + ASYNC_SUBMIT_IO_SECONDS + WRITER_SECONDS_PER_PHOTO
         invocations = 2 * batches
         queue_requests = 2 * (photos + 2 * batches)
-        queues = 2
     endpoint = (
         "Endpoint",
         instance_hours_day * month * instance_price,
@@ -221,8 +215,9 @@ def upload_scenario(
         queue_requests=queue_requests,
         prices=prices,
         assumptions=assumptions,
+        memory_mb=settings.upload_memory_mb,
     )
-    parts = _merge([endpoint, *variable], _fixed_monthly(settings, prices, queues=queues), photos)
+    parts = _merge([endpoint, *variable], fixed_parts(mode, settings, prices), photos)
     return Scenario(
         mode=mode,
         path="upload",
@@ -231,6 +226,7 @@ def upload_scenario(
         instance_hours=instance_hours_day,
         lambda_seconds_per_photo=seconds,
         waiting_seconds_per_photo=waiting if mode == REAL_TIME else 0.0,
+        worst_minutes=max(h.worst_seconds for h in day) / 60,
     )
 
 
@@ -278,6 +274,7 @@ def backfill_scenario(
         queue_requests=queue_requests,
         prices=prices,
         assumptions=assumptions,
+        memory_mb=settings.backfill_memory_mb,
     )
     variable.append(
         (
@@ -302,15 +299,29 @@ def backfill_scenario(
 # -- comparison --------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Crossing:
+    """Where real-time minus async changes sign. `step` names the mode whose bill jumps there (a fleet adds an
+    instance), so the two bills are never equal; None for a true break-even where they are."""
+
+    photos_per_day: float
+    step: str | None = None
+    jump_usd: float = 0.0  # the stepping mode's bill just above minus just below, a month
+
+
+JUMP_USD = 0.01  # a month: the difference moving more than this across a zero-width bracket is a jump
+
+
 def break_even(
     cost: dict[str, Callable[[float], float]],
     *,
     low: float = 10.0,
     high: float = 10_000_000.0,
     steps: int = 60,
-) -> list[float]:
-    """Daily volumes where the two modes cost the same (real-time minus async changes sign), found on a
-    geometric grid from `low` to `high` and refined by bisection. Volumes a mode cannot serve are skipped."""
+) -> list[Crossing]:
+    """Daily volumes where real-time minus async changes sign, found on a geometric grid from `low` to `high` and
+    refined by bisection; each is a true crossing or a step of one mode's bill. Volumes a mode cannot serve are
+    skipped."""
 
     def difference(volume: float) -> float | None:
         try:
@@ -326,7 +337,7 @@ def break_even(
     for (a, fa), (b, fb) in itertools.pairwise(points):
         if fa is None or fb is None or (fa > 0) == (fb > 0):
             continue
-        for _ in range(40):
+        for _ in range(60):
             middle = math.sqrt(a * b)
             fm = difference(middle)
             if fm is None:
@@ -334,9 +345,17 @@ def break_even(
             if (fm > 0) == (fa > 0):
                 a, fa = middle, fm
             else:
-                b = middle
-        crossings.append(math.sqrt(a * b))
+                b, fb = middle, fm
+        crossings.append(_classify(cost, a, b, fa, fb))
     return crossings
+
+
+def _classify(cost: dict[str, Callable[[float], float]], a: float, b: float, fa: float, fb: float) -> Crossing:
+    if abs(fb - fa) <= JUMP_USD:
+        return Crossing(math.sqrt(a * b))
+    jumps = {mode: cost[mode](b) - cost[mode](a) for mode in (REAL_TIME, ASYNC)}
+    mode = max(jumps, key=lambda m: abs(jumps[m]))
+    return Crossing(math.sqrt(a * b), step=mode, jump_usd=jumps[mode])
 
 
 def regimes(

@@ -12,6 +12,7 @@ from tools.cost.fleet import (
     Performance,
     async_day,
     async_on_fraction,
+    async_utilisation,
     hourly_rates,
     real_time_day,
     response_seconds,
@@ -99,20 +100,48 @@ def test_async_on_share_follows_the_renewal_formula() -> None:
 
 
 def test_async_scales_to_zero_when_no_photo_arrives() -> None:
-    # Uploads only from 12:00 to 24:00 at 3/s: 4 instances for 12 h as in real-time, then at midnight the four
-    # leave one by one: the first after 15 idle minutes, the others a 600-s cooldown apart:
-    #   0.25 + (0.25 + 0.1667) + (0.25 + 0.3333) + (0.25 + 0.5) = 2.0 h; then nothing until noon.
+    # Uploads only from 12:00 to 24:00 at 3/s: the backlog target keeps ceil(3 / 1) = 3 saturated instances for
+    # 12 h (real-time keeps 4 at rho 6/7); at midnight the three leave one by one: the first after 15 idle
+    # minutes, the others a 600-s cooldown apart: 0.25 + (0.25 + 0.1667) + (0.25 + 0.3333) = 1.25 h; then nothing.
     curve = [0.0] * 12 + [1.0] * 12
     settings = Settings(upload_max_concurrency=24)
     asynchronous = async_day(hourly_rates(3 * 3600 * 12, curve), PERF, settings, ASSUME)
     real_time = real_time_day(hourly_rates(3 * 3600 * 12, curve), PERF, settings, ASSUME)
-    assert asynchronous[0].instances == pytest.approx(2.0)
+    assert asynchronous[0].instances == pytest.approx(1.25)
     assert sum(h.instances for h in asynchronous[1:12]) == 0.0
-    # Hour 12 starts from zero: 4 instances + 4 x 10 min start-up = 4.667
-    assert asynchronous[12].instances == pytest.approx(4 + 4 * 10 / 60)
-    # 2.0 + 4.667 + 11 x 4 = 50.67 instance-hours against real-time's 61.75
-    assert sum(h.instances for h in asynchronous) == pytest.approx(2.0 + 4 + 4 / 6 + 44)
+    # Hour 12 starts from zero: 3 instances + 3 x 10 min start-up = 3.5
+    assert asynchronous[12].instances == pytest.approx(3 + 3 * 10 / 60)
+    # 1.25 + 3.5 + 11 x 3 = 37.75 instance-hours against real-time's 61.75
+    assert sum(h.instances for h in asynchronous) == pytest.approx(1.25 + 3.5 + 33)
     assert sum(h.instances for h in real_time) == pytest.approx(61.75)
+
+
+def test_the_async_fleet_is_sized_by_its_backlog_target_not_the_real_time_rule() -> None:
+    # 1 photo/s flat on instances of 1 photo/s. Real-time target tracking (6 in flight, rho 6/7) keeps
+    # ceil(1 / (6/7)) = 2 instances. Async tracks ApproximateBacklogSizePerInstance (target 200): one instance
+    # that keeps up holds a few requests, far under 200, so the fleet shrinks to the one saturated instance.
+    rates = hourly_rates(86_400)
+    assert async_utilisation() == 1.0
+    assert sum(h.instances for h in async_day(rates, PERF, Settings(), ASSUME)) == pytest.approx(24.0)
+    assert sum(h.instances for h in real_time_day(rates, PERF, Settings(), ASSUME)) == pytest.approx(48.0)
+    # 3.5 photos/s: ceil(3.5) = 4 async instances against ceil(3.5 / (6/7)) = 5 real-time
+    busy = hourly_rates(3.5 * 86_400)
+    wide = Settings(max_capacity=8, upload_max_concurrency=48)
+    assert sum(h.instances for h in async_day(busy, PERF, wide, ASSUME)) == pytest.approx(4 * 24)
+    assert sum(h.instances for h in real_time_day(busy, PERF, wide, ASSUME)) == pytest.approx(5 * 24)
+
+
+def test_the_worst_wait_for_a_label_in_each_endpoint_mode() -> None:
+    # Real-time, 1 photo/s on 2 instances (rho 0.5): a request takes max(2 s alone, 1 / 0.5) = 2 s, and the 4
+    # records of a batch are labelled one after another: 8 s.
+    day = real_time_day(hourly_rates(86_400), PERF, Settings(), ASSUME)
+    assert max(h.worst_seconds for h in day) == pytest.approx(4 * 2.0)
+    # Async, always busy: the standing queue of the backlog target (200 requests x 1 s) + the request itself (2 s)
+    busy = async_day(hourly_rates(86_400), PERF, Settings(), ASSUME)
+    assert max(h.worst_seconds for h in busy) == pytest.approx(200 + 2)
+    # Async at 10 photos a day reaches zero: + the HasBacklogWithoutCapacity alarm (2 min) + the cold start (10)
+    rare = async_day(hourly_rates(10), PERF, Settings(), ASSUME)
+    assert max(h.worst_seconds for h in rare) == pytest.approx(200 + 2 + 12 * 60)
 
 
 def test_async_at_steady_traffic_never_idles_long_enough_to_stop() -> None:

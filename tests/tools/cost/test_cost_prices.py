@@ -17,8 +17,10 @@ RAW: dict[str, Any] = json.loads(prices.PRICES_FILE.read_text())
 def test_every_price_says_where_it_comes_from_and_when_it_was_read() -> None:
     datetime.date.fromisoformat(RAW["read_on"])
     assert RAW["region"] == "us-east-1"
-    sections = [v for k, v in RAW.items() if isinstance(v, dict) and k != "sagemaker_instance_hour"]
-    sections += list(RAW["sagemaker_instance_hour"].values())
+    tables = ("sagemaker_instance_hour", "sagemaker_training_instance_hour")
+    sections = [v for k, v in RAW.items() if isinstance(v, dict) and k not in tables]
+    for table in tables:
+        sections += list(RAW[table].values())
     for section in sections:
         assert section["source"].strip()
         assert section["confirmed"].strip()
@@ -50,3 +52,20 @@ def test_a_bad_price_names_its_key(path: tuple[str, str], value: object, message
 def test_an_instance_type_without_a_price_is_an_error_that_says_how_to_go_on() -> None:
     with pytest.raises(prices.PriceError, match="--price-per-hour"):
         prices.load().instance_hour("ml.p9.huge")
+
+
+def test_the_job_is_priced_at_the_training_rate_less_the_managed_spot_discount() -> None:
+    loaded = prices.load()
+    assert loaded.training_instance_hour("ml.g5.xlarge") == 1.408
+    assert loaded.spot_discount == 0.65
+    # The discount's source names how to read your own: 1 - BillableTimeInSeconds / TrainingTimeInSeconds
+    assert "BillableTimeInSeconds" in RAW["managed_spot"]["source"]
+    with pytest.raises(prices.PriceError, match="--job-price-per-hour"):
+        loaded.training_instance_hour("ml.p9.huge")
+
+
+def test_a_spot_discount_of_one_or_more_is_refused() -> None:
+    data = copy.deepcopy(RAW)
+    data["managed_spot"]["discount"] = 1.0
+    with pytest.raises(prices.PriceError, match=r"managed_spot\.discount must be below 1"):
+        prices.parse(data)

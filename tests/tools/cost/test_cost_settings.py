@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tools.cost import settings as cost_settings
-from tools.cost.settings import Settings, SettingsError, from_context
+from tools.cost.settings import ScheduledSettings, Settings, SettingsError, from_context, rate_hours
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -72,3 +72,27 @@ def test_an_unreadable_cdk_json_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "cdk.json").write_text("{not json")
     with pytest.raises(SettingsError, match="cannot read"):
         cost_settings.load(tmp_path / "cdk.json")
+
+
+def test_scheduled_settings_use_the_designs_key_names_and_defaults() -> None:
+    # docs/scheduled-mode.md: photo_labeler.scheduled; until AppConfig has the section these are the defaults
+    scheduled = ScheduledSettings()
+    assert scheduled.interval_hours == 6.0  # rate(6 hours)
+    assert scheduled.window_cap == pytest.approx(4 * 5_300 * 0.8 * 330 / 60)
+    assert ScheduledSettings(schedule="rate(1 day)").interval_hours == 24.0
+    assert ScheduledSettings(schedule="cron(0 2 * * ? *)", window_interval_hours=24).interval_hours == 24.0
+    with pytest.raises(SettingsError, match="window_interval_hours: required with a cron"):
+        _ = ScheduledSettings(schedule="cron(0 2 * * ? *)").interval_hours
+    assert (rate_hours("rate(30 minutes)"), rate_hours("rate(2 days)")) == (0.5, 48.0)
+
+
+def test_scheduled_settings_follow_the_apps_config_section_once_it_exists() -> None:
+    from stacks.config import AppConfig
+
+    section = getattr(AppConfig(), "scheduled", None)
+    if section is None:
+        pytest.skip("AppConfig has no `scheduled` section yet (issue 18): the design's defaults hold")
+    ours = Settings.from_config(AppConfig()).scheduled
+    for name in ScheduledSettings.__dataclass_fields__:
+        if hasattr(section, name):
+            assert getattr(ours, name) == getattr(section, name), name
