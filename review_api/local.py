@@ -94,6 +94,16 @@ def ensure_history_table(dynamodb: Any, name: str) -> None:
         dynamodb.create_table(**review_history_table.create_table_kwargs(name))
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A browser that closes a connection mid-answer (a photo page left, a prefetch cancelled) is not an error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 @dataclass
 class LocalReviewServer:
     url: str
@@ -251,9 +261,7 @@ def start_local_review(
     handler.logger.setLevel("WARNING")
     claims = local_claims(reviewer, groups)
     config = page_config or {"mode": "local", "apiBase": "", "note": f"decisions recorded as {reviewer}"}
-    server = ThreadingHTTPServer(
-        ("127.0.0.1", port), _make_handler(service, authorizer or (lambda headers: claims), config)
-    )
+    server = _Server(("127.0.0.1", port), _make_handler(service, authorizer or (lambda headers: claims), config))
     thread = threading.Thread(target=server.serve_forever, name="review-local", daemon=True)
     thread.start()
     return LocalReviewServer(url=f"http://127.0.0.1:{server.server_address[1]}/", server=server, thread=thread)

@@ -11,6 +11,7 @@ import pytest
 
 from review_api.local import start_local_review
 from tests.review_api.review_testkit import BUCKET, REGION, TABLE, read_item, seed_photo
+from tests.review_web.pagekit import save_screenshot
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +59,7 @@ def test_three_photos_reviewed_by_keyboard_hold_exactly_those_decisions(
             lambda: browser.execute_script("return document.getElementById('photo').naturalWidth") == 320,
             "the photo to load",
         )
+        save_screenshot(browser, "review-single.png")
         keys = ActionChains(browser)
 
         # When the reviewer confirms a with Enter
