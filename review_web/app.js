@@ -10,9 +10,9 @@ import { signOut } from "./auth.js";
 import { Grid } from "./grid.js";
 import { decisionKey, showKeyLabels } from "./keys.js";
 import { Picker } from "./labels.js";
+import { exportManifest, renderHistory, restorePlace, savePlace as keepPlace } from "./records.js";
 
 const BATCH = 5; // photos claimed at a time in the single view; the next batch is claimed before they run out
-const PLACE_KEY = "review.place";
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -35,23 +35,7 @@ const state = {
   jumps: 0, // counts undos: an advance still claiming photos does not move away from the photo an undo showed
 };
 
-// -- where the reviewer is (kept across a reload or a sign-in) -------------------------------------------------
-
-function savePlace() {
-  const place = { filter: state.filter, view: state.view, history: state.history.slice(-50) };
-  sessionStorage.setItem(PLACE_KEY, JSON.stringify(place));
-}
-
-function restorePlace() {
-  const place = JSON.parse(sessionStorage.getItem(PLACE_KEY) || "null");
-  if (!place) return;
-  for (const [name, value] of Object.entries(place.filter || {})) {
-    const field = $("filters").elements.namedItem(name);
-    if (field && value) field.value = value;
-  }
-  state.history = place.history || [];
-  state.view = place.view === "grid" ? "grid" : "single";
-}
+const savePlace = () => keepPlace(state);
 
 // -- messages and counts -----------------------------------------------------------------------------------------
 
@@ -285,16 +269,7 @@ async function photoFailed() {
 
 async function showHistory() {
   const photo = current();
-  if (!photo || !$("history").open) return;
-  const { history } = await api(`/api/photos/${photo.id}/history`);
-  $("history-list").replaceChildren(
-    ...history.map((entry) => {
-      const item = document.createElement("li");
-      const what = entry.action === "undo" ? `undid #${entry.undoes}` : `${entry.action}: ${entry.decision}${entry.human_label ? ` ${entry.human_label}` : ""}`;
-      item.textContent = `${entry.at.slice(0, 16).replace("T", " ")} ${entry.by} — ${what}`;
-      return item;
-    }),
-  );
+  if (photo && $("history").open) await renderHistory(photo.id, $("history-list"));
 }
 
 // -- deciding ----------------------------------------------------------------------------------------------------
@@ -427,25 +402,6 @@ function readFilters() {
   state.filter = Object.fromEntries([...form.entries()].map(([name, value]) => [name, String(value).trim()]).filter(([, value]) => value));
 }
 
-async function exportManifest() {
-  const rows = [];
-  let cursor = null;
-  say("Exporting…");
-  do {
-    const page = await api(`/api/export${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ""}`);
-    rows.push(...page.rows);
-    cursor = page.cursor;
-    say(`Exporting… ${rows.length} photos`);
-  } while (cursor);
-  const blob = new Blob(rows.map((row) => `${JSON.stringify(row)}\n`), { type: "application/x-ndjson" });
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(blob);
-  link.download = `reviewed-${new Date().toISOString().slice(0, 10)}.jsonl`;
-  link.click();
-  URL.revokeObjectURL(link.href);
-  say(`Exported ${rows.length} decided photos (rejected ones included, label null).`, "ok");
-}
-
 // -- start -------------------------------------------------------------------------------------------------------
 
 const picker = new Picker($("search"), $("suggestions"), {
@@ -461,19 +417,9 @@ const grid = new Grid({
   decided,
   undo,
   emptyText,
-  get busy() {
-    return state.busy;
-  },
-  set busy(value) {
-    state.busy = value;
-  },
+  get busy() { return state.busy; }, // prettier-ignore
+  set busy(value) { state.busy = value; }, // prettier-ignore
 });
-
-function fillFilters(statuses) {
-  const status = $("f-status");
-  for (const value of statuses) status.add(new Option(value, value, value === "NEEDS_REVIEW", value === "NEEDS_REVIEW"));
-  for (const label of state.labels) $("f-label").add(new Option(label, label));
-}
 
 async function start() {
   showKeyLabels();
@@ -492,8 +438,9 @@ async function start() {
   $("export").hidden = !state.me.lead;
   const meta = await api("/api/labels");
   state.labels = meta.labels;
-  fillFilters(meta.statuses);
-  restorePlace();
+  for (const value of meta.statuses) $("f-status").add(new Option(value, value, value === "NEEDS_REVIEW", value === "NEEDS_REVIEW"));
+  for (const label of state.labels) $("f-label").add(new Option(label, label));
+  restorePlace(state, $("filters"));
   readFilters();
 
   $("filters").addEventListener("submit", async (event) => {
@@ -524,7 +471,7 @@ async function start() {
   $("history").addEventListener("toggle", () => showHistory().catch((error) => say(error.message, "error")));
   $("view-single").addEventListener("click", () => setView("single"));
   $("view-grid").addEventListener("click", () => setView("grid"));
-  $("export").addEventListener("click", () => exportManifest().catch((error) => say(`Export failed: ${error.message}`, "error")));
+  $("export").addEventListener("click", () => exportManifest(say).catch((error) => say(`Export failed: ${error.message}`, "error")));
   $("photo").addEventListener("load", photoLoaded);
   $("photo").addEventListener("error", photoFailed);
   document.addEventListener("keydown", onKey);

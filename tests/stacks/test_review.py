@@ -315,7 +315,7 @@ def test_dashboard_widgets_show_the_backlog_and_decisions_per_hour() -> None:
     widgets = review_dashboard_widgets("HotelPhotos")
     body = json.dumps([stack.resolve(widget.to_json()) for widget in widgets])
     assert "ReviewBacklog" in body and "ReviewDecisionsByKind" in body and '"photo-review"' in body
-    assert "Review decisions per hour" in body and "3600" in body
+    assert "Review decisions per hour" in body and "3600" in body and "ReviewOverrides" in body
 
 
 def test_the_bundle_layout_imports_the_handler_with_the_configured_taxonomy(tmp_path: Path) -> None:
