@@ -134,6 +134,13 @@ async function advance() {
     }
   }
   if (state.jumps !== jumps) return;
+  // Photos skipped with Next are still this reviewer's, and still counted in "N left": go back to them.
+  const skipped = state.queue.findIndex((photo) => !photo.decision && !photo.conflict);
+  if (skipped >= 0) {
+    state.index = skipped;
+    say("Back to the photos you skipped.");
+    return render();
+  }
   state.index = state.queue.length; // past the end: "nothing left"
   render();
 }

@@ -24,6 +24,7 @@ _KEYS = {
     "Enter": ("Enter", 13, "\r"),
     "Delete": ("Delete", 46, None),
     "Backspace": ("Backspace", 8, None),
+    "ArrowRight": ("ArrowRight", 39, None),
     "z": ("KeyZ", 90, "z"),
 }
 META = 4  # CDP modifier bits: Alt 1, Ctrl 2, Meta 4, Shift 8

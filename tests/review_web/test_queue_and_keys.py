@@ -67,10 +67,16 @@ def test_a_queue_longer_than_one_claim_is_decided_to_the_end(emulated: tuple[str
     with _server(endpoint) as server:
         page = Page(browser).open(server.url)
         assert page.text("left") == "12 left"
-        for name in names:
+        # When the reviewer confirms every photo but the fourth, which they skip with →
+        for position, name in enumerate(names):
             page.shows(name)
             wait(page.photo_ready, f"{name} to load")
-            page.key("Enter")
+            page.key("ArrowRight" if position == 3 else "Enter")
+        # Then the page comes back to the skipped photo instead of "nothing left" beside "1 left"
+        page.shows(names[3])
+        assert page.text("left") == "1 left" and not page.visible("empty")
+        wait(page.photo_ready, "the skipped photo")
+        page.key("Enter")
         wait(lambda: page.visible("empty"), "the end of the queue")
         assert page.text("empty") == "Nothing left to review for this filter." and page.text("left") == "0 left"
     assert [_decision(dynamodb, name) for name in names] == ["confirm"] * 12
