@@ -41,7 +41,15 @@ ASYNC_MAX_ATTEMPTS = "ASYNC_MAX_ATTEMPTS"
 REQUIRED = (TABLE_NAME, ENDPOINT_NAME, MODEL_ID)
 REALTIME = "realtime"
 ASYNC = "async"
-ENDPOINT_MODES = (REALTIME, ASYNC)
+# No endpoint at all: the labellers record PENDING, a window's labelling job labels (docs/scheduled-mode.md).
+SCHEDULED = "scheduled"
+ENDPOINT_MODES = (REALTIME, ASYNC, SCHEDULED)
+# What each mode cannot run without (scheduled mode has no endpoint to name).
+REQUIRED_BY_MODE = {
+    REALTIME: REQUIRED,
+    ASYNC: (*REQUIRED, ASYNC_REQUEST_BUCKET),
+    SCHEDULED: (TABLE_NAME, MODEL_ID),
+}
 
 # -- what an unset optional variable means ----------------------------------------------------------------------
 DEFAULT_HOTEL_ID_PATTERN = r"^[^/]+/(?P<hotel_id>[^/]+)/"  # uploads/<hotel_id>/<file>
@@ -103,7 +111,8 @@ class LabellerEnvironment:
 
     The upload and backfill labellers set all of them (the backfill with an empty UPLOAD_PREFIX when it covers
     the whole bucket); the async label writer leaves HOTEL_ID_PATTERN, UPLOAD_PREFIX and MODEL_PARAMETER_NAME
-    unset. `async_inference` set means ENDPOINT_MODE=async.
+    unset. `async_inference` set means ENDPOINT_MODE=async; `scheduled` means ENDPOINT_MODE=scheduled, where
+    `endpoint_name` is "" (there is no endpoint) and is then not written.
     """
 
     table_name: str
@@ -117,10 +126,17 @@ class LabellerEnvironment:
     service_name: str | None = None
     metrics_namespace: str | None = None
     async_inference: AsyncEnvironment | None = None
+    scheduled: bool = False
+
+    def __post_init__(self) -> None:
+        if self.scheduled and self.async_inference is not None:
+            raise ConfigError("a labeller is either scheduled or async, not both")
 
     @property
     def endpoint_mode(self) -> str:
-        return REALTIME if self.async_inference is None else ASYNC
+        if self.async_inference is not None:
+            return ASYNC
+        return SCHEDULED if self.scheduled else REALTIME
 
     def to_environment(self) -> dict[str, str]:
         """The function's `Environment.Variables` (values may be CDK tokens at synth time)."""
@@ -134,11 +150,12 @@ class LabellerEnvironment:
         }
         return {
             TABLE_NAME: self.table_name,
-            ENDPOINT_NAME: self.endpoint_name,
+            **({ENDPOINT_NAME: self.endpoint_name} if self.endpoint_name or not self.scheduled else {}),
             MODEL_ID: self.model_id,
             CONFIDENCE_THRESHOLD: str(self.confidence_threshold),
             **{name: value for name, value in optional.items() if value is not None},
             **(self.async_inference.to_environment() if self.async_inference is not None else {}),
+            **({ENDPOINT_MODE: SCHEDULED} if self.scheduled else {}),
         }
 
     @classmethod
@@ -150,13 +167,12 @@ class LabellerEnvironment:
         where the handler has already checked what it connects to.
         """
         mode = environ.get(ENDPOINT_MODE, REALTIME)
+        if mode not in ENDPOINT_MODES:
+            raise ConfigError(f"{ENDPOINT_MODE} must be one of {', '.join(ENDPOINT_MODES)}, got {mode!r}")
         if require:
-            needed = REQUIRED + ((ASYNC_REQUEST_BUCKET,) if mode == ASYNC else ())
-            missing = [name for name in needed if not environ.get(name)]
+            missing = [name for name in REQUIRED_BY_MODE[mode] if not environ.get(name)]
             if missing:
                 raise ConfigError(f"environment variables not set: {', '.join(missing)}")
-        if mode not in ENDPOINT_MODES:
-            raise ConfigError(f"{ENDPOINT_MODE} must be 'realtime' or 'async', got {mode!r}")
         threshold_text = environ.get(CONFIDENCE_THRESHOLD, str(DEFAULT_CONFIDENCE_THRESHOLD))
         try:
             threshold = float(threshold_text)
@@ -174,6 +190,7 @@ class LabellerEnvironment:
             service_name=environ.get(POWERTOOLS_SERVICE_NAME),
             metrics_namespace=environ.get(POWERTOOLS_METRICS_NAMESPACE),
             async_inference=AsyncEnvironment.from_environment(environ) if mode == ASYNC else None,
+            scheduled=mode == SCHEDULED,
         )
 
 
@@ -192,8 +209,11 @@ __all__ = [
     "DEFAULT_HOTEL_ID_PATTERN",
     "DEFAULT_REQUEST_PREFIX",
     "DEFAULT_UPLOAD_PREFIX",
+    "ENDPOINT_MODES",
     "REALTIME",
     "REQUIRED",
+    "REQUIRED_BY_MODE",
+    "SCHEDULED",
     "AsyncEnvironment",
     "ConfigError",
     "LabellerEnvironment",

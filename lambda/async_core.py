@@ -47,14 +47,12 @@ from labeller_core import (
     Labeller,
     LabellerConfig,
     Outcome,
+    Prepared,
     Status,
-    StoredObject,
     TransientFault,
-    encode_request,
     format_last_modified,
     judge,
 )
-from labeller_inputs import ObjectRef
 
 from classification.contract import InvalidAnswer
 from classification.labeller_environment import AsyncEnvironment
@@ -225,9 +223,9 @@ class AsyncSubmitter(Labeller):
         claimed = existing.get("pending_claimed_at")
         return bool(claimed) and str(claimed) >= _iso(now - timedelta(seconds=self.settings.claim_lease_seconds))
 
-    def _label(self, ref: ObjectRef, stored: StoredObject, model: str, jpeg: bytes) -> Outcome:
+    def _label(self, prepared: Prepared) -> Outcome:
+        ref, stored, model = prepared.ref, prepared.stored, prepared.model
         identifier = inference_id(ref.bucket, ref.key, stored.etag, stored.version_id, model)
-        match = self.config.hotel_id_pattern.search(ref.key)
         ticket = Ticket(
             inference_id=identifier,
             bucket=ref.bucket,
@@ -236,7 +234,7 @@ class AsyncSubmitter(Labeller):
             source_last_modified=format_last_modified(stored.last_modified),
             model=model,
             version_id=stored.version_id,
-            hotel_id=match.group("hotel_id") if match and match.group("hotel_id") else None,
+            hotel_id=self._hotel_id(ref),
         )
         now = self._clock()
         claim = Claim(
@@ -254,7 +252,7 @@ class AsyncSubmitter(Labeller):
                 model=model,
             )
         try:
-            location = self._requests.put(identifier, encode_request(self.config.taxonomy, jpeg), ticket)
+            location = self._requests.put(identifier, prepared.request, ticket)
             self._async_endpoint.submit(location, identifier)
         except Exception:
             # Nothing reached the endpoint: free the claim so the retry (SQS or the map's Retry) submits at once.

@@ -1,7 +1,8 @@
 """Powertools adapter of the labeller: SQS batches of S3 notifications, and Step Functions backfill batches.
 
-All decisions live in labeller_core; this module parses events, wires the boto3-backed data access, and turns
-outcomes into logs (image URI on every line) and EMF metrics (names in docs/interfaces.md).
+All decisions live in labeller_core (async_core, scheduled_core for the other endpoint modes); this module parses
+events, wires the boto3-backed data access, and turns outcomes into logs (image URI on every line) and EMF metrics
+(names in docs/interfaces.md).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from labeller_core import (
 )
 from labeller_inputs import BackfillBatch, ObjectRef, parse_s3_notification
 
-from classification.labeller_environment import ASYNC, ENDPOINT_MODE, LabellerEnvironment
+from classification.labeller_environment import ASYNC, ENDPOINT_MODE, SCHEDULED, LabellerEnvironment
 
 logger = Logger()
 metrics = Metrics()
@@ -47,8 +48,10 @@ _STATUS_METRICS = {
     Status.REJECTED: "PhotosRejected",
     Status.MISSING: "PhotosSkipped",  # consumed without a label, like the skips; the status is in the table
     Status.SKIPPED: "PhotosSkipped",
-    Status.PENDING: "PhotosSubmitted",  # endpoint.mode async: the label arrives through async_handler
 }
+# PENDING by endpoint mode: async submitted it (the label arrives through async_handler), scheduled recorded it
+# for the next window (the label arrives from the window's job).
+_PENDING_METRICS = {ASYNC: "PhotosSubmitted", SCHEDULED: "PhotosPending"}
 
 
 # One record's worst case (two endpoint attempts of 65 s plus S3/DynamoDB): a record is started only while it
@@ -65,8 +68,11 @@ class TransientBatchError(Exception):
 
 
 @cache
-def get_labeller() -> Labeller:
-    """Built on first use (not at import) so tests and the cold start read the final environment."""
+def get_labeller(*, backfill: bool = False) -> Labeller:
+    """Built on first use (not at import) so tests and the cold start read the final environment.
+
+    `backfill` matters in scheduled mode only: the backfill records PENDING from HeadObject, without a download.
+    """
     environment = LabellerEnvironment.from_environment(os.environ)  # names a missing or malformed variable
     config = LabellerConfig.from_environment(environment)
     session = boto3.session.Session()
@@ -84,6 +90,17 @@ def get_labeller() -> Labeller:
         from async_aws import build_submitter
 
         return build_submitter(config, session, environment, model_id=registry)
+    if environment.endpoint_mode == SCHEDULED:
+        # Same rules up to the endpoint call, which becomes a PENDING record (lambda/scheduled_core.py).
+        from scheduled_core import PendingRecorder
+
+        return PendingRecorder(
+            config,
+            objects=S3ObjectStore(session.client("s3")),
+            labels=DynamoLabelStore(session.client("dynamodb"), environment.table_name),
+            validate=not backfill,
+            model_id=registry,
+        )
     return Labeller(
         config,
         objects=S3ObjectStore(session.client("s3")),
@@ -95,12 +112,12 @@ def get_labeller() -> Labeller:
     )
 
 
-def label_one(ref: ObjectRef, *, reclassify: bool = False) -> Outcome:
+def label_one(ref: ObjectRef, *, reclassify: bool = False, backfill: bool = False) -> Outcome:
     """Process one object with its URI on every log line; re-raises what must be retried."""
     logger.append_keys(image_uri=ref.image_uri)
     try:
         try:
-            outcome = get_labeller().process(ref, reclassify=reclassify)
+            outcome = get_labeller(backfill=backfill).process(ref, reclassify=reclassify)
         except TransientFault as error:
             metrics.add_metric(name="TransientFailures", unit=MetricUnit.Count, value=1)
             logger.warning("transient failure, will be retried", extra={"error": str(error)})
@@ -116,7 +133,11 @@ def label_one(ref: ObjectRef, *, reclassify: bool = False) -> Outcome:
 
 
 def _emit(outcome: Outcome) -> None:
-    metrics.add_metric(name=_STATUS_METRICS[outcome.status], unit=MetricUnit.Count, value=1)
+    if outcome.status is Status.PENDING:
+        name = _PENDING_METRICS[os.environ.get(ENDPOINT_MODE, ASYNC)]
+    else:
+        name = _STATUS_METRICS[outcome.status]
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
     if outcome.endpoint_ms is not None:
         metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=outcome.endpoint_ms)
     if outcome.label is not None and outcome.status in (Status.LABELED, Status.NEEDS_REVIEW):
@@ -181,7 +202,7 @@ def backfill_handler(event: dict[str, Any], context: LambdaContext) -> dict[str,
             counts["deferred"] = len(batch.refs) - position
             break
         try:
-            outcome = label_one(ref, reclassify=batch.reclassify)
+            outcome = label_one(ref, reclassify=batch.reclassify, backfill=True)
         except Exception:
             counts["transient"] += 1
             continue
@@ -195,8 +216,9 @@ def backfill_handler(event: dict[str, Any], context: LambdaContext) -> dict[str,
         "transient": counts["transient"],
         "deferred": counts["deferred"],
     }
-    if os.environ.get(ENDPOINT_MODE) == ASYNC:
-        summary["pending"] = counts["pending"]  # submitted; their labels arrive through async_handler
+    if os.environ.get(ENDPOINT_MODE) in _PENDING_METRICS:
+        # async: submitted, their labels arrive through async_handler; scheduled: recorded for the next window
+        summary["pending"] = counts["pending"]
     logger.info("backfill batch done", extra={"summary": summary, "reclassify": batch.reclassify})
     if summary["transient"] or summary["deferred"]:
         raise TransientBatchError(

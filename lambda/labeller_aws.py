@@ -63,15 +63,8 @@ class S3ObjectStore:
             params["IfMatch"] = f'"{if_match}"'
         try:
             response = self._client.get_object(**params)
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code in _MISSING_CODES:
-                raise ObjectMissing(key) from error
-            if code in _SUPERSEDED_CODES:
-                raise ObjectSuperseded(key) from error
-            raise TransientFault(f"S3 GetObject failed: {_error_text(error)}") from error
-        except BotoCoreError as error:
-            raise TransientFault(f"S3 GetObject failed: {_error_text(error)}") from error
+        except (ClientError, BotoCoreError) as error:
+            raise _read_fault(error, key, "GetObject") from error
         size = int(response.get("ContentLength", 0))
         stream = response["Body"]
         try:
@@ -80,13 +73,39 @@ class S3ObjectStore:
             raise TransientFault(f"S3 read of {key} failed: {_error_text(error)}") from error
         finally:
             stream.close()
-        return StoredObject(
-            body=body,
-            size=size,
-            etag=clean_etag(response.get("ETag")) or "",
-            version_id=response.get("VersionId") if response.get("VersionId") not in (None, "null") else None,
-            last_modified=response["LastModified"],
-        )
+        return _stored(response, body)
+
+    def head(self, bucket: str, key: str, *, if_match: str | None) -> StoredObject:
+        """The version's metadata without its bytes (body None): HeadObject, which s3:GetObject covers."""
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if if_match:
+            params["IfMatch"] = f'"{if_match}"'
+        try:
+            response = self._client.head_object(**params)
+        except (ClientError, BotoCoreError) as error:
+            raise _read_fault(error, key, "HeadObject") from error
+        return _stored(response, None)
+
+
+def _read_fault(error: Exception, key: str, operation: str) -> Exception:
+    """The core's name for a failed read. HEAD answers carry no body, so their code is the bare HTTP status
+    ("404", "412"), which the code sets include."""
+    code = error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
+    if code in _MISSING_CODES:
+        return ObjectMissing(key)
+    if code in _SUPERSEDED_CODES:
+        return ObjectSuperseded(key)
+    return TransientFault(f"S3 {operation} failed: {_error_text(error)}")
+
+
+def _stored(response: Mapping[str, Any], body: bytes | None) -> StoredObject:
+    return StoredObject(
+        body=body,
+        size=int(response.get("ContentLength", 0)),
+        etag=clean_etag(response.get("ETag")) or "",
+        version_id=response.get("VersionId") if response.get("VersionId") not in (None, "null") else None,
+        last_modified=response["LastModified"],
+    )
 
 
 class SageMakerEndpoint:
@@ -119,6 +138,22 @@ RESULT_CONDITION = (
     " OR (source_last_modified = :lm AND etag <> :etag)"
     " OR (source_last_modified = :lm AND etag = :etag AND (NOT #status IN ({finals}) OR model <> :model)))"
 )
+# endpoint.mode scheduled (scheduled_core.py): a PENDING item replaces an older version's item, never the same
+# version's PENDING or result, except (reclassify) a result another model produced; never a reviewer's decision.
+PENDING_CONDITION = (
+    f"attribute_not_exists({HUMAN_DECISION_ATTRIBUTE}) AND ("
+    "attribute_not_exists(image_uri) OR attribute_not_exists(source_last_modified)"
+    " OR source_last_modified < :lm"
+    " OR (source_last_modified = :lm AND etag <> :etag){reclassify})"
+)
+PENDING_RECLASSIFY_CLAUSE = (
+    " OR (source_last_modified = :lm AND etag = :etag AND #status IN ({statuses}) AND model <> :model)"
+)
+# A PENDING photo a window found deleted gets its terminal MISSING (scheduled_core.WindowLabeller).
+MISSING_OVER_PENDING_CONDITION = (
+    f"attribute_not_exists(image_uri) OR (attribute_not_exists({HUMAN_DECISION_ATTRIBUTE})"
+    " AND #status = :pending AND etag = :etag)"
+)
 
 
 class DynamoLabelStore:
@@ -149,7 +184,22 @@ class DynamoLabelStore:
         condition = RESULT_CONDITION.format(finals=", ".join(placeholders))
         return self._put(item, condition, values, names={"#status": "status"})
 
-    def put_missing(self, item: Mapping[str, Any]) -> bool:
+    def put_pending(self, item: Mapping[str, Any], *, replace_statuses: tuple[str, ...] = ()) -> bool:
+        values: dict[str, Any] = {":lm": {"S": item["source_last_modified"]}, ":etag": {"S": item["etag"]}}
+        names: dict[str, str] | None = None
+        reclassify = ""
+        if replace_statuses:
+            placeholders = {f":replace{i}": {"S": status} for i, status in enumerate(replace_statuses)}
+            values.update(placeholders)
+            values[":model"] = {"S": item["model"]}
+            names = {"#status": "status"}
+            reclassify = PENDING_RECLASSIFY_CLAUSE.format(statuses=", ".join(placeholders))
+        return self._put(item, PENDING_CONDITION.format(reclassify=reclassify), values, names=names)
+
+    def put_missing(self, item: Mapping[str, Any], *, replace_pending: bool = False) -> bool:
+        if replace_pending and item.get("etag"):
+            values = {":pending": {"S": "PENDING"}, ":etag": {"S": item["etag"]}}
+            return self._put(item, MISSING_OVER_PENDING_CONDITION, values, names={"#status": "status"})
         return self._put(item, "attribute_not_exists(image_uri)", None, names=None)
 
     def _put(

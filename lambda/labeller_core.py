@@ -10,7 +10,10 @@ Statuses written to the table (one item per `s3://bucket/key`):
 - NEEDS_REVIEW  a taxonomy label, but confidence below the threshold or no logprobs in the answer.
 - REJECTED      the object cannot be a model input (not an image, corrupt, too large, ...); `reason` says why.
 - MISSING       the notification named an object that no longer exists; only written when the table has
-                nothing for that URI yet (a deletion never erases an earlier label).
+                nothing for that URI yet (a deletion never erases an earlier label), or, in a scheduled window,
+                over the PENDING item of that very version (scheduled_core.py).
+- PENDING       async mode: submitted, no answer yet (async_core.py); scheduled mode: waiting for the next
+                labelling window (scheduled_core.py).
 Outcomes that write nothing: SKIPPED (outside the upload prefix, same version already final, replaced by a newer
 version before it was read, a concurrent duplicate won the conditional write, or a reviewer has decided the photo:
 an item with `review_decision` is never overwritten, checked before any work and again in the conditional write).
@@ -74,8 +77,9 @@ class Status(StrEnum):
     NEEDS_REVIEW = "NEEDS_REVIEW"
     REJECTED = "REJECTED"
     MISSING = "MISSING"
-    # endpoint.mode async only: submitted to the async endpoint, no result yet (lambda/async_core.py). Written as
-    # the status of a photo the table did not know; an earlier result keeps its status while a new one is pending.
+    # endpoint.mode async: submitted to the async endpoint, no result yet (lambda/async_core.py), the status of a
+    # photo the table did not know. endpoint.mode scheduled: waiting for a window's labelling job
+    # (lambda/scheduled_core.py), the status of every photo version until its result replaces it.
     PENDING = "PENDING"
     SKIPPED = "SKIPPED"  # an outcome only: never written to the table
 
@@ -135,8 +139,9 @@ class LabelStore(Protocol):
         """Write a LABELED / NEEDS_REVIEW / REJECTED item if it is newer (module docstring); False if not."""
         ...
 
-    def put_missing(self, item: Mapping[str, Any]) -> bool:
-        """Write a MISSING item only if the table has nothing for its URI; False if it has."""
+    def put_missing(self, item: Mapping[str, Any], *, replace_pending: bool = False) -> bool:
+        """Write a MISSING item only if the table has nothing for its URI, or (replace_pending) a PENDING item of
+        the same ETag without a reviewer's decision; False otherwise."""
         ...
 
 
@@ -215,7 +220,39 @@ class Outcome:
     model: str | None = None  # the model the result was recorded for (None when nothing was compared or written)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A photo version that passed every check and is ready for the model (`Labeller.prepare`).
+
+    `request` is the body every path sends: the real-time endpoint's InvokeEndpoint body, the async request object,
+    and what a scheduled window's job hands vLLM's offline engine. `Labeller.record` writes the answer to it.
+    """
+
+    ref: ObjectRef
+    stored: StoredObject
+    model: str
+    request: bytes
+
+    @property
+    def image_uri(self) -> str:
+        return self.ref.image_uri
+
+
 class Labeller:
+    """One photo version in, at most one table write out, in two seams every labelling path shares:
+
+    - `prepare(ref)`: every rule before the model (prefix, reviewer's decision, cheap resume, If-Match read,
+      MISSING, REJECTED for bad files, normalisation) -> a `Prepared` request, or the final Outcome.
+    - `record(prepared, response)`: the model's answer -> parser, confidence, threshold, conditional write.
+    `process` is the real-time path (prepare, invoke the endpoint, record); async_core.AsyncSubmitter and
+    scheduled_core.PendingRecorder replace the step in between (`_label`), and a scheduled window's job calls the
+    two seams around vLLM's offline engine.
+    """
+
+    # A MISSING result may replace a PENDING item of the same version (scheduled mode: the photo a window was
+    # asked to label is gone, a terminal status); elsewhere MISSING is written only when the table has nothing.
+    missing_replaces_pending = False
+
     def __init__(
         self,
         config: LabellerConfig,
@@ -241,6 +278,74 @@ class Labeller:
 
     def process(self, ref: ObjectRef, *, reclassify: bool = False) -> Outcome:
         """Label one object; raises TransientFault (or a client error) when it should be retried."""
+        prepared = self.prepare(ref, reclassify=reclassify)
+        if isinstance(prepared, Outcome):
+            return prepared
+        return self._label(prepared)
+
+    def prepare(self, ref: ObjectRef, *, reclassify: bool = False) -> Prepared | Outcome:
+        """Everything before the model: a Prepared request, or the Outcome when the photo needs no model (skipped,
+        MISSING and REJECTED are written here). Raises TransientFault (or a client error) to be retried."""
+        screened = self._screen(ref, reclassify)
+        if isinstance(screened, Outcome):
+            return screened
+        model, existing = screened
+        uri = ref.image_uri
+        try:
+            stored = self._objects.get(
+                ref.bucket, ref.key, if_match=ref.etag, max_bytes=self.config.max_object_bytes
+            )
+        except ObjectMissing:
+            return self._record_missing(ref, model)
+        except ObjectSuperseded:
+            return Outcome(uri, Status.SKIPPED, reason="object was replaced by a newer version before it was read")
+        if not ref.etag and (skip := self._skip_reason(existing, stored.etag, reclassify, model)):
+            return Outcome(uri, Status.SKIPPED, reason=skip, model=model)
+
+        if stored.body is None:
+            return self._write_result(ref, stored, model, Status.REJECTED, reason=self._too_large(stored))
+        try:
+            image = normalize(stored.body, max_side=self.config.max_side, max_pixels=self.config.max_pixels)
+        except InvalidImage as error:
+            return self._write_result(ref, stored, model, Status.REJECTED, reason=error.reason)
+        return Prepared(ref, stored, model, encode_request(self.config.taxonomy, image.jpeg))
+
+    def record(
+        self,
+        prepared: Prepared,
+        response: bytes | str | Mapping[str, Any],
+        *,
+        endpoint_ms: float | None = None,
+    ) -> Outcome:
+        """Write the model's answer to a prepared photo (conditionally: a newer version or a reviewer wins).
+
+        An answer outside the taxonomy raises TransientFault: structured outputs should make it impossible, so when
+        it happens the model or its serving config is at fault, not the photo; retry rather than mislabel it.
+        """
+        try:
+            prediction = self.config.taxonomy.parse_response(response)
+        except InvalidAnswer as error:
+            raise TransientFault(f"endpoint answered outside the taxonomy: {error}") from error
+        status, reason = judge(prediction, self.config.confidence_threshold)
+        return self._write_result(
+            prepared.ref,
+            prepared.stored,
+            prepared.model,
+            status,
+            reason=reason,
+            label=prediction.label,
+            confidence=prediction.confidence,
+            endpoint_ms=endpoint_ms,
+        )
+
+    def _label(self, prepared: Prepared) -> Outcome:
+        """The real-time step between the seams: ask the endpoint and wait for its answer."""
+        started = self._timer()
+        response = self._endpoint.invoke(prepared.request)
+        return self.record(prepared, response, endpoint_ms=(self._timer() - started) * 1000.0)
+
+    def _screen(self, ref: ObjectRef, reclassify: bool) -> tuple[str, Mapping[str, Any] | None] | Outcome:
+        """The checks that need no S3 read: (the current model, the table's item), or the SKIPPED Outcome."""
         uri = ref.image_uri
         if not ref.key.startswith(self.config.upload_prefix):
             return Outcome(
@@ -258,51 +363,10 @@ class Labeller:
         # Cheap resume: a duplicate delivery or a re-run backfill costs one read, no download, no endpoint call.
         if ref.etag and (skip := self._skip_reason(existing, ref.etag, reclassify, model)):
             return Outcome(uri, Status.SKIPPED, reason=skip, model=model)
-        try:
-            stored = self._objects.get(
-                ref.bucket, ref.key, if_match=ref.etag, max_bytes=self.config.max_object_bytes
-            )
-        except ObjectMissing:
-            return self._record_missing(ref, model)
-        except ObjectSuperseded:
-            return Outcome(uri, Status.SKIPPED, reason="object was replaced by a newer version before it was read")
-        if not ref.etag and (skip := self._skip_reason(existing, stored.etag, reclassify, model)):
-            return Outcome(uri, Status.SKIPPED, reason=skip, model=model)
+        return model, existing
 
-        if stored.body is None:
-            reason = (
-                f"object is {stored.size:,} bytes, larger than the {self.config.max_object_bytes:,}-byte limit"
-            )
-            return self._write_result(ref, stored, model, Status.REJECTED, reason=reason)
-        try:
-            image = normalize(stored.body, max_side=self.config.max_side, max_pixels=self.config.max_pixels)
-        except InvalidImage as error:
-            return self._write_result(ref, stored, model, Status.REJECTED, reason=error.reason)
-
-        return self._label(ref, stored, model, image.jpeg)
-
-    def _label(self, ref: ObjectRef, stored: StoredObject, model: str, jpeg: bytes) -> Outcome:
-        """Ask the endpoint about a valid photo, record the answer (async_core.AsyncSubmitter submits instead)."""
-        started = self._timer()
-        response = self._endpoint.invoke(encode_request(self.config.taxonomy, jpeg))
-        endpoint_ms = (self._timer() - started) * 1000.0
-        try:
-            prediction = self.config.taxonomy.parse_response(response)
-        except InvalidAnswer as error:
-            # Structured outputs should make this impossible; when it happens the model or its serving config is
-            # at fault, not the photo, so retry and let the DLQ keep the message rather than mislabel it.
-            raise TransientFault(f"endpoint answered outside the taxonomy: {error}") from error
-        status, reason = judge(prediction, self.config.confidence_threshold)
-        return self._write_result(
-            ref,
-            stored,
-            model,
-            status,
-            reason=reason,
-            label=prediction.label,
-            confidence=prediction.confidence,
-            endpoint_ms=endpoint_ms,
-        )
+    def _too_large(self, stored: StoredObject) -> str:
+        return f"object is {stored.size:,} bytes, larger than the {self.config.max_object_bytes:,}-byte limit"
 
     # -- helpers --------------------------------------------------------------------------------------------
 
@@ -329,11 +393,17 @@ class Labeller:
             "model": model,
             "classified_at": self._clock().astimezone(UTC).isoformat(timespec="milliseconds"),
         }
-        match = self.config.hotel_id_pattern.search(ref.key)
-        # GSI key attributes cannot be empty strings: leave hotel_id out (sparse index) when the key has none.
-        if match and match.group("hotel_id"):
-            item["hotel_id"] = match.group("hotel_id")
+        if hotel_id := self._hotel_id(ref):
+            item["hotel_id"] = hotel_id
         return item
+
+    def _hotel_id(self, ref: ObjectRef) -> str | None:
+        """The ref's own hotel (a window's manifest) or the pattern's match on the key; None when neither names one
+        (GSI key attributes cannot be empty strings: hotel_id is then left out, a sparse index)."""
+        if ref.hotel_id:
+            return ref.hotel_id
+        match = self.config.hotel_id_pattern.search(ref.key)
+        return match.group("hotel_id") if match and match.group("hotel_id") else None
 
     def _write_result(
         self,
@@ -374,7 +444,7 @@ class Labeller:
         item["reason"] = reason
         if ref.etag:
             item["etag"] = ref.etag
-        if not self._labels.put_missing(item):
+        if not self._labels.put_missing(item, replace_pending=self.missing_replaces_pending):
             return Outcome(ref.image_uri, Status.SKIPPED, reason=f"{reason}; the table already has a result")
         return Outcome(ref.image_uri, Status.MISSING, reason=reason, model=model)
 

@@ -1,7 +1,8 @@
-"""What the labeller is asked to label: S3 notifications (uploads) and Distributed Map batches (backfill).
+"""What the labeller is asked to label: S3 notifications (uploads), Distributed Map batches (backfill) and the
+manifest lines of a scheduled window's labelling job.
 
-Both become ObjectRefs, the photo versions labeller_core.Labeller.process takes. Only the standard library here:
-the backfill stack's tests load this file on its own to check that the batches the map sends parse.
+All become ObjectRefs, the photo versions labeller_core.Labeller takes. Only the standard library here: the
+backfill stack's tests load this file on its own to check that the batches the map sends parse.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ class ObjectRef:
     bucket: str
     key: str  # decoded
     etag: str | None = None  # the version the caller saw (notification or listing); None = whatever is current
+    # The hotel the PENDING item named (a window's manifest); None: matched from the key by HOTEL_ID_PATTERN.
+    hotel_id: str | None = None
 
     @property
     def image_uri(self) -> str:
@@ -118,3 +121,48 @@ class BackfillBatch:
             etag = clean_etag(etag) if isinstance(etag, str) else None
             refs.append(ObjectRef(bucket=bucket, key=key, etag=etag))
         return cls(refs=tuple(refs), reclassify=reclassify, invalid=tuple(invalid))
+
+
+# -- manifest lines (endpoint.mode scheduled) ---------------------------------------------------------------------
+# One JSON object per line, written by the window's planner from PENDING items (lambda/window_core.py) and read by
+# the labelling job (labelling_job/run.py): {"bucket", "key", "etag", "hotel_id"?}. The ETag pins the version.
+MANIFEST_FIELDS = ("bucket", "key", "etag", "hotel_id")
+
+
+def manifest_line(ref: ObjectRef) -> str:
+    """The manifest line of a photo version (its ETag is required: a window labels exact versions)."""
+    if not ref.etag:
+        raise ValueError(f"{ref.image_uri}: a manifest line needs the version's ETag")
+    fields = {"bucket": ref.bucket, "key": ref.key, "etag": ref.etag}
+    if ref.hotel_id:
+        fields["hotel_id"] = ref.hotel_id
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+
+
+def parse_manifest(text: str, source: str) -> tuple[list[ObjectRef], list[str]]:
+    """The photo versions of a manifest shard, and why each malformed line was refused (`source`:line)."""
+    refs: list[ObjectRef] = []
+    invalid: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            fields = json.loads(line)
+        except json.JSONDecodeError as error:
+            invalid.append(f"{source}:{number}: not JSON ({error})")
+            continue
+        if not isinstance(fields, dict) or any(
+            not isinstance(fields.get(name), str) or not fields[name] for name in ("bucket", "key", "etag")
+        ):
+            invalid.append(f"{source}:{number}: needs non-empty string bucket, key and etag: {line[:200]}")
+            continue
+        hotel_id = fields.get("hotel_id")
+        refs.append(
+            ObjectRef(
+                bucket=fields["bucket"],
+                key=fields["key"],
+                etag=clean_etag(fields["etag"]),
+                hotel_id=hotel_id if isinstance(hotel_id, str) and hotel_id else None,
+            )
+        )
+    return refs, invalid

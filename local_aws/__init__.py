@@ -5,6 +5,8 @@
 - `lambda_runner`: the labeller's environment (one function), a Lambda context, the SQS event source's event and
   loop, realtime and async labelling of the upload queue with the unmodified handlers.
 - `photos`: generated photos whose label is their colour, uploads with bad files.
+- `labelling_job`: scheduled mode's labelling job run as SageMaker would (its bundle, entry point, `SM_*`).
+- `scheduled_runner`: uploads recorded PENDING, then one window (survey, plan, the job, report).
 - `training`: the CPU overrides of the training config and the child environment.
 
 `load_app_config()` reads cdk.json through the CDK app's own config model.

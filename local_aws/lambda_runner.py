@@ -30,7 +30,7 @@ ENDPOINT_NAME = "photo-labeler-local"  # the one name model_code's SageMaker Run
 MODEL_ID = "tiny-llava-next-demo"
 DRAIN_TIMEOUT = 600  # seconds: give up (and say what is left) rather than hang
 # The module-level caches of each function's clients, built from the environment on first use.
-_CLIENT_CACHES = {"handler": "get_labeller", "async_handler": "get_writer"}
+_CLIENT_CACHES = {"handler": "get_labeller", "async_handler": "get_writer", "window_handler": "get_window"}
 
 
 @dataclass
@@ -55,16 +55,18 @@ def lambda_environment(
     taxonomy_file: Path,
     config: AppConfig,
     async_parts: AsyncParts | None = None,
+    scheduled: bool = False,
 ) -> dict[str, str]:
     """The labeller's environment as the stack sets it, plus the local endpoints for boto3.
 
     `sagemaker_runtime_url` answers InvokeEndpoint (realtime: the model server) or InvokeEndpointAsync (async: the
-    worker playing SageMaker); `async_parts` switches the function to endpoint.mode async.
+    worker playing SageMaker); `async_parts` switches the function to endpoint.mode async, `scheduled` to
+    endpoint.mode scheduled (no endpoint: the URL is then unused).
     """
     # The stack's contract (classification/labeller_environment.py), with the taxonomy as a local path.
     labeller = LabellerEnvironment(
         table_name=aws.table,
-        endpoint_name=ENDPOINT_NAME,
+        endpoint_name="" if scheduled else ENDPOINT_NAME,
         model_id=MODEL_ID,
         confidence_threshold=config.upload.confidence_threshold,
         taxonomy_file=str(taxonomy_file.resolve()),
@@ -73,6 +75,7 @@ def lambda_environment(
         service_name=POWERTOOLS_SERVICE_NAME,
         metrics_namespace=config.metrics_namespace,
         async_inference=AsyncEnvironment(request_bucket=async_parts.bucket) if async_parts is not None else None,
+        scheduled=scheduled,
     )
     environment = {
         **labeller.to_environment(),
@@ -148,6 +151,7 @@ class DrainStats:
     failed_records: int = 0  # reported in batchItemFailures: left in the queue for redelivery
     seconds: float = 0.0
     endpoint: Any = None  # mode async: tools.async_worker.WorkerStats (submissions, inferences, duplicates)
+    window: Any = None  # mode scheduled: the window's report (lambda/window_files.total: counts per status)
 
 
 def drain_queue(

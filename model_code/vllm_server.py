@@ -37,6 +37,7 @@ from typing import IO
 
 from stacks import serving_properties
 from stacks.constants import SERVING_PROPERTIES_FILE
+from stacks.serving_properties import cli_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVE_VENV = REPO_ROOT / ".venv-serve"
@@ -96,19 +97,6 @@ def engine_command(
     # One line per request would drown the progress output of tests and the demo.
     command += ["--disable-uvicorn-access-log", "--disable-log-stats"]
     return command + cli_args(args)
-
-
-def cli_args(args: Mapping[str, str | bool]) -> list[str]:
-    """Engine args as vLLM's command line, spelled as LMI's construct_vllm_args_list spells them (djl-serving,
-    engines/python/setup/djl_python/properties_manager/vllm_rb_properties.py): true -> --key, false -> --no-key."""
-    words: list[str] = []
-    for name, value in args.items():
-        flag = name.replace("_", "-")
-        if isinstance(value, bool):
-            words.append(f"--{flag}" if value else f"--no-{flag}")
-        else:
-            words += [f"--{flag}", value]
-    return words
 
 
 class VllmServer:

@@ -32,6 +32,12 @@ runtime is this Python process.
 `--mode async` runs step 5 as endpoint.mode async does: the same handler submits each photo (request in S3,
 InvokeEndpointAsync), tools/async_worker.py plays SageMaker (the model server's /invocations, response in S3,
 notification to a second queue), and lambda/async_handler.py writes the labels from the notifications.
+
+`--mode scheduled` runs step 5 as endpoint.mode scheduled does (docs/scheduled-mode.md): no endpoint is started;
+the same handler validates each upload and records it PENDING, then one labelling window runs: its Lambda steps
+(lambda/window_handler.py) page the PENDING photos into a manifest, and the labelling job (its real bundle and
+entry point, vLLM's offline engine, local_aws/labelling_job.py) labels them into the table (local_aws/
+scheduled_runner.py).
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ from local_aws import load_app_config
 from local_aws.emulation import REGION, LocalAws
 from local_aws.lambda_runner import ENDPOINT_NAME, DrainStats, label_async, label_realtime
 from local_aws.photos import HOTELS, PALETTE, make_uploads, unsure_uploads, write_training_photos
+from local_aws.scheduled_runner import label_scheduled
 from local_aws.training import REPO_ROOT, TRAIN_CONFIG, cpu_training_args, subprocess_env
 from scripts.demo_report import Row, accuracy, format_table, result_rows, write_csv
 from stacks import labels_table
@@ -205,6 +212,12 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
+class _NoServer:
+    """Scheduled mode's stand-in for the engine server: nothing serves; the labelling job loads the model."""
+
+    base_url = ""  # never called: the job loads the model itself
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """An engine already serving a trained model (e.g. the test session's), in place of steps 1-2."""
@@ -231,7 +244,8 @@ def run_demo(
     """Steps 1-5 of the module docstring inside `workdir`; servers are stopped before it returns.
 
     With `served`, steps 1-2 use that engine and its model instead of training and starting new ones.
-    mode "async" runs step 5 through the async endpoint path instead (`label_async`).
+    mode "async" runs step 5 through the async endpoint path instead (`label_async`); "scheduled" starts no
+    engine server and runs step 5 as PENDING records and one labelling window (`label_scheduled`).
     """
     from model_code.vllm_server import VllmServer
 
@@ -252,10 +266,14 @@ def run_demo(
                 workdir, taxonomy, per_label=train_per_label, epochs=epochs, seed=seed, log=train_log
             )
             seconds["train"] = time.monotonic() - began
-        _say("[2/5] starting the serving engine (vLLM, CPU) and the AWS emulation ...")
-        engine: Any = VllmServer(
-            model_dir, endpoint_name=ENDPOINT_NAME, log_file=workdir / "vllm.log", progress=_say
-        )
+        if mode == "scheduled":
+            _say("[2/5] starting the AWS emulation (no endpoint: the labelling job runs its own engine) ...")
+            engine: Any = contextlib.nullcontext(_NoServer())
+        else:
+            _say("[2/5] starting the serving engine (vLLM, CPU) and the AWS emulation ...")
+            engine = VllmServer(
+                model_dir, endpoint_name=ENDPOINT_NAME, log_file=workdir / "vllm.log", progress=_say
+            )
     else:
         model_dir = served.model_dir
         _say(f"[1/5] using the trained model {model_dir}")
@@ -266,7 +284,8 @@ def run_demo(
         LocalAws.for_app(config) as aws,
         (workdir / "lambda.log").open("w", encoding="utf-8") as lambda_log,
     ):
-        _say(f"      engine {backend.base_url} (model {model_dir.name}), AWS emulation {aws.endpoint_url}")
+        where = "the labelling job's own" if mode == "scheduled" else backend.base_url
+        _say(f"      engine {where} (model {model_dir.name}), AWS emulation {aws.endpoint_url}")
         indexes = ", ".join(index.name for index in labels_table.INDEXES)
         _say(
             f"      bucket {aws.bucket} (notifications on {aws.upload_prefix}*), queue {aws.queue_name} "
@@ -288,10 +307,26 @@ def run_demo(
 
         batch_size = config.upload.batch_size
         _say(f"[4/5] running lambda/handler.py lambda_handler on the queue (batch size {batch_size}) ...")
-        label = label_async if mode == "async" else label_realtime
-        drain = label(
-            aws, backend.base_url, taxonomy_file=taxonomy_file, config=config, log=lambda_log, progress=progress
-        )
+        if mode == "scheduled":
+            drain = label_scheduled(
+                aws,
+                model_dir,
+                taxonomy_file=taxonomy_file,
+                config=config,
+                log=lambda_log,
+                workdir=workdir,
+                progress=progress,
+            )
+        else:
+            label = label_async if mode == "async" else label_realtime
+            drain = label(
+                aws,
+                backend.base_url,
+                taxonomy_file=taxonomy_file,
+                config=config,
+                log=lambda_log,
+                progress=progress,
+            )
         seconds["label"] = drain.seconds
 
         rows = result_rows(aws.items(), uploads, aws.bucket)
@@ -345,9 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="photo and training seed (default 0)")
     parser.add_argument(
         "--mode",
-        choices=("realtime", "async"),
+        choices=("realtime", "async", "scheduled"),
         default="realtime",
-        help="endpoint.mode to run: async goes through tools/async_worker.py playing SageMaker (default realtime)",
+        help="endpoint.mode to run: async goes through tools/async_worker.py playing SageMaker; scheduled records "
+        "PENDING, then a window's labelling job (vLLM offline engine) labels (default realtime)",
     )
     parser.add_argument(
         "--output-dir",

@@ -5,7 +5,8 @@ the order of the README's diagram.
   `inference_endpoint.py` + `rollout.py`, `upload_path.py`, `backfill.py` (both labellers' Lambda:
   `labeller_function.py`), `training_pipeline/`, `review.py` (+ `review_site.py`, `review_parts.py`),
   `monitoring.py` (+ `monitoring_metrics.py`, `monitoring_dashboard.py`), `async_inference.py`,
-  `async_scaling.py` and `async_label_writer.py` for `endpoint.mode: async`.
+  `async_scaling.py` and `async_label_writer.py` for `endpoint.mode: async`, `labelling_window.py` (+
+  `labelling_window_states.py`, `labelling_job.py`, `labelling_job_code.py`) for `endpoint.mode: scheduled`.
 - The config model: `config.py` declares every section (`config_sections.py`), `config_parsing.py` converts and
   checks; `constants.py` holds fixed names.
 - Building blocks: `encrypted_logs.py`, `lambda_role.py`, `key_policy.py`, `container_images.py` (+ the per-region

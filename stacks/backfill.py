@@ -105,8 +105,9 @@ class Backfill(Construct):
         access_log_bucket: s3.IBucket,
     ) -> None:
         super().__init__(scope, construct_id)
-        if labeller.endpoint is None:
-            # Without an endpoint every batch would fail after its retries: the stack adds no backfill then.
+        if labeller.endpoint is None and not labeller.scheduled:
+            # Without an endpoint every batch would fail after its retries: the stack adds no backfill then. In
+            # scheduled mode the backfill records PENDING photos for the windows and needs none.
             raise ValueError("the backfill needs an endpoint to label with (LabellerProps.endpoint)")
         self.config = config
         self._bucket = labeller.bucket

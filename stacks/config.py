@@ -4,7 +4,7 @@ Every section is declared here, as a field of `AppConfig`, in the order of `cdk.
 
     {"account", "region", "name_prefix", "taxonomy_file", "metrics_namespace", "alarm_topic_arn",
      "storage": {...}, "endpoint": {...}, "upload": {...}, "training": {...}, "backfill": {...},
-     "review": {...}, "monitoring": {...}}
+     "review": {...}, "monitoring": {...}, "async_inference": {...}, "scheduled": {...}}
 
 so any tool can read the whole configuration with `AppConfig.from_context(...)` without importing a construct.
 Each default lives once, on its field; cdk.json lists the keys a deployer sets and any changed default, nothing
@@ -35,6 +35,7 @@ from stacks.config_sections import (
     BackfillConfig,
     MonitoringConfig,
     ReviewPageConfig,
+    ScheduledLabellingConfig,
     TrainingPipelineConfig,
 )
 from stacks.lmi_image import UnsupportedImage, default_table
@@ -47,7 +48,8 @@ _SNS_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1
 _INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _UPLOAD_PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]+/$")
 _METRICS_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9._/#:-]{1,255}$")
-ENDPOINT_MODES = ("realtime", "async")  # endpoint.mode; async: stacks/async_inference.py
+# endpoint.mode; async: stacks/async_inference.py; scheduled (no endpoint): stacks/labelling_window.py
+ENDPOINT_MODES = ("realtime", "async", "scheduled")
 
 
 # --- sections ------------------------------------------------------------------------------------------------
@@ -98,6 +100,7 @@ class EndpointSettings:
     rollback_p90_model_latency_seconds: float = 30.0  # ModelLatency p90 that rolls a deployment back
     # "realtime": InvokeEndpoint, the Lambda waits for each answer. "async": SageMaker Asynchronous Inference
     # (S3 request in, notification out, scales to zero with min_capacity 0); see README "Async endpoint mode".
+    # "scheduled": no endpoint; photos wait PENDING for a window's Spot labelling job (docs/scheduled-mode.md).
     mode: str = "realtime"
 
     def __post_init__(self) -> None:
@@ -283,6 +286,7 @@ class AppConfig:
     review: ReviewPageConfig = field(default_factory=ReviewPageConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     async_inference: AsyncInferenceConfig = field(default_factory=AsyncInferenceConfig)
+    scheduled: ScheduledLabellingConfig = field(default_factory=ScheduledLabellingConfig)
 
     def __post_init__(self) -> None:
         if self.account is not None:

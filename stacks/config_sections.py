@@ -349,3 +349,138 @@ class AsyncInferenceConfig:
             f"must be {constants.LAMBDA_MIN_MEMORY_MB}..{constants.LAMBDA_MAX_MEMORY_MB}",
         )
         _check(self.backlog_age_alarm_seconds >= 60, "backlog_age_alarm_seconds", "must be >= 60")
+
+
+# EventBridge Scheduler expressions (Scheduler User Guide, "Schedule types"): rate(value unit) with a singular unit
+# for 1 and a plural one otherwise, or cron(six fields).
+_RATE_RE = re.compile(r"^rate\((?P<value>[1-9]\d*) (?P<unit>minute|minutes|hour|hours|day|days)\)$")
+_CRON_RE = re.compile(r"^cron\(\S+( \S+){5}\)$")
+_UNIT_HOURS = {"minute": 1 / 60, "hour": 1.0, "day": 24.0}
+# A window takes at most this share of max_hosts x throughput x max_job_minutes: the rest is start-up (instance,
+# image, model, engine) and slack for hosts slower than photos_per_hour_per_host.
+WINDOW_FILL = 0.8
+
+
+@dataclass(frozen=True)
+class ScheduledLabellingConfig:
+    """`photo_labeler.scheduled`: used only with `endpoint.mode: "scheduled"` (docs/scheduled-mode.md)."""
+
+    schedule: str = (
+        "rate(6 hours)"  # the regular windows (EventBridge Scheduler); a photo waits one window at most
+    )
+    window_interval_hours: float | None = (
+        None  # hours between regular windows; read from rate(), required for cron()
+    )
+    # PENDING photos that start a window early: ~2 host-hours of work, so start-up stays a small share of it.
+    backlog_threshold: int = 10_000
+    backlog_check_minutes: int = 15  # how often the backlog is counted (and a missed window is caught up)
+    instance_type: str = "ml.g5.xlarge"  # the endpoint's GPU (1x A10G): the seed's throughput holds
+    max_hosts: int = 4  # instances one job may use; raise it for a backfill deadline
+    # Sizing throughput per host: the seed's 674 s per 1,000 photos on one ml.g5.xlarge (~5,340 an hour).
+    photos_per_hour_per_host: int = 5_300
+    target_job_minutes: int = 60  # hosts = ceil(photos / (throughput x target)), clamped to 1..max_hosts
+    max_job_minutes: int = 330  # MaxRuntimeInSeconds; 5.5 h ends before the next 6-hourly window
+    use_spot: bool = True  # managed Spot (EnableManagedSpotTraining)
+    spot_wait_minutes: int = 60  # extra time Spot may take (capacity, interruptions) before the on-demand fallback
+    on_demand_fallback: bool = True  # the rest of the window runs on-demand after spot_wait_minutes
+    photos_per_shard: int = 2_000  # manifest lines per shard file; ShardedByS3Key gives each host whole shards
+    batch_size: int = 64  # photos per engine call and per checkpoint: at most this many are inferred twice
+    volume_size_gb: int = 50  # the job's EBS volume: the model streams from S3 (FastFile), no 15 GB copy
+    work_retention_days: int = 14  # manifests and checkpoints under windows/ are deleted after this
+    pending_age_alarm_hours: float | None = None  # alarm above this wait; default: two window intervals
+
+    def __post_init__(self) -> None:
+        rate = _RATE_RE.match(self.schedule)
+        _check(
+            bool(rate or _CRON_RE.match(self.schedule)),
+            "schedule",
+            f"must be an EventBridge Scheduler rate(...) or cron(...) expression, got {self.schedule!r}",
+        )
+        if rate:
+            singular = rate["value"] == "1"
+            _check(
+                rate["unit"].endswith("s") != singular,
+                "schedule",
+                f"rate(1 ...) takes a singular unit and larger values a plural one, got {self.schedule!r}",
+            )
+        else:
+            _check(
+                self.window_interval_hours is not None,
+                "window_interval_hours",
+                "must be set with a cron() schedule (hours between two of its windows: the alarm and the catch-up "
+                "of a missed window use it)",
+            )
+        if self.window_interval_hours is not None:
+            _check(self.window_interval_hours > 0, "window_interval_hours", "must be > 0")
+        _check(self.backlog_threshold >= 1, "backlog_threshold", f"must be >= 1, got {self.backlog_threshold}")
+        # The pending-age alarm evaluates two checks, and CloudWatch caps an alarm's evaluation range at one day.
+        _check(1 <= self.backlog_check_minutes <= 720, "backlog_check_minutes", "must be 1..720")
+        _check(
+            bool(_INSTANCE_TYPE_RE.match(self.instance_type)),
+            "instance_type",
+            f"must be a SageMaker training instance type like ml.g5.xlarge, got {self.instance_type!r}",
+        )
+        _check(1 <= self.max_hosts <= 100, "max_hosts", f"must be 1..100, got {self.max_hosts}")
+        _check(self.photos_per_hour_per_host >= 1, "photos_per_hour_per_host", "must be >= 1")
+        _check(self.target_job_minutes >= 1, "target_job_minutes", "must be >= 1")
+        _check(
+            self.target_job_minutes <= self.max_job_minutes <= _MAX_RUNTIME // 60,
+            "max_job_minutes",
+            f"must be target_job_minutes ({self.target_job_minutes})..{_MAX_RUNTIME // 60}, got "
+            f"{self.max_job_minutes}",
+        )
+        _check(self.spot_wait_minutes >= 0, "spot_wait_minutes", "must be >= 0")
+        _check(
+            (self.max_job_minutes + self.spot_wait_minutes) * 60 <= _MAX_RUNTIME,
+            "spot_wait_minutes",
+            f"max_job_minutes + spot_wait_minutes must stay within {_MAX_RUNTIME // 60} (MaxWaitTimeInSeconds)",
+        )
+        if self.on_demand_fallback:
+            _check(self.use_spot, "on_demand_fallback", "only applies with use_spot: true")
+        _check(1 <= self.photos_per_shard <= 1_000_000, "photos_per_shard", "must be 1..1000000")
+        _check(1 <= self.batch_size <= 4096, "batch_size", f"must be 1..4096, got {self.batch_size}")
+        _check(1 <= self.volume_size_gb <= 16384, "volume_size_gb", f"must be 1..16384, got {self.volume_size_gb}")
+        _check(self.work_retention_days >= 1, "work_retention_days", "must be >= 1")
+        if self.pending_age_alarm_hours is not None:
+            _check(self.pending_age_alarm_hours > 0, "pending_age_alarm_hours", "must be > 0")
+
+    @property
+    def window_hours(self) -> float:
+        """Hours between two regular windows."""
+        if self.window_interval_hours is not None:
+            return self.window_interval_hours
+        rate = _RATE_RE.match(self.schedule)
+        assert rate is not None  # a cron() schedule needs window_interval_hours (checked above)
+        return int(rate["value"]) * _UNIT_HOURS[rate["unit"].rstrip("s")]
+
+    @property
+    def pending_alarm_seconds(self) -> int:
+        """The wait that raises the alarm: a photo missed two windows."""
+        hours = self.pending_age_alarm_hours if self.pending_age_alarm_hours is not None else 2 * self.window_hours
+        return int(hours * 3600)
+
+    @property
+    def catch_up_seconds(self) -> int:
+        """A backlog check starts a window when the oldest photo waited this long (a regular one was missed)."""
+        return int(self.window_hours * 3600) + self.backlog_check_minutes * 60
+
+    @property
+    def max_photos_per_window(self) -> int:
+        """The most photos one window takes (oldest first); the rest wait for the next window."""
+        per_host = self.photos_per_hour_per_host * self.max_job_minutes / 60 * WINDOW_FILL
+        return max(1, int(self.max_hosts * per_host))
+
+    def plan_settings(self) -> dict[str, int]:
+        """What a window's plan step is given (lambda/window_core.WindowSettings): the state machine passes it."""
+        return {
+            "max_photos": self.max_photos_per_window,
+            "photos_per_shard": self.photos_per_shard,
+            "max_hosts": self.max_hosts,
+            "photos_per_hour_per_host": self.photos_per_hour_per_host,
+            "target_job_minutes": self.target_job_minutes,
+        }
+
+    @property
+    def max_wait_seconds(self) -> int:
+        """MaxWaitTimeInSeconds of a Spot job: its runtime plus the time Spot may take."""
+        return (self.max_job_minutes + self.spot_wait_minutes) * 60

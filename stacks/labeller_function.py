@@ -56,6 +56,8 @@ class LabellerProps:
     model_registry: ModelStore | None = None
     # endpoint.mode async: the same handlers submit requests instead of waiting for answers (ENDPOINT_MODE).
     async_inference: AsyncInferenceStorage | None = None
+    # endpoint.mode scheduled: the same handlers record PENDING; a window's job labels (lambda/scheduled_core.py).
+    scheduled: bool = False
 
 
 def photo_list_statement(bucket: s3.IBucket, prefix: str) -> iam.PolicyStatement:
@@ -95,7 +97,7 @@ class LabellerFunction(Construct):
         super().__init__(scope, construct_id)
         self.environment: LabellerEnvironment = LabellerEnvironment(
             table_name=props.table.table_name,
-            endpoint_name=props.endpoint_name,
+            endpoint_name="" if props.scheduled else props.endpoint_name,
             model_id=props.model_id,
             confidence_threshold=props.confidence_threshold,
             hotel_id_pattern=hotel_id_pattern,
@@ -105,6 +107,7 @@ class LabellerFunction(Construct):
             metrics_namespace=props.metrics_namespace,
             model_parameter_name=props.model_registry.parameter_name if props.model_registry else None,
             async_inference=props.async_inference.async_environment() if props.async_inference else None,
+            scheduled=props.scheduled,
         )
         # Log lines name photos and hotels: encrypted with the data key like the labels they describe.
         self.log_group: logs.LogGroup = encrypted_log_group(

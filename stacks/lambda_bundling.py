@@ -47,12 +47,14 @@ class PipLocalBundling:
         python_version: str = constants.LAMBDA_PYTHON_VERSION,
         platforms: Sequence[str] = constants.LAMBDA_WHEEL_PLATFORMS,
         runner: Runner = _run,
+        name: str = "Lambda",
     ) -> None:
         self.requirements_file = requirements_file
         self.source_files = list(source_files)  # (file on disk, path inside the bundle)
         self.python_version = python_version
         self.platforms = tuple(platforms)
         self._runner = runner
+        self.name = name  # what the progress lines call the bundle
 
     def pip_command(self, output_dir: str) -> list[str]:
         command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
@@ -66,7 +68,7 @@ class PipLocalBundling:
 
     def try_bundle(self, output_dir: str, options: BundlingOptions | None = None) -> bool:
         print(
-            f"bundling Lambda: pip install -r {self.requirements_file.name} for cp{self.python_version}",
+            f"bundling {self.name}: pip install -r {self.requirements_file.name} for cp{self.python_version}",
             file=sys.stderr,
         )
         self._runner(self.pip_command(output_dir))
@@ -75,7 +77,7 @@ class PipLocalBundling:
             destination = out / target
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, destination)
-        print(f"bundling Lambda: copied {len(self.source_files)} source files", file=sys.stderr)
+        print(f"bundling {self.name}: copied {len(self.source_files)} source files", file=sys.stderr)
         return True
 
 

@@ -37,6 +37,7 @@ from stacks.monitoring_dashboard import (
     no_endpoint_widget,
     photo_widgets,
     queue_widgets,
+    window_widgets,
 )
 from stacks.monitoring_metrics import (
     OLDEST_REQUEST_AGE,
@@ -44,9 +45,12 @@ from stacks.monitoring_metrics import (
     AsyncRef,
     EndpointRef,
     MonitoringMetrics,
+    WindowRef,
     async_metric,
 )
 from stacks.review_parts import review_dashboard_widgets
+
+SCHEDULED_PROGRESS_METRICS = ("PhotosPending", "PhotosRejected", "PhotosSkipped")
 
 
 class Monitoring(Construct):
@@ -74,6 +78,7 @@ class Monitoring(Construct):
         rollout_alarms: Sequence[cloudwatch.IAlarm] = (),
         review_backlog_probe_minutes: int | None = None,
         async_inference: AsyncRef | None = None,
+        window: WindowRef | None = None,
     ) -> None:
         # Alarms defined elsewhere (DLQ, training failures, the endpoint's rollback alarms) are shown, not copied.
         # review_backlog_probe_minutes: the review page's backlog probe interval; None when no page is deployed
@@ -95,9 +100,12 @@ class Monitoring(Construct):
         self.stall_alarm: cloudwatch.Alarm | None = None
         self.endpoint_errors_alarm: cloudwatch.Alarm | None = None
         self.backfill_failed_alarm: cloudwatch.Alarm | None = None
-        if endpoint is not None:
+        self._window = window
+        # The upload path runs with an endpoint, or in scheduled mode (it records PENDING without one).
+        if endpoint is not None or window is not None:
             self.queue_age_alarm = self._queue_age_alarm()
             self.stall_alarm = self._stall_alarm()
+        if endpoint is not None:
             self.endpoint_errors_alarm = self._endpoint_errors_alarm()
         if backfill_state_machine is not None and config.backfill_failed_alarm:
             self.backfill_failed_alarm = self._backfill_failed_alarm(backfill_state_machine)
@@ -116,6 +124,7 @@ class Monitoring(Construct):
                 async_inference.dlq_alarm if async_inference is not None else None,
                 training_failed_alarm,
                 *rollout_alarms,
+                *(window.alarms if window is not None else ()),
             )
             if alarm is not None
         ]
@@ -162,9 +171,11 @@ class Monitoring(Construct):
                 period=period, statistic=cloudwatch.Stats.MINIMUM
             ),
         }
-        for index, name in enumerate(PROGRESS_METRICS):
+        # Scheduled mode's upload labeller labels nothing: its progress is recording PENDING, rejecting, skipping.
+        progress = SCHEDULED_PROGRESS_METRICS if self._window is not None else PROGRESS_METRICS
+        for index, name in enumerate(progress):
             using[f"p{index}"] = self.metrics.photo_metric(name, service, period=period)
-        processed = " + ".join(f"FILL(p{index}, 0)" for index in range(len(PROGRESS_METRICS)))
+        processed = " + ".join(f"FILL(p{index}, 0)" for index in range(len(progress)))
         expression = f"IF(FILL(waiting, 0) > 0 AND ({processed}) == 0, 1, 0)"
         return self._notify(
             cloudwatch.Alarm(
@@ -259,10 +270,14 @@ class Monitoring(Construct):
         dashboard.add_widgets(*label_widgets(self.metrics, self._services, self._labels))
         if self._endpoint is not None:
             dashboard.add_widgets(*endpoint_widgets(self.metrics))
+        elif self._window is not None:
+            dashboard.add_widgets(
+                *window_widgets(self.metrics, self._window.service_name, self._window.state_machine)
+            )
         else:
             dashboard.add_widgets(no_endpoint_widget())
-        # The queue-age alarm exists only with an endpoint; so does its line on the queue graph.
-        alarm_seconds = self.config.queue_age_alarm_seconds if self._endpoint is not None else None
+        # The queue-age alarm exists only when the upload path runs; so does its line on the queue graph.
+        alarm_seconds = self.config.queue_age_alarm_seconds if self.queue_age_alarm is not None else None
         dashboard.add_widgets(
             *queue_widgets(
                 self.metrics,
@@ -310,4 +325,4 @@ class Monitoring(Construct):
         )
 
 
-__all__ = ["AsyncRef", "EndpointRef", "Monitoring", "MonitoringConfig"]
+__all__ = ["AsyncRef", "EndpointRef", "Monitoring", "MonitoringConfig", "WindowRef"]

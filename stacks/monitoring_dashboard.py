@@ -164,6 +164,44 @@ def no_endpoint_widget() -> cloudwatch.IWidget:
     )
 
 
+def window_widgets(
+    metrics: MonitoringMetrics, service: str, state_machine: sfn.IStateMachine
+) -> list[cloudwatch.IWidget]:
+    """endpoint.mode scheduled: how long photos wait, what the windows labelled, and the windows themselves."""
+    period = Duration.minutes(15)
+    waiting = cloudwatch.Metric(
+        namespace=metrics.namespace,
+        metric_name="OldestPendingSeconds",
+        dimensions_map={"service": service},
+        statistic=cloudwatch.Stats.MAXIMUM,
+        period=period,
+        label="oldest PENDING photo (s)",
+    )
+    labelled = [
+        metrics.photo_metric(name, service, period=Duration.hours(1))
+        for name in (
+            "PhotosLabeled",
+            "PhotosNeedsReview",
+            "PhotosRejected",
+            "PhotosInferred",
+            "WindowPhotosFailed",
+        )
+    ]
+    runs = [
+        state_machine.metric_succeeded(
+            period=Duration.hours(1), statistic=cloudwatch.Stats.SUM, label="succeeded"
+        ),
+        state_machine.metric_failed(period=Duration.hours(1), statistic=cloudwatch.Stats.SUM, label="failed"),
+    ]
+    return [
+        cloudwatch.GraphWidget(
+            title="Scheduled mode: oldest PENDING photo (s)", left=[waiting], width=8, height=6
+        ),
+        cloudwatch.GraphWidget(title="Windows: photos per hour", left=labelled, width=8, height=6),
+        cloudwatch.GraphWidget(title="Window executions per hour", left=runs, width=8, height=6),
+    ]
+
+
 def queue_widgets(
     metrics: MonitoringMetrics,
     *,

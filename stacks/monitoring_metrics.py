@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
 
 from stacks import constants
 
@@ -58,6 +59,15 @@ class AsyncRef:
     dead_letter_queue: sqs.IQueue
     dlq_alarm: cloudwatch.IAlarm
     backlog_age_alarm_seconds: int
+
+
+@dataclass(frozen=True)
+class WindowRef:
+    """endpoint.mode scheduled: the windows' state machine, their metrics' service and their alarms."""
+
+    state_machine: sfn.IStateMachine
+    service_name: str
+    alarms: tuple[cloudwatch.IAlarm, ...]
 
 
 @dataclass(frozen=True)

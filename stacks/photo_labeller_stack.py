@@ -18,9 +18,10 @@ from stacks.config import AppConfig
 from stacks.endpoint_load import check_endpoint_load
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.labeller_function import LabellerProps
+from stacks.labelling_window import WINDOW_SERVICE_NAME, LabellingWindow
 from stacks.lambda_bundling import function_code
 from stacks.model_store import ModelStore
-from stacks.monitoring import AsyncRef, EndpointRef, Monitoring
+from stacks.monitoring import AsyncRef, EndpointRef, Monitoring, WindowRef
 from stacks.nag import acknowledge
 from stacks.review import ReviewPage
 from stacks.storage import Storage
@@ -50,13 +51,16 @@ class PhotoLabellerStack(Stack):
         )
         self.config = config
         self.endpoint_name = f"{config.name_prefix}-llava"
-        # Checked with or without an endpoint: the deploy that adds the model must not be the one that fails.
-        check_endpoint_load(
-            upload_max_concurrency=config.upload.max_concurrency,
-            backfill_max_concurrency=config.backfill.max_concurrency,
-            max_capacity=config.endpoint.max_capacity,
-            engine_batch=serving_properties.engine_batch_size(serving_properties.load()),
-        )
+        # endpoint.mode scheduled: no endpoint at all; windows label PENDING photos (stacks/labelling_window.py).
+        self.scheduled = config.endpoint.mode == "scheduled"
+        if not self.scheduled:
+            # Checked with or without an endpoint: the deploy that adds the model must not be the one that fails.
+            check_endpoint_load(
+                upload_max_concurrency=config.upload.max_concurrency,
+                backfill_max_concurrency=config.backfill.max_concurrency,
+                max_capacity=config.endpoint.max_capacity,
+                engine_batch=serving_properties.engine_batch_size(serving_properties.load()),
+            )
 
         self.storage = Storage(
             self,
@@ -80,7 +84,8 @@ class PhotoLabellerStack(Stack):
         self.serves_registered_model = (
             config.endpoint.model_data_uri is None and self.training_config.serve_registered_model
         )
-        if self.serves_registered_model:
+        # A scheduled window reads the registry when it starts; only an endpoint needs the deploy-time value.
+        if self.serves_registered_model and not self.scheduled:
             self.model_data_uri = self.model_store.registered_model_uri()
         # endpoint.mode async: the bucket and topics the endpoint config names (label writer after the endpoint).
         self.async_storage: AsyncInferenceStorage | None = self._async_storage()
@@ -99,6 +104,7 @@ class PhotoLabellerStack(Stack):
         )
         self.async_label_writer: AsyncLabelWriter | None = self._async_completion()
         self.backfill: Backfill | None = self._backfill()
+        self.window: LabellingWindow | None = self._window()
         self.training: TrainingPipeline = self._training_pipeline()
         self.review: ReviewPage | None = self._review()
         self.monitoring: Monitoring = self._monitoring()
@@ -129,7 +135,7 @@ class PhotoLabellerStack(Stack):
         return self.model_store if self.serves_registered_model else None
 
     def _inference(self) -> InferenceEndpoint | None:
-        if self.model_data_uri is None:
+        if self.model_data_uri is None or self.scheduled:
             return None
         inference = InferenceEndpoint(
             self,
@@ -161,11 +167,13 @@ class PhotoLabellerStack(Stack):
             metrics_namespace=self.config.metrics_namespace,
             model_registry=self._registry_for_labels,
             async_inference=self.async_storage,
+            scheduled=self.scheduled,
         )
 
     def _backfill(self) -> Backfill | None:
-        # Only with an endpoint: without one every batch would fail after its retries.
-        if self.inference is None:
+        # Only with an endpoint (without one every batch would fail after its retries), or in scheduled mode,
+        # where the backfill records PENDING photos for the windows.
+        if self.inference is None and not self.scheduled:
             return None
         backfill = Backfill(
             self,
@@ -184,6 +192,31 @@ class PhotoLabellerStack(Stack):
         if backfill.config.inventory_bucket is not None:
             CfnOutput(self, "BackfillInventoryBucket", value=backfill.config.inventory_bucket)
         return backfill
+
+    def _window(self) -> LabellingWindow | None:
+        # With a model to label with: a pinned one, or the registry's (read when each window starts).
+        if not self.scheduled or (self.model_data_uri is None and not self.serves_registered_model):
+            return None
+        window = LabellingWindow(
+            self,
+            "LabellingWindow",
+            config=self.config.scheduled,
+            labeller=self.labeller,
+            photo_prefixes=(self.config.storage.upload_prefix, self.config.backfill.source_prefix),
+            model_store=self.model_store,
+            pinned_model_uri=self.config.endpoint.model_data_uri,
+            lmi_image_version=self.config.endpoint.lmi_image_version,
+            access_log_bucket=self.storage.access_log_bucket,
+            alarm_topic=self.alarm_topic,
+        )
+        CfnOutput(
+            self,
+            "LabellingWindowStateMachineArn",
+            value=window.state_machine.state_machine_arn,
+            description="Scheduled labelling windows (started by EventBridge Scheduler)",
+        )
+        CfnOutput(self, "LabellingWorkBucketName", value=window.work_bucket.bucket_name)
+        return window
 
     def _async_storage(self) -> AsyncInferenceStorage | None:
         # Only with an endpoint: without one nothing is submitted and the upload path waits (disabled mapping).
@@ -291,6 +324,11 @@ class PhotoLabellerStack(Stack):
             rollout_alarms=self.inference.rollout_alarms.alarms if self.inference else (),
             review_backlog_probe_minutes=(self.config.review.backlog_probe_minutes if self.review else None),
             async_inference=self._async_monitoring(),
+            window=(
+                WindowRef(self.window.state_machine, WINDOW_SERVICE_NAME, self.window.alarms)
+                if self.window
+                else None
+            ),
         )
         CfnOutput(self, "DashboardName", value=monitoring.dashboard.dashboard_name)
         return monitoring

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -147,6 +148,23 @@ def engine_args(properties: dict[str, str], *, device: Literal["gpu", "cpu"]) ->
         args = {name: value for name, value in args.items() if name not in GPU_ONLY}
         args["dtype"] = "float32"
     return args
+
+
+def cli_args(args: Mapping[str, str | bool]) -> list[str]:
+    """Engine args as vLLM's command line, spelled as LMI's construct_vllm_args_list spells them (djl-serving,
+    engines/python/setup/djl_python/properties_manager/vllm_rb_properties.py): true -> --key, false -> --no-key.
+
+    The local server (model_code/vllm_server.py) runs with these words, and the labelling job parses them with
+    vLLM's own argument parser (labelling_job/engine.py), so both read serving.properties' values the same way.
+    """
+    words: list[str] = []
+    for name, value in args.items():
+        flag = name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            words += [f"--{flag}", value]
+    return words
 
 
 def _non_negative_number(value: str) -> bool:

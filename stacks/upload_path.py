@@ -84,8 +84,9 @@ class UploadPath(Construct):
             batch_size=config.batch_size,
             max_concurrency=config.max_concurrency,
             report_batch_item_failures=True,
-            # Disabled until there is an endpoint to call: messages then wait instead of burning retries.
-            enabled=labeller.endpoint is not None,
+            # Disabled until there is an endpoint to call: messages then wait instead of burning retries. Scheduled
+            # mode needs none: uploads are recorded PENDING for the windows.
+            enabled=labeller.endpoint is not None or labeller.scheduled,
         )
         self.function.add_event_source(self.event_source)
         self.dlq_alarm: cloudwatch.Alarm = self._build_dlq_alarm(alarm_topic)

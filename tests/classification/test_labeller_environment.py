@@ -44,9 +44,11 @@ WRITER = LabellerEnvironment(
 )
 # The backfill over the whole bucket: an empty prefix is a value, not "unset".
 WHOLE_BUCKET = LabellerEnvironment(table_name="t", endpoint_name="e", model_id="m", upload_prefix="")
+# endpoint.mode scheduled: no endpoint to name (docs/scheduled-mode.md).
+SCHEDULED_UPLOAD = replace(UPLOAD, endpoint_name="", scheduled=True)
 
 
-@pytest.mark.parametrize("environment", [UPLOAD, ASYNC_UPLOAD, WRITER, WHOLE_BUCKET])
+@pytest.mark.parametrize("environment", [UPLOAD, ASYNC_UPLOAD, WRITER, WHOLE_BUCKET, SCHEDULED_UPLOAD])
 def test_what_the_stack_writes_reads_back_as_the_same_environment(environment: LabellerEnvironment) -> None:
     variables = environment.to_environment()
     assert all(isinstance(value, str) for value in variables.values())
@@ -83,7 +85,7 @@ def test_missing_required_variables_are_named_together() -> None:
     ("variable", "value", "message"),
     [
         (CONFIDENCE_THRESHOLD, "high", "CONFIDENCE_THRESHOLD must be a number, got 'high'"),
-        (ENDPOINT_MODE, "batch", "ENDPOINT_MODE must be 'realtime' or 'async', got 'batch'"),
+        (ENDPOINT_MODE, "batch", "ENDPOINT_MODE must be one of realtime, async, scheduled, got 'batch'"),
         (ASYNC_MAX_ATTEMPTS, "three", "ASYNC_MAX_ATTEMPTS must be an integer, got 'three'"),
         (ASYNC_REQUEST_PREFIX, "requests", "ASYNC_REQUEST_PREFIX must end in '/', got 'requests'"),
     ],
@@ -93,3 +95,19 @@ def test_a_malformed_value_is_refused_naming_its_variable(variable: str, value: 
     with pytest.raises(ConfigError) as raised:
         LabellerEnvironment.from_environment(environ)
     assert str(raised.value) == message
+
+
+def test_scheduled_mode_needs_no_endpoint_name_and_sets_the_mode() -> None:
+    # Given the scheduled labeller's environment, as the stack writes it
+    variables = SCHEDULED_UPLOAD.to_environment()
+    # Then it names the mode and no endpoint, and reads back without one
+    assert variables[ENDPOINT_MODE] == "scheduled" and "ENDPOINT_NAME" not in variables
+    assert LabellerEnvironment.from_environment(variables).endpoint_mode == "scheduled"
+    # while its table and model stay required
+    with pytest.raises(ConfigError, match=r"not set: TABLE_NAME, MODEL_ID$"):
+        LabellerEnvironment.from_environment({ENDPOINT_MODE: "scheduled"})
+
+
+def test_a_labeller_cannot_be_both_scheduled_and_async() -> None:
+    with pytest.raises(ConfigError, match="either scheduled or async"):
+        replace(ASYNC_UPLOAD, scheduled=True)

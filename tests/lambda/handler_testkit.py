@@ -128,7 +128,7 @@ def use_labeller(
         labels=DynamoLabelStore(aws.dynamodb, TABLE),
         model_id=model_id,
     )
-    monkeypatch.setattr(handler, "get_labeller", lambda: labeller)
+    monkeypatch.setattr(handler, "get_labeller", lambda **_: labeller)
     return objects
 
 

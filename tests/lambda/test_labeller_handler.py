@@ -267,7 +267,7 @@ def test_under_heavy_endpoint_faults_every_upload_ends_with_exactly_one_correct_
         endpoint=SageMakerEndpoint(flaky, ENDPOINT),
         labels=DynamoLabelStore(aws.dynamodb, handler.os.environ["TABLE_NAME"]),
     )
-    monkeypatch.setattr(handler, "get_labeller", lambda: labeller)
+    monkeypatch.setattr(handler, "get_labeller", lambda **_: labeller)
     expected = {f"uploads/h{i % 5}/photo-{i:02d}.jpg": LABELS[i % len(LABELS)] for i in range(60)}
     for i, key in enumerate(expected):
         aws.s3.put_object(Bucket=BUCKET, Key=key, Body=photo(PALETTE[i % len(LABELS)]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from labeller_inputs import BackfillBatch, ObjectRef, parse_s3_notification
+from labeller_inputs import BackfillBatch, ObjectRef, manifest_line, parse_manifest, parse_s3_notification
 
 
 def s3_event(key: str, event_name: str = "ObjectCreated:Put", etag: str = "abc") -> str:
@@ -104,3 +104,26 @@ def test_backfill_batch_parsing_refuses_malformed_items_with_a_reason() -> None:
         BackfillBatch.parse({"BatchInput": {}})
     with pytest.raises(ValueError, match="reclassify"):
         BackfillBatch.parse({"Items": [], "BatchInput": {"reclassify": "yes"}})
+
+
+def test_manifest_lines_round_trip_and_malformed_lines_are_named() -> None:
+    # Given photo versions a window's planner writes, one with the hotel its PENDING item named
+    refs = [
+        ObjectRef("photos", "uploads/h1/pool 1.jpg", "e1", hotel_id="h1"),
+        ObjectRef("photos", "archive/2019/ü.jpg", "e2"),
+    ]
+    text = "\n".join(manifest_line(ref) for ref in refs) + "\n\n"
+    # When the job reads them back, with two broken lines appended
+    parsed, invalid = parse_manifest(text + 'not json\n{"bucket": "photos", "key": "k"}\n', "shard-00000.jsonl")
+    # Then the versions come back as written and each broken line is named with its position
+    assert parsed == refs
+    assert [reason.split(":", 2)[:2] for reason in invalid] == [
+        ["shard-00000.jsonl", "4"],
+        ["shard-00000.jsonl", "5"],
+    ]
+    assert "bucket, key and etag" in invalid[1]
+
+
+def test_a_manifest_line_needs_the_version() -> None:
+    with pytest.raises(ValueError, match="needs the version's ETag"):
+        manifest_line(ObjectRef("photos", "uploads/a.jpg"))

@@ -39,8 +39,30 @@ ASYNC_MODE = {
     "photo_labeler.endpoint.mode": "async",
     "photo_labeler.endpoint.min_capacity": "0",
 }
+SCHEDULED_MODE = {
+    "photo_labeler.endpoint.model_data_uri": MODEL_URI,
+    "photo_labeler.endpoint.mode": "scheduled",
+}
+# Scheduled mode's other shape: the windows read the model registry, Spot without the on-demand fallback, and a
+# backfill scope beside the upload prefix (the job role reads both).
+SCHEDULED_REGISTRY = {
+    "photo_labeler.endpoint.mode": "scheduled",
+    "photo_labeler.training.serve_registered_model": "true",
+    "photo_labeler.scheduled.on_demand_fallback": "false",
+    "photo_labeler.backfill.source_prefix": "archive/",
+}
 # Every config variant whose template differs in kind: the deploy-time gates run on each (session fixtures).
-VARIANTS = ("no_model", "with_model", "registry", "regional", "scoped_backfill", "canary", "async_mode")
+VARIANTS = (
+    "no_model",
+    "with_model",
+    "registry",
+    "regional",
+    "scoped_backfill",
+    "canary",
+    "async_mode",
+    "scheduled_mode",
+    "scheduled_registry",
+)
 
 
 @dataclass(frozen=True)
@@ -124,6 +146,18 @@ def canary() -> Synthesized:
 def async_mode() -> Synthesized:
     """endpoint.mode async with a model, scaling to zero (stacks/async_inference.py, stacks/async_scaling.py)."""
     return synth(ASYNC_MODE)
+
+
+@pytest.fixture(scope="session")
+def scheduled_mode() -> Synthesized:
+    """endpoint.mode scheduled, a pinned model: no endpoint, Spot labelling windows (labelling_window.py)."""
+    return synth(SCHEDULED_MODE)
+
+
+@pytest.fixture(scope="session")
+def scheduled_registry() -> Synthesized:
+    """endpoint.mode scheduled reading the model registry per window, no on-demand fallback, a backfill scope."""
+    return synth(SCHEDULED_REGISTRY)
 
 
 @pytest.fixture

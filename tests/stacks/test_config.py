@@ -16,7 +16,17 @@ from stacks.config import AppConfig, ConfigError
 from tests.stacks.conftest import PROJECT_ROOT, cdk_json_context
 
 # Every section of the context object, in cdk.json's order: AppConfig's dataclass-typed fields.
-SECTIONS = ("storage", "endpoint", "upload", "training", "backfill", "review", "monitoring", "async_inference")
+SECTIONS = (
+    "storage",
+    "endpoint",
+    "upload",
+    "training",
+    "backfill",
+    "review",
+    "monitoring",
+    "async_inference",
+    "scheduled",
+)
 
 
 def parse(raw: dict[str, Any] | None = None, **overrides: Any) -> AppConfig:
@@ -178,6 +188,28 @@ def test_command_line_overrides_are_typed_like_the_field() -> None:
         ({"taxonomy_file": "does/not/exist.json"}, "photo_labeler.taxonomy_file", "cannot read"),
         ({"taxonomy_file": "/etc/passwd"}, "photo_labeler.taxonomy_file", "inside the project"),
         ({"storage": []}, "photo_labeler.storage", "object"),
+        ({"endpoint": {"mode": "batch"}}, "photo_labeler.endpoint.mode", "'scheduled'"),
+        ({"scheduled": {"schedule": "every 6 hours"}}, "photo_labeler.scheduled.schedule", "rate(...) or cron"),
+        ({"scheduled": {"schedule": "rate(1 hours)"}}, "photo_labeler.scheduled.schedule", "singular"),
+        ({"scheduled": {"schedule": "rate(6 hour)"}}, "photo_labeler.scheduled.schedule", "plural"),
+        (
+            {"scheduled": {"schedule": "cron(0 2 * * ? *)"}},
+            "photo_labeler.scheduled.window_interval_hours",
+            "cron() schedule",
+        ),
+        ({"scheduled": {"max_hosts": 0}}, "photo_labeler.scheduled.max_hosts", "1..100"),
+        (
+            {"scheduled": {"target_job_minutes": 90, "max_job_minutes": 60}},
+            "photo_labeler.scheduled.max_job_minutes",
+            "target_job_minutes (90)",
+        ),
+        (
+            {"scheduled": {"max_job_minutes": 40320, "spot_wait_minutes": 1}},
+            "photo_labeler.scheduled.spot_wait_minutes",
+            "MaxWaitTimeInSeconds",
+        ),
+        ({"scheduled": {"use_spot": False}}, "photo_labeler.scheduled.on_demand_fallback", "use_spot"),
+        ({"scheduled": {"instance_type": "g5.xlarge"}}, "photo_labeler.scheduled.instance_type", "ml.g5.xlarge"),
     ],
 )
 def test_invalid_values_fail_with_a_message_naming_the_key(raw: dict[str, Any], key: str, fragment: str) -> None:
@@ -287,3 +319,17 @@ def test_app_py_reports_a_config_error_in_one_line_and_exits_2(tmp_path: Path) -
     assert result.returncode == 2, result.stderr
     assert "Invalid configuration: photo_labeler.endpoint.min_capacity: must be >= 1, got 0" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_scheduled_windows_derive_their_alarm_cap_and_catch_up_from_the_schedule() -> None:
+    # Given the default 6-hourly schedule and a daily cron one
+    default = parse({"endpoint": {"mode": "scheduled"}}).scheduled
+    nightly = parse({"scheduled": {"schedule": "cron(0 2 * * ? *)", "window_interval_hours": 24}}).scheduled
+    # Then a photo alarms after two missed windows, a missed window is caught up one backlog check later,
+    assert (default.window_hours, default.pending_alarm_seconds) == (6, 12 * 3600)
+    assert (nightly.window_hours, nightly.pending_alarm_seconds) == (24, 48 * 3600)
+    assert default.catch_up_seconds == 6 * 3600 + 15 * 60
+    # one window takes what the hosts label in 80 % of a job's runtime, and Spot may wait an hour beyond it
+    assert default.max_photos_per_window == int(4 * 5300 * 5.5 * 0.8)
+    assert default.max_wait_seconds == (330 + 60) * 60
+    assert parse({"scheduled": {"schedule": "rate(30 minutes)"}}).scheduled.window_hours == 0.5

@@ -53,6 +53,9 @@ REQUIRED_ACTIONS: dict[str, tuple[frozenset[str], str]] = {
     "aws-sdk:ssm:putParameter": (frozenset({"ssm:PutParameter"}), SDK_DOC),
     "aws-sdk:s3:getObject": (frozenset({"s3:GetObject"}), SDK_DOC),
     "aws-sdk:sfn:describeMapRun": (frozenset({"states:DescribeMapRun"}), SDK_DOC),
+    "aws-sdk:sfn:listExecutions": (frozenset({"states:ListExecutions"}), SDK_DOC),
+    "aws-sdk:sagemaker:describeTrainingJob": (frozenset({"sagemaker:DescribeTrainingJob"}), SDK_DOC),
+    "aws-sdk:ssm:getParameter": (frozenset({"ssm:GetParameter"}), SDK_DOC),
     # A Task whose Resource is the function's ARN, or the optimised lambda:invoke.
     "lambda:invoke": (frozenset({"lambda:InvokeFunction"}), LAMBDA_DOC),
     # "Example of IAM policy for running a Distributed Map state" (child executions) and its item readers / writer.

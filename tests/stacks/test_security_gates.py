@@ -22,6 +22,8 @@ from tests.stacks.conftest import (
     CANARY,
     MODEL_URI,
     PROJECT_ROOT,
+    SCHEDULED_MODE,
+    SCHEDULED_REGISTRY,
     SCOPED_BACKFILL,
     VARIANTS,
     Synthesized,
@@ -67,8 +69,20 @@ class _RecordedAcknowledgements:
         SCOPED_BACKFILL,
         CANARY,
         ASYNC_MODE,
+        SCHEDULED_MODE,
+        SCHEDULED_REGISTRY,
     ],
-    ids=["no_model", "with_model", "registry", "regional", "scoped_backfill", "canary", "async_mode"],
+    ids=[
+        "no_model",
+        "with_model",
+        "registry",
+        "regional",
+        "scoped_backfill",
+        "canary",
+        "async_mode",
+        "scheduled_mode",
+        "scheduled_registry",
+    ],
 )
 def test_every_acknowledgement_suppresses_a_finding_cdk_nag_really_reports(
     overrides: dict[str, str], monkeypatch: pytest.MonkeyPatch

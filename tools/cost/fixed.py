@@ -32,9 +32,10 @@ INIT_SECONDS = 0.85
 # The labeller's EMF metrics (docs/interfaces.md) per mode, without the per-label PhotosByLabel family.
 _COMMON = ("PhotosLabeled", "PhotosNeedsReview", "PhotosRejected", "PhotosSkipped", "TransientFailures")
 _ASYNC = ("PhotosSubmitted", "AsyncInferenceLatency", "AsyncInferencesResubmitted", "AsyncInferencesFailed")
-# Scheduled mode (issue 18's lambda/window_handler.py): the upload Lambda records PENDING (PhotosSubmitted) and
-# rejects, and labels nothing, so no PhotosByLabel; the window function publishes under its own service dimension.
-_SCHEDULED_UPLOADS = ("PhotosSubmitted", "PhotosRejected", "PhotosSkipped", "TransientFailures")
+# Scheduled mode (lambda/scheduled_core.py, window_handler.py): the upload Lambda records PENDING (PhotosPending)
+# and rejects, and labels nothing, so no PhotosByLabel; the window function publishes under its own service
+# dimension.
+_SCHEDULED_UPLOADS = ("PhotosPending", "PhotosRejected", "PhotosSkipped", "TransientFailures")
 _WINDOW = (
     "OldestPendingSeconds",
     "PhotosLabeled",
@@ -87,8 +88,9 @@ RESOURCES = {
         polled_queues=2,
         metric_names=(*_COMMON, *_ASYNC),
     ),
-    # docs/scheduled-mode.md: no endpoint (no rollout or 5xx alarms, no scaling policy); + the PENDING-age alarm
-    # and the window's failed-execution alarm. Held against the template once the mode lands (test_cost_fixed.py).
+    # docs/scheduled-mode.md: no endpoint (no rollout or 5xx alarms, no scaling policy); the upload path's queue
+    # age and stall (4 metrics: what the scheduled upload Lambda emits) stay; + the PENDING-age alarm and the
+    # window's failed-or-timed-out alarm (2). Held against the template (test_cost_fixed.py).
     SCHEDULED: FixedResources(
         alarm_metrics=12,
         target_tracking_policies=0,
