@@ -14,13 +14,14 @@ queues with their own key, which admits SNS only for these topics.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
@@ -28,6 +29,7 @@ from constructs import Construct
 
 from classification.labeller_environment import DEFAULT_REQUEST_PREFIX, AsyncEnvironment
 from stacks import constants
+from stacks.alarm_topic import alarm_name
 from stacks.config_sections import AsyncInferenceConfig
 from stacks.key_policy import scope_service_statements
 from stacks.nag import acknowledge, nag_resource
@@ -96,7 +98,7 @@ class AsyncInferenceStorage(Construct):
         for topic in (self.success_topic, self.error_topic):
             # Raw delivery: the message body is SageMaker's JSON (async_core.parse_notification reads both forms).
             topic.add_subscription(subscriptions.SqsSubscription(self.queue, raw_message_delivery=True))
-        self.dlq_alarm: cloudwatch.Alarm = self._dlq_alarm(alarm_topic)
+        self.dlq_alarm: cloudwatch.Alarm = self._dlq_alarm(alarm_topic, name_prefix)
 
     # -- what the endpoint and the Lambdas are given -------------------------------------------------------
 
@@ -104,23 +106,25 @@ class AsyncInferenceStorage(Construct):
     def request_prefix(self) -> str:
         return REQUEST_PREFIX
 
-    def endpoint_config_property(self) -> sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty:
+    def endpoint_config(self) -> dict[str, Any]:
+        """AsyncInferenceConfig in the API's shape, which CloudFormation's AWS::SageMaker::EndpointConfig shares:
+        the one definition the stack's endpoint config carries and a pipeline rollout copies into its own."""
         bucket = self.bucket.bucket_name
-        return sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty(
-            client_config=sagemaker.CfnEndpointConfig.AsyncInferenceClientConfigProperty(
-                max_concurrent_invocations_per_instance=self.config.max_concurrent_invocations_per_instance
-            ),
-            output_config=sagemaker.CfnEndpointConfig.AsyncInferenceOutputConfigProperty(
-                s3_output_path=f"s3://{bucket}/{OUTPUT_PREFIX}",
-                s3_failure_path=f"s3://{bucket}/{FAILURE_PREFIX}",
+        return {
+            "ClientConfig": {
+                "MaxConcurrentInvocationsPerInstance": self.config.max_concurrent_invocations_per_instance
+            },
+            "OutputConfig": {
+                "S3OutputPath": f"s3://{bucket}/{OUTPUT_PREFIX}",
+                "S3FailurePath": f"s3://{bucket}/{FAILURE_PREFIX}",
                 # SageMaker encrypts the responses it writes with the data key, like the requests.
-                kms_key_id=self.data_key.key_arn,
-                notification_config=sagemaker.CfnEndpointConfig.AsyncInferenceNotificationConfigProperty(
-                    success_topic=self.success_topic.topic_arn,
-                    error_topic=self.error_topic.topic_arn,
-                ),
-            ),
-        )
+                "KmsKeyId": self.data_key.key_arn,
+                "NotificationConfig": {
+                    "SuccessTopic": self.success_topic.topic_arn,
+                    "ErrorTopic": self.error_topic.topic_arn,
+                },
+            },
+        }
 
     def async_environment(self) -> AsyncEnvironment:
         """ENDPOINT_MODE=async and the async settings, for the submitting Lambdas and the label writer."""
@@ -203,10 +207,11 @@ class AsyncInferenceStorage(Construct):
     def _topic(self, construct_id: str, name: str) -> sns.Topic:
         return sns.Topic(self, construct_id, topic_name=name, master_key=self.topic_key, enforce_ssl=True)
 
-    def _dlq_alarm(self, topic: sns.ITopic) -> cloudwatch.Alarm:
+    def _dlq_alarm(self, topic: sns.ITopic, name_prefix: str) -> cloudwatch.Alarm:
         alarm = cloudwatch.Alarm(
             self,
             "DeadLetterQueueAlarm",
+            alarm_name=alarm_name(name_prefix, "async-dlq"),
             alarm_description=(
                 "Async inference notifications failed every retry (inference failed max_attempts times, or the "
                 "label writer cannot record them): see the label writer's logs; re-run the backfill over the "

@@ -50,6 +50,7 @@ _UPLOAD_PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]+/$")
 _METRICS_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9._/#:-]{1,255}$")
 # endpoint.mode; async: stacks/async_inference.py; scheduled (no endpoint): stacks/labelling_window.py
 ENDPOINT_MODES = ("realtime", "async", "scheduled")
+ENDPOINT_NAME_MAX = 63  # CreateEndpoint's EndpointName limit
 
 
 # --- sections ------------------------------------------------------------------------------------------------
@@ -263,6 +264,22 @@ class UploadPathConfig:
         )
 
 
+def endpoint_name(name_prefix: str, endpoint: EndpointSettings) -> str:
+    """`<name_prefix>-llava-<mode>-<instance type>`, e.g. `photo-labeler-llava-realtime-g5-xlarge`.
+
+    SageMaker refuses to update an endpoint in place when the new endpoint config adds or removes
+    AsyncInferenceConfig (endpoint.mode) or changes the instance type of a variant that autoscaling targets
+    (SageMaker Developer Guide, "Update endpoints that use auto scaling": the UpdateEndpoint call fails). With a
+    fixed name CloudFormation turns such a change into that failing UpdateEndpoint and rolls the stack back.
+    EndpointName is create-only in AWS::SageMaker::Endpoint, so with both in the name the same deploy creates a new
+    endpoint, points the Lambda environment, IAM, scaling target, alarms, dashboard and training pipeline at it,
+    and deletes the old one. Every `endpoint.mode` value is its own name; a model change keeps the name (a
+    blue/green update in place, stacks/rollout.py).
+    """
+    instance = endpoint.instance_type.removeprefix("ml.").replace(".", "-")
+    return f"{name_prefix}-llava-{endpoint.mode}-{instance}"
+
+
 # --- the app config ------------------------------------------------------------------------------------------
 
 
@@ -312,6 +329,13 @@ class AppConfig:
             )
         self._check_taxonomy()
         self._check_image()
+        self._check_review_region()
+        _check(
+            len(self.endpoint_name) <= ENDPOINT_NAME_MAX,
+            "name_prefix",
+            f"makes the endpoint name {self.endpoint_name!r} longer than SageMaker's {ENDPOINT_NAME_MAX} "
+            "characters; shorten name_prefix",
+        )
 
     def _check_taxonomy(self) -> None:
         path = self.taxonomy_path
@@ -337,6 +361,23 @@ class AppConfig:
                 table.account(version, self.region)
             except UnsupportedImage as error:
                 raise ConfigError("region", str(error)) from error
+
+    def _check_review_region(self) -> None:
+        # WAF's CreateWebACL: "To work with CloudFront, you must also specify the Region US East (N. Virginia)".
+        # An unpinned template may be deployed anywhere, and CloudFormation would fail late and roll back.
+        if self.review.enabled and self.review.waf:
+            _check(
+                self.region == constants.CLOUDFRONT_REGION,
+                "review.waf",
+                f"creates a CLOUDFRONT-scope web ACL, which AWS accepts only in {constants.CLOUDFRONT_REGION}; "
+                f"this stack's region is {self.region or 'not pinned'}: set photo_labeler.region (and account) "
+                f"to {constants.CLOUDFRONT_REGION}, or create the web ACL there and set review.web_acl_arn",
+            )
+
+    @property
+    def endpoint_name(self) -> str:
+        """The SageMaker endpoint's name (`endpoint_name`): it changes with whatever SageMaker cannot update."""
+        return endpoint_name(self.name_prefix, self.endpoint)
 
     @property
     def taxonomy_path(self) -> Path:

@@ -21,6 +21,10 @@ _MAX_RUNTIME = constants.SAGEMAKER_MAX_RUNTIME_SECONDS
 # one worst-case item.
 _HANDLER_TIME_MARGIN_SECONDS = constants.LABELLER_RECORD_WORST_CASE_SECONDS
 _BUCKET_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# CloudFront serves only ACM certificates of us-east-1 (CloudFront Developer Guide, "Requirements for using
+# SSL/TLS certificates with CloudFront": request or import the certificate in US East (N. Virginia)).
+_CLOUDFRONT_CERTIFICATE_RE = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[0-9a-f-]{36}$")
+_DOMAIN_NAME_RE = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _BACKFILL_PREFIX_RE = re.compile(r"^([A-Za-z0-9!_.'()/-]+/)?$")  # no '*' or '\': used in a StringMatches
 # Hyper-parameters the training pipeline sets itself: an execution (or training.hyperparameters) may not set them.
 RESERVED_HYPERPARAMETERS = (
@@ -220,8 +224,14 @@ class ReviewPageConfig:
     presigned_url_seconds: int = 300  # how long a photo link works
     backlog_probe_minutes: int = 15  # how often the NEEDS_REVIEW backlog is counted for the dashboard
     lease_seconds: int = 300  # how long a photo a reviewer was given stays theirs alone, unless they decide it
+    # A custom domain for the page (both or neither): CloudFront serves it with this ACM certificate (us-east-1)
+    # and the TLSv1.2_2021 security policy, which the default *.cloudfront.net certificate cannot have
+    # (docs/review-page.md).
+    domain_name: str | None = None
+    certificate_arn: str | None = None
 
     def __post_init__(self) -> None:
+        self._check_domain()
         if self.waf and self.web_acl_arn:
             raise ConfigError("waf", "set either waf (create a web ACL) or web_acl_arn (attach one), not both")
         if self.web_acl_arn is not None and not self.web_acl_arn.startswith("arn:aws:wafv2:us-east-1:"):
@@ -236,6 +246,24 @@ class ReviewPageConfig:
             raise ConfigError("backlog_probe_minutes", f"must be 1..1440, got {self.backlog_probe_minutes}")
         if not 60 <= self.lease_seconds <= 3600:
             raise ConfigError("lease_seconds", f"must be 60..3600, got {self.lease_seconds}")
+
+    def _check_domain(self) -> None:
+        if (self.domain_name is None) != (self.certificate_arn is None):
+            missing = "certificate_arn" if self.certificate_arn is None else "domain_name"
+            raise ConfigError(missing, "a custom domain needs both review.domain_name and review.certificate_arn")
+        if self.domain_name is not None:
+            _check(
+                bool(_DOMAIN_NAME_RE.match(self.domain_name)),
+                "domain_name",
+                f"must be a lower-case DNS name like review.example.com, got {self.domain_name!r}",
+            )
+        if self.certificate_arn is not None:
+            _check(
+                bool(_CLOUDFRONT_CERTIFICATE_RE.match(self.certificate_arn)),
+                "certificate_arn",
+                "must be an ACM certificate ARN in us-east-1 (arn:aws:acm:us-east-1:<account>:certificate/<id>), "
+                f"the only region CloudFront takes certificates from; got {self.certificate_arn!r}",
+            )
 
 
 @dataclass(frozen=True)

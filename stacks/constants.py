@@ -73,3 +73,7 @@ CHECKPOINTS_PREFIX = "checkpoints/"  # spot/resume checkpoints, expired after tr
 
 # --- Alarms ----------------------------------------------------------------------------------------------------
 ALARM_PERIOD_SECONDS = 60
+
+# --- CloudFront (the review page) --------------------------------------------------------------------------------
+# CLOUDFRONT-scope WAF web ACLs and the ACM certificates CloudFront serves exist only in this region.
+CLOUDFRONT_REGION = "us-east-1"

@@ -14,6 +14,7 @@ rollout.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import ArnFormat, Duration, Stack
@@ -49,11 +50,12 @@ class InferenceEndpoint(Construct):
         serving_options: dict[str, str] | None = None,
         image_table: LmiImageTable | None = None,
         model_read_prefix: str | None = None,
-        async_inference: sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty | None = None,
+        async_inference: Mapping[str, Any] | None = None,
     ) -> None:
         # model_data_uri: the pinned URI, or the registry's value resolved at deploy time (stacks/model_store.py);
-        # async_inference: endpoint.mode async (stacks/async_inference.py): the endpoint config carries it, callers
-        # get sagemaker:InvokeEndpointAsync, and stacks/async_scaling.py attaches the scaling policies instead.
+        # async_inference: endpoint.mode async, AsyncInferenceConfig in the API shape (stacks/async_inference.py):
+        # the endpoint config carries it (a pipeline rollout copies it), callers get sagemaker:InvokeEndpointAsync,
+        # and stacks/async_scaling.py attaches the scaling policies instead.
         super().__init__(scope, construct_id)
         self.config = config
         self.async_inference = async_inference
@@ -149,23 +151,7 @@ class InferenceEndpoint(Construct):
         )
         # The image lives in an AWS-owned account that differs by region: the grant names this region's one.
         grant_ecr_pull(role, self.image_uri, table.repository)
-        log_group_arn = stack.format_arn(
-            service="logs",
-            resource="log-group",
-            resource_name=f"{constants.SAGEMAKER_LOG_GROUP_PREFIX}/{endpoint_name}:*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:DescribeLogStreams",
-                ],
-                resources=[log_group_arn],
-            )
-        )
+        self._grant_logs(role, endpoint_name)
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["cloudwatch:PutMetricData"],
@@ -184,13 +170,36 @@ class InferenceEndpoint(Construct):
             f"AwsSolutions-IAM5[Resource::{nag_resource(self, objects_arn)}]",
             "The model is a directory of files (S3Prefix model data); reading is limited to that one prefix.",
         )
+        return role
+
+    def grant_container_logs(self, endpoint_name: str) -> None:
+        """Let this model's containers log under another endpoint serving it (the pipeline's probe endpoint)."""
+        self._grant_logs(self.role, endpoint_name)
+
+    def _grant_logs(self, role: iam.Role, endpoint_name: str) -> None:
+        log_group_arn = Stack.of(self).format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=f"{constants.SAGEMAKER_LOG_GROUP_PREFIX}/{endpoint_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                    "logs:DescribeLogStreams",
+                ],
+                resources=[log_group_arn],
+            )
+        )
         acknowledge(
             role,
             f"AwsSolutions-IAM5[Resource::{nag_resource(self, log_group_arn)}]",
             "SageMaker names one log stream per instance and container at run time; the grant is limited to "
-            "this endpoint's own log group.",
+            "the log group of one endpoint that serves this model.",
         )
-        return role
 
     def _build_model(self) -> sagemaker.CfnModel:
         model = sagemaker.CfnModel(
@@ -242,8 +251,10 @@ class InferenceEndpoint(Construct):
                     ),
                 )
             ],
-            async_inference_config=self.async_inference,
         )
+        if self.async_inference is not None:
+            # The dict a pipeline rollout sends too (API and CloudFormation share the field names).
+            config.add_property_override("AsyncInferenceConfig", dict(self.async_inference))
         return config
 
     def _build_endpoint(self, endpoint_name: str) -> sagemaker.CfnEndpoint:

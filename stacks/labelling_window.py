@@ -36,6 +36,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks import constants
+from stacks.alarm_topic import alarm_name
 from stacks.config_sections import ScheduledLabellingConfig
 from stacks.container_images import regional_image_uri
 from stacks.encrypted_logs import encrypted_log_group
@@ -332,6 +333,7 @@ class LabellingWindow(Construct):
         alarm = cloudwatch.Alarm(
             self,
             "PendingAgeAlarm",
+            alarm_name=alarm_name(self.name_prefix, "window-pending-age"),
             alarm_description=(
                 f"A photo has waited PENDING more than {hours:g} h (about two windows), or no window survey ran "
                 f"for {MISSING_SURVEYS} backlog checks: windows keep failing (see the window state machine's "
@@ -362,6 +364,7 @@ class LabellingWindow(Construct):
         alarm = cloudwatch.Alarm(
             self,
             "WindowFailedAlarm",
+            alarm_name=alarm_name(self.name_prefix, "window-failed"),
             alarm_description=(
                 "A labelling window failed (the job failed or ran out of time, or no model is registered): its "
                 "unlabelled photos stay PENDING for the next window. The execution's cause names the job; its "

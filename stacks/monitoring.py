@@ -27,6 +27,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks import constants
+from stacks.alarm_topic import alarm_name
 from stacks.config import MonitoringConfig
 from stacks.monitoring_dashboard import (
     DASHBOARD_WIDTH,
@@ -85,6 +86,7 @@ class Monitoring(Construct):
         # (its widgets are left out).
         super().__init__(scope, construct_id)
         self._review_backlog_probe_minutes = review_backlog_probe_minutes
+        self._name_prefix = name_prefix
         self.config = config
         self.metrics: MonitoringMetrics = MonitoringMetrics(metrics_namespace, endpoint)
         self._labels = tuple(labels)
@@ -145,6 +147,7 @@ class Monitoring(Construct):
             cloudwatch.Alarm(
                 self,
                 "QueueAgeAlarm",
+                alarm_name=alarm_name(self._name_prefix, "upload-queue-age"),
                 alarm_description=(
                     f"The oldest upload has waited more than {threshold} s for 5 minutes: the labeller is not "
                     "keeping up (endpoint at max capacity, throttled or failing). Check the dashboard's endpoint "
@@ -181,6 +184,7 @@ class Monitoring(Construct):
             cloudwatch.Alarm(
                 self,
                 "StallAlarm",
+                alarm_name=alarm_name(self._name_prefix, "upload-stalled"),
                 alarm_description=(
                     f"No upload was processed for {minutes} min although the queue never emptied: the labeller "
                     "is stuck (function errors, endpoint down, or the event source disabled). Check the "
@@ -207,6 +211,7 @@ class Monitoring(Construct):
             cloudwatch.Alarm(
                 self,
                 "EndpointErrorsAlarm",
+                alarm_name=alarm_name(self._name_prefix, "endpoint-5xx"),
                 alarm_description=(
                     f"The endpoint answered 5xx at least {threshold} times in 5 minutes (model server crash, "
                     "out of GPU memory, instance replacement). Messages are retried; check the endpoint's "
@@ -232,6 +237,7 @@ class Monitoring(Construct):
             cloudwatch.Alarm(
                 self,
                 "BackfillFailedAlarm",
+                alarm_name=alarm_name(self._name_prefix, "backfill-failed"),
                 alarm_description=(
                     "A backfill execution failed or timed out (bad input, or more failed items than "
                     "backfill.tolerated_failure_percentage). `python -m tools.backfill status <execution>` shows "
@@ -311,6 +317,7 @@ class Monitoring(Construct):
             cloudwatch.Alarm(
                 self,
                 "AsyncBacklogAgeAlarm",
+                alarm_name=alarm_name(self._name_prefix, "async-backlog-age"),
                 alarm_description=(
                     f"The oldest request on the async endpoint has waited over {seconds} s for 5 minutes: the "
                     "fleet is not keeping up (at endpoint.max_capacity, or instances fail to start). Requests "

@@ -4,12 +4,12 @@ beyond the shared alarm topic and the stack outputs."""
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Environment, Stack
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import constants, serving_properties
+from stacks.alarm_topic import build_alarm_topic
 from stacks.async_inference import AsyncInferenceStorage
 from stacks.async_label_writer import AsyncLabelWriter
 from stacks.async_scaling import AsyncScaling
@@ -50,7 +50,8 @@ class PhotoLabellerStack(Stack):
             description="Hotel photo labeller: image store, labels table, LLaVA-NeXT endpoint, upload path",
         )
         self.config = config
-        self.endpoint_name = f"{config.name_prefix}-llava"
+        # Carries endpoint.mode and instance_type: changing either replaces the endpoint (stacks/config.py).
+        self.endpoint_name = config.endpoint_name
         # endpoint.mode scheduled: no endpoint at all; windows label PENDING photos (stacks/labelling_window.py).
         self.scheduled = config.endpoint.mode == "scheduled"
         if not self.scheduled:
@@ -145,7 +146,7 @@ class PhotoLabellerStack(Stack):
             model_data_uri=self.model_data_uri,
             model_read_prefix=self.model_store.models_uri if self.serves_registered_model else None,
             alarm_topic=self.alarm_topic,
-            async_inference=self.async_storage.endpoint_config_property() if self.async_storage else None,
+            async_inference=self.async_storage.endpoint_config() if self.async_storage else None,
         )
         # Pipeline-trained models are SSE-KMS objects of the training bucket.
         self.storage.key.grant_decrypt(inference.role)
@@ -265,6 +266,8 @@ class PhotoLabellerStack(Stack):
             model_pinned=self.config.endpoint.model_data_uri is not None,
             confidence_threshold=self.config.upload.confidence_threshold,
             alarm_topic=self.alarm_topic,
+            probe_code=self.function_code,
+            taxonomy_file=self.labeller.taxonomy_file,
         )
         CfnOutput(
             self,
@@ -300,6 +303,12 @@ class PhotoLabellerStack(Stack):
             "ReviewHistoryTableName",
             value=review.history_table.table_name,
             description="every review decision, override and undo (tools.review_export --history-table)",
+        )
+        CfnOutput(
+            self,
+            "ReviewDistributionDomainName",
+            value=review.distribution.distribution_domain_name,
+            description="CNAME / alias target of review.domain_name",
         )
         return review
 
@@ -346,23 +355,7 @@ class PhotoLabellerStack(Stack):
     def _alarm_topic(self) -> sns.ITopic:
         if self.config.alarm_topic_arn is not None:
             return sns.Topic.from_topic_arn(self, "AlarmTopic", self.config.alarm_topic_arn)
-        topic = sns.Topic(
-            self,
-            "AlarmTopic",
-            display_name=f"{self.config.name_prefix} alarms",
-            master_key=self.storage.key,
-            enforce_ssl=True,
-        )
-        # CloudWatch publishes to an encrypted topic only if the key lets it encrypt.
-        self.storage.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
-            )
-        )
-        return topic
+        return build_alarm_topic(self, "AlarmTopic", name_prefix=self.config.name_prefix, key=self.storage.key)
 
     def _acknowledge_cdk_internals(self) -> None:
         # S3 → SQS notifications are configured by a CDK-provided custom resource (a singleton Lambda).

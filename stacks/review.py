@@ -48,7 +48,13 @@ from stacks.review_parts import (
     review_log_group_name,
     review_web_acl,
 )
-from stacks.review_site import deploy_page, site_bucket, site_distribution
+from stacks.review_site import (
+    deploy_page,
+    page_origin,
+    site_bucket,
+    site_distribution,
+    standard_logs_possible,
+)
 
 REVIEW_HANDLER = "review_api.handler.lambda_handler"
 # `email` puts the e-mail in the ID token the page sends (review_api/identity.py); `openid` yields an ID token.
@@ -90,11 +96,13 @@ class ReviewPage(Construct):
         super().__init__(scope, construct_id)
         self.config = config
         region = Stack.of(self).region
-        if config.waf and not Token.is_unresolved(region) and region != "us-east-1":
+        # AppConfig refuses this first (one line at synth); a construct built on its own is held to it too.
+        if config.waf and region != constants.CLOUDFRONT_REGION:
             raise ConfigError(
                 "review.waf",
-                f"a CloudFront web ACL can only be created in us-east-1, this stack is in {region}: create one "
-                "there and set review.web_acl_arn",
+                f"a CloudFront web ACL can only be created in {constants.CLOUDFRONT_REGION}, this stack is in "
+                f"{'an unpinned region' if Token.is_unresolved(region) else region}: pin the stack there or "
+                "create one there and set review.web_acl_arn",
             )
         self.site_bucket: s3.Bucket = site_bucket(self, access_log_bucket)
         self.user_pool: cognito.UserPool = self._user_pool()
@@ -110,9 +118,13 @@ class ReviewPage(Construct):
             photo_bucket=photo_bucket,
             user_pool_domain=self.user_pool_domain,
             web_acl_arn=self.web_acl.attr_arn if self.web_acl else config.web_acl_arn,
+            log_bucket=access_log_bucket,
+            domain_name=config.domain_name,
+            certificate_arn=config.certificate_arn,
         )
         self.distribution_web_acl: str | None = self.web_acl.attr_arn if self.web_acl else config.web_acl_arn
-        self.url: str = f"https://{self.distribution.distribution_domain_name}/"
+        self.origin: str = page_origin(self.distribution, config.domain_name)
+        self.url: str = f"{self.origin}/"
         self.user_pool_client: cognito.UserPoolClient = self._client()
         self.groups: dict[str, cognito.CfnUserPoolGroup] = {
             name: cognito.CfnUserPoolGroup(
@@ -277,7 +289,7 @@ class ReviewPage(Construct):
             api_name=f"{name_prefix}-review",
             description="Review API (JWT authorizer: the review user pool)",
             cors_preflight=apigw.CorsPreflightOptions(
-                allow_origins=[f"https://{self.distribution.distribution_domain_name}"],
+                allow_origins=[self.origin],
                 allow_methods=[apigw.CorsHttpMethod.GET, apigw.CorsHttpMethod.POST],
                 allow_headers=["Authorization", "Content-Type"],
                 max_age=Duration.hours(1),
@@ -383,18 +395,21 @@ class ReviewPage(Construct):
                 "WAF is optional (review.waf / review.web_acl_arn): the distribution serves a static page and "
                 "the API answers only signed-in reviewers; CloudFront web ACLs must live in us-east-1.",
             )
-        acknowledge(
-            self.distribution,
-            "AwsSolutions-CFR3",
-            "CloudFront standard logs need an ACL-enabled bucket (the access-log bucket enforces bucket-owner "
-            "ownership); the page is static, and every API call is logged in the API's access log.",
-        )
-        acknowledge(
-            self.distribution,
-            "AwsSolutions-CFR4",
-            "Served on the default *.cloudfront.net certificate, whose TLS policy CloudFront fixes (a minimum "
-            "protocol version has no effect on it); a custom domain with its own certificate can raise it.",
-        )
+        if not standard_logs_possible(self):
+            acknowledge(
+                self.distribution,
+                "AwsSolutions-CFR3",
+                "CloudFront's standard logs cannot be delivered to a bucket in this (opt-in) region; every API "
+                "call is still logged in the API's access log (docs/review-page.md).",
+            )
+        if self.config.domain_name is None:
+            acknowledge(
+                self.distribution,
+                "AwsSolutions-CFR4",
+                "Served on the default *.cloudfront.net certificate, whose TLS policy CloudFront fixes (a minimum "
+                "protocol version has no effect on it); review.domain_name with its own certificate raises it to "
+                "TLSv1.2_2021.",
+            )
         acknowledge(
             self.user_pool,
             "AwsSolutions-COG8",

@@ -1,5 +1,6 @@
 """The review page's hosting (stacks/review.py builds it into its construct): the private bucket, CloudFront with
-the page's security headers, and the deployment that copies review_web/ and config.json into the bucket.
+the page's security headers, its access logs and optional custom domain, and the deployment that copies review_web/
+and config.json into the bucket.
 
 Functions that add resources to the ReviewPage construct's scope, not constructs of their own, so every
 resource keeps its construct id.
@@ -10,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnCondition, Duration, Fn, RemovalPolicy, Stack, Token
+from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_cognito as cognito
@@ -29,6 +31,30 @@ from stacks.review_parts import plain_sub, review_log_group_name
 
 REVIEW_WEB_DIR = constants.PROJECT_ROOT / "review_web"
 PAGE_DEPLOYMENT_MEMORY_MB = 256  # copies a few small files
+CDN_LOG_PREFIX = "review-cdn/"  # the distribution's standard logs in the access-log bucket
+# Standard logging (legacy) needs no us-east-1 stack (logging v2's delivery source must be created there) but does
+# not deliver to buckets in opt-in regions (CloudFront Developer Guide, "Configure standard logging (legacy)":
+# "Don't choose an Amazon S3 bucket in any of the following Regions"; each one listed is opt-in). These are the
+# regions every account has enabled by default; elsewhere the page is served without access logs.
+STANDARD_LOG_REGIONS = (
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "ca-central-1",
+    "sa-east-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-central-1",
+    "eu-north-1",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-southeast-1",
+    "ap-southeast-2",
+)
 
 
 def site_bucket(scope: Construct, access_log_bucket: s3.IBucket) -> s3.Bucket:
@@ -103,11 +129,27 @@ def site_distribution(
     photo_bucket: s3.IBucket,
     user_pool_domain: cognito.UserPoolDomain,
     web_acl_arn: str | None,
+    log_bucket: s3.IBucket,
+    domain_name: str | None = None,
+    certificate_arn: str | None = None,
 ) -> cloudfront.Distribution:
-    """CloudFront in front of the page bucket (origin access control), with the page's security headers."""
+    """CloudFront in front of the page bucket (origin access control), with the page's security headers, standard
+    logs into `log_bucket` where CloudFront delivers them, and `domain_name` served with its certificate."""
     origin = origins.S3BucketOrigin.with_origin_access_control(bucket)
     headers = _headers(scope, photo_bucket, user_pool_domain)
-    return cloudfront.Distribution(
+    custom_domain: dict[str, Any] = {}
+    if domain_name is not None and certificate_arn is not None:
+        # The default *.cloudfront.net certificate takes no security policy; a custom one takes TLSv1.2_2021.
+        custom_domain = {
+            "domain_names": [domain_name],
+            "certificate": acm.Certificate.from_certificate_arn(scope, "Certificate", certificate_arn),
+            "minimum_protocol_version": cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021,
+        }
+    # CloudFront writes standard logs with an ACL grant: the log bucket has ACLs enabled (stacks/storage.py).
+    logs: dict[str, Any] = {}
+    if standard_logs_possible(scope):
+        logs = {"enable_logging": True, "log_bucket": log_bucket, "log_file_prefix": CDN_LOG_PREFIX}
+    distribution = cloudfront.Distribution(
         scope,
         "Distribution",
         comment="Photo review page",
@@ -130,6 +172,40 @@ def site_distribution(
         http_version=cloudfront.HttpVersion.HTTP2_AND_3,
         price_class=cloudfront.PriceClass.PRICE_CLASS_100,
         web_acl_id=web_acl_arn,
+        **custom_domain,
+        **logs,
+    )
+    if logs and Token.is_unresolved(Stack.of(scope).region):
+        _only_where_deliverable(scope, distribution, log_bucket)
+    return distribution
+
+
+def page_origin(distribution: cloudfront.IDistribution, domain_name: str | None) -> str:
+    """https://<the page's host>: the custom domain when there is one (the page, sign-in and CORS all use it)."""
+    return f"https://{domain_name or distribution.distribution_domain_name}"
+
+
+def standard_logs_possible(scope: Construct) -> bool:
+    """False only for a stack pinned to a region whose buckets CloudFront's standard logs cannot reach."""
+    region = Stack.of(scope).region
+    return Token.is_unresolved(region) or region in STANDARD_LOG_REGIONS
+
+
+def _only_where_deliverable(
+    scope: Construct, distribution: cloudfront.Distribution, log_bucket: s3.IBucket
+) -> None:
+    """Environment-agnostic: the region, and so whether the logs can be delivered, is known at deploy time."""
+    logging = {"Bucket": log_bucket.bucket_regional_domain_name, "Prefix": CDN_LOG_PREFIX}
+    cfn_distribution = distribution.node.default_child
+    assert isinstance(cfn_distribution, cloudfront.CfnDistribution)
+    regions = [Fn.condition_equals(Aws.REGION, region) for region in STANDARD_LOG_REGIONS]
+    condition = CfnCondition(
+        scope,
+        "StandardLogsDeliverable",
+        expression=Fn.condition_or(*(Fn.condition_or(*regions[i : i + 9]) for i in range(0, len(regions), 9))),
+    )
+    cfn_distribution.add_property_override(
+        "DistributionConfig.Logging", Fn.condition_if(condition.logical_id, logging, Aws.NO_VALUE)
     )
 
 

@@ -58,7 +58,10 @@ class Storage(Construct):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            # ACLs enabled: CloudFront's standard logs (the review page) are written with an ACL grant and cannot
+            # be delivered to a bucket-owner-enforced bucket; objects written with bucket-owner-full-control (S3
+            # server access logs, CloudFront's) still belong to this account, and public ACLs stay blocked.
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-access-logs",

@@ -15,6 +15,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks import constants
+from stacks.alarm_topic import alarm_name
 from stacks.config import UploadPathConfig
 from stacks.key_policy import scope_service_statements
 from stacks.labeller_function import LabellerFunction, LabellerProps
@@ -89,7 +90,7 @@ class UploadPath(Construct):
             enabled=labeller.endpoint is not None or labeller.scheduled,
         )
         self.function.add_event_source(self.event_source)
-        self.dlq_alarm: cloudwatch.Alarm = self._build_dlq_alarm(alarm_topic)
+        self.dlq_alarm: cloudwatch.Alarm = self._build_dlq_alarm(alarm_topic, labeller.name_prefix)
 
     def _build_dead_letter_queue(self, key: kms.IKey) -> sqs.Queue:
         queue = sqs.Queue(
@@ -119,10 +120,11 @@ class UploadPath(Construct):
             ),
         )
 
-    def _build_dlq_alarm(self, topic: sns.ITopic) -> cloudwatch.Alarm:
+    def _build_dlq_alarm(self, topic: sns.ITopic, name_prefix: str) -> cloudwatch.Alarm:
         alarm = cloudwatch.Alarm(
             self,
             "DeadLetterQueueAlarm",
+            alarm_name=alarm_name(name_prefix, "upload-dlq"),
             alarm_description=(
                 "Uploads failed labelling after every retry and wait in the dead-letter queue: check the "
                 "function's logs and the endpoint, then redrive the DLQ."

@@ -1,7 +1,8 @@
 """The TrainingPipeline construct: the state machine (definition, log group, encryption) and its failure alarm.
 
     ReadRequest → ValidateRequest → RequestValid → Train → ReadMetrics → AccuracyGate
-      → [rollout_steps.py, when the endpoint serves the registry] → RegisterModel → Done
+      → [rollout_steps.py, when the endpoint serves the registry, with probe_steps.py's probe before
+         UpdateEndpoint] → RegisterModel → Done
 
 The request expressions are request.py's (JSONata files), the Train state train_step.py's, the IAM roles.py's.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
@@ -18,6 +20,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from stacks import constants
+from stacks.alarm_topic import alarm_name
 from stacks.config import TrainingPipelineConfig
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.inference_endpoint import InferenceEndpoint
@@ -26,6 +29,12 @@ from stacks.rollout import RolloutAlarms
 from stacks.training_asset import training_code_asset
 from stacks.training_image import TrainingImageTable, default_training_images
 from stacks.training_pipeline.names import PIPELINE_LOG_RETENTION, STATE_MACHINE_SLACK_SECONDS
+from stacks.training_pipeline.probe_steps import (
+    acknowledge_probe_invoke,
+    build_probe_function,
+    probe_endpoint_name,
+    probe_seconds,
+)
 from stacks.training_pipeline.request import problems_expression, request_expression
 from stacks.training_pipeline.roles import build_training_role, grant_state_machine
 from stacks.training_pipeline.rollout_steps import RolloutTarget, build_rollout
@@ -50,7 +59,11 @@ class TrainingPipeline(Construct):
         model_pinned: bool = False,
         alarm_topic: sns.ITopic | None = None,
         image_table: TrainingImageTable | None = None,
+        probe_code: lambda_.Code | None = None,
+        taxonomy_file: str = "classification/taxonomy.json",
     ) -> None:
+        # probe_code: the labeller's code asset, whose probe_handler the rollout runs before traffic shifts
+        # (probe_steps.py); taxonomy_file: its TAXONOMY_FILE. Needed only with a rollout target.
         super().__init__(scope, construct_id)
         self.name_prefix = name_prefix
         self.confidence_threshold = confidence_threshold
@@ -59,6 +72,19 @@ class TrainingPipeline(Construct):
         self.endpoint_name = endpoint_name
         self.model_pinned = model_pinned
         self.rollout = RolloutTarget(rollout_target) if rollout_target is not None else None
+        self.probe_function: lambda_.Function | None = None
+        if rollout_target is not None:
+            if probe_code is None:
+                raise ValueError("a training pipeline that rolls out needs probe_code (the labeller's code asset)")
+            self.probe_function = build_probe_function(
+                self,
+                name_prefix=name_prefix,
+                code=probe_code,
+                data_key=store.data_key,
+                taxonomy_file=taxonomy_file,
+            )
+            # The probe endpoint runs the same model, and so the same role: its containers log there.
+            rollout_target.grant_container_logs(probe_endpoint_name(name_prefix))
         self.code = training_code_asset(self, "Code")
         self.image_uri = (image_table or default_training_images()).image_uri(self, config.image_version)
         self.training_role = build_training_role(
@@ -77,6 +103,8 @@ class TrainingPipeline(Construct):
             alarms=self.alarms,
             rolls_out=self.rollout is not None,
         )
+        if self.probe_function is not None:
+            acknowledge_probe_invoke(self.state_machine.role, self.probe_function)
         self._failure_alarm(alarm_topic)
 
     # --- helpers --------------------------------------------------------------------------------------------
@@ -106,7 +134,12 @@ class TrainingPipeline(Construct):
     def _build_state_machine(self) -> sfn.StateMachine:
         s = self.config
         training_seconds = s.effective_max_wait_seconds or s.max_runtime_seconds
-        rollout_seconds = self.rollout.endpoint.rollout_policy.timeout_seconds if self.rollout else 0
+        rollout_seconds = 0
+        if self.rollout:
+            endpoint = self.rollout.endpoint.config
+            rollout_seconds = self.rollout.endpoint.rollout_policy.timeout_seconds + probe_seconds(
+                endpoint.model_data_download_timeout_seconds, endpoint.container_startup_timeout_seconds
+            )
         definition = self._build_definition()
         return sfn.StateMachine(
             self,
@@ -127,6 +160,7 @@ class TrainingPipeline(Construct):
         alarm = cloudwatch.Alarm(
             self,
             "FailedExecutions",
+            alarm_name=alarm_name(self.name_prefix, "training-failed"),
             alarm_description=f"{self.name_prefix}: a training pipeline execution failed (see its Cause)",
             metric=self.state_machine.metric_failed(period=Duration.minutes(5), statistic="Sum"),
             threshold=1,
@@ -293,7 +327,7 @@ class TrainingPipeline(Construct):
         return register
 
     def _rollout(self, register: tasks.CallAwsService) -> sfn.IChainable:
-        assert self.rollout is not None and self.alarms is not None
+        assert self.rollout is not None and self.alarms is not None and self.probe_function is not None
         return build_rollout(
             self,
             target=self.rollout,
@@ -301,4 +335,5 @@ class TrainingPipeline(Construct):
             endpoint_name=self.endpoint_name,
             name_prefix=self.name_prefix,
             register=register,
+            probe_function=self.probe_function,
         )

@@ -1,7 +1,8 @@
 """The rollout steps: the approved model goes onto the endpoint the way a `cdk deploy` would put it there.
 
-    CheckEndpoint → EndpointReady → CreateModel → CreateEndpointConfig → UpdateEndpoint (blue/green, automatic
-    rollback on the endpoint's alarms) → WaitForRollout ⇄ DescribeRollout → RolloutStatus → RegisterModel
+    CheckEndpoint → EndpointReady → CreateModel → CreateEndpointConfig → [probe_steps.py: the new model answers the
+    labeller's request on an endpoint of its own] → UpdateEndpoint (blue/green, automatic rollback on the
+    endpoint's alarms) → WaitForRollout ⇄ DescribeRollout → RolloutStatus → RegisterModel
 
 AWS SDK integrations (`CallAwsService`), not the L2 SageMaker tasks: those cannot express an uncompressed S3Prefix
 model, the variant's startup timeouts and routing, or a DeploymentConfig. The model and endpoint config are the
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import Duration
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -22,6 +24,7 @@ from constructs import Construct
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.rollout import RolloutAlarms
 from stacks.training_pipeline.names import ROLLOUT_POLL_SECONDS, sagemaker_arn
+from stacks.training_pipeline.probe_steps import build_probe
 from stacks.training_pipeline.roles import pass_role_statement
 
 # The ProductionVariant fields a rollout copies from the CDK endpoint config (Python name → API name).
@@ -75,8 +78,10 @@ def build_rollout(
     endpoint_name: str,
     name_prefix: str,
     register: tasks.CallAwsService,
+    probe_function: lambda_.IFunction,
 ) -> sfn.IChainable:
-    """The chain from CheckEndpoint to `register`, which runs only once SageMaker kept the new config."""
+    """The chain from CheckEndpoint to `register`, which runs only once the new model passed the probe and
+    SageMaker kept the new config."""
     endpoint = target.endpoint
     endpoint_arn = sagemaker_arn(scope, "endpoint", endpoint_name)
     describe_params = {"EndpointName": endpoint_name}
@@ -139,12 +144,14 @@ def build_rollout(
     create_config = tasks.CallAwsService.jsonata(
         scope,
         "CreateEndpointConfig",
-        comment="The CDK endpoint config's variant with the new model",
+        comment="The CDK endpoint config's variant (and async inference config) with the new model",
         service="sagemaker",
         action="createEndpointConfig",
         parameters={
             "EndpointConfigName": "{% $training.job_name %}",
             "ProductionVariants": [{**variant, "ModelName": "{% $training.job_name %}"}],
+            # endpoint.mode async: the same queue, bucket, key and topics as the stack's endpoint config.
+            **({"AsyncInferenceConfig": dict(endpoint.async_inference)} if endpoint.async_inference else {}),
         },
         iam_resources=[sagemaker_arn(scope, "endpoint-config", f"{name_prefix}-*")],
         outputs="{% $states.input %}",
@@ -229,7 +236,9 @@ def build_rollout(
         .when(sfn.Condition.jsonata('{% $states.input.EndpointStatus = "InService" %}'), create_model)
         .otherwise(busy)
     )
-    create_model.next(create_config).next(update).next(wait)
+    probe = build_probe(scope, name_prefix=name_prefix, variant=variant, function=probe_function, then=update)
+    create_model.next(create_config).next(probe)
+    update.next(wait)
     wait.next(poll).next(status)
     return check
 

@@ -15,6 +15,7 @@ from aws_cdk.assertions import Template
 
 from app import build_app
 from stacks.photo_labeller_stack import PhotoLabellerStack
+from tests.stacks.intrinsics import REGION
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODEL_URI = "s3://example-models/llava-run-7/model/"
@@ -74,6 +75,12 @@ class Synthesized:
     @property
     def json(self) -> dict[str, Any]:
         return self.template.to_json()
+
+    @property
+    def region(self) -> str:
+        """The pinned region, or the placeholder one the intrinsics render AWS::Region as."""
+        region = self.stack.region
+        return REGION if cdk.Token.is_unresolved(region) else region
 
     def resources(self, type_name: str) -> dict[str, dict[str, Any]]:
         return self.template.find_resources(type_name)

@@ -7,6 +7,7 @@ looks inside it. Resolved here the way CloudFormation would at deploy time, with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 ACCOUNT = "123456789012"
@@ -33,14 +34,21 @@ def placeholder(logical_id: str, attribute: str | None = None, type_name: str | 
     return f"arn:aws:states:{REGION}:{ACCOUNT}:resource:{logical_id}{suffix}"
 
 
-def resolve(value: Any, template: dict[str, Any]) -> Any:
+Render = Callable[[str, str | None, str | None], str]  # (logical id, attribute or None, resource type)
+
+
+def resolve(value: Any, template: dict[str, Any], render: Render | None = None, region: str = REGION) -> Any:
     """`value` with every Ref / Fn::GetAtt / Fn::Join / Fn::FindInMap / Fn::Select / Fn::Split / Fn::Sub replaced
-    by a string; `template` gives the Mappings (looked up with the placeholder region) and resource types."""
+    by a string; `template` gives the Mappings (looked up with the placeholder region) and resource types.
+    `render` names a resource's Ref (attribute None) or attribute; default: `placeholder`. `region`: what
+    AWS::Region stands for (a pinned stack's own)."""
+    pseudo = {**PSEUDO_PARAMETERS, "AWS::Region": region}
     mappings = template.get("Mappings", {})
     resources = template.get("Resources", {})
+    name_of: Render = render or placeholder
 
     def again(inner: Any) -> Any:
-        return resolve(inner, template)
+        return resolve(inner, template, render, region)
 
     def type_of(logical_id: str) -> str | None:
         return resources.get(logical_id, {}).get("Type")
@@ -52,10 +60,10 @@ def resolve(value: Any, template: dict[str, Any]) -> Any:
     if len(value) == 1:
         ((name, argument),) = value.items()
         if name == "Ref":
-            return PSEUDO_PARAMETERS.get(argument) or placeholder(argument, type_name=type_of(argument))
+            return pseudo.get(argument) or name_of(argument, None, type_of(argument))
         if name == "Fn::GetAtt":
             logical_id, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
-            return placeholder(logical_id, attribute, type_of(logical_id))
+            return name_of(logical_id, attribute, type_of(logical_id))
         if name == "Fn::Join":
             separator, parts = argument
             return separator.join(str(again(part)) for part in again(parts))
@@ -71,7 +79,7 @@ def resolve(value: Any, template: dict[str, Any]) -> Any:
         if name == "Fn::Sub":
             text = argument if isinstance(argument, str) else argument[0]
             variables = {} if isinstance(argument, str) else again(argument[1])
-            for key, replacement in {**PSEUDO_PARAMETERS, **variables}.items():
+            for key, replacement in {**pseudo, **variables}.items():
                 text = text.replace("${" + key + "}", str(replacement))
             return text
         if name.startswith("Fn::"):

@@ -101,7 +101,7 @@ def test_scaling_tracks_the_backlog_per_instance_down_to_zero(async_mode: Synthe
     configuration = tracking["TargetTrackingScalingPolicyConfiguration"]
     assert configuration["TargetValue"] == 200
     assert configuration["CustomizedMetricSpecification"] == {
-        "Dimensions": [{"Name": "EndpointName", "Value": "photo-labeler-llava"}],
+        "Dimensions": [{"Name": "EndpointName", "Value": "photo-labeler-llava-async-g5-xlarge"}],
         "MetricName": "ApproximateBacklogSizePerInstance",
         "Namespace": "AWS/SageMaker",
         "Statistic": "Average",
@@ -127,7 +127,7 @@ def test_a_backlog_without_capacity_starts_an_instance_by_step_scaling(async_mod
         {
             "MetricName": "HasBacklogWithoutCapacity",
             "Namespace": "AWS/SageMaker",
-            "Dimensions": [{"Name": "EndpointName", "Value": "photo-labeler-llava"}],
+            "Dimensions": [{"Name": "EndpointName", "Value": "photo-labeler-llava-async-g5-xlarge"}],
             "Statistic": "Average",
             "Period": 60,
             "Threshold": 1,

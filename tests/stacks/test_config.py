@@ -222,6 +222,24 @@ def test_invalid_values_fail_with_a_message_naming_the_key(raw: dict[str, Any], 
     assert fragment in str(caught.value)
 
 
+@pytest.mark.parametrize("region", [None, "eu-west-1"])
+def test_a_cloudfront_web_acl_needs_the_stack_pinned_to_us_east_1(region: str | None) -> None:
+    # AWS WAF's CreateWebACL: "To work with CloudFront, you must also specify the Region US East (N. Virginia)".
+    # Unpinned, the template could be deployed anywhere and the first deploy would fail late and roll back.
+    raw: dict[str, Any] = {"review": {"waf": True}}
+    if region is not None:
+        raw |= {"region": region, "account": "123456789012"}
+    with pytest.raises(ConfigError) as caught:
+        parse(raw)
+    assert caught.value.key == "photo_labeler.review.waf"
+    assert f"this stack's region is {region or 'not pinned'}" in str(caught.value)
+    assert "set photo_labeler.region (and account) to us-east-1" in str(caught.value)
+    assert "review.web_acl_arn" in str(caught.value)
+    # Pinned to us-east-1, or with the page off, the same switch is fine
+    assert parse({**raw, "region": "us-east-1", "account": "123456789012"}).review.waf
+    assert not parse({"review": {"waf": True, "enabled": False}}).review.enabled
+
+
 def test_a_taxonomy_the_contract_rejects_fails_synth(tmp_path: Path) -> None:
     # Given a taxonomy file inside the project with a duplicate label
     bad = PROJECT_ROOT / "tests" / "stacks" / f"_bad_taxonomy_{os.getpid()}.json"

@@ -103,7 +103,7 @@ def test_endpoint_config_runs_g5_xlarge_with_timeouts_covering_model_loading(wit
     assert variant["ModelDataDownloadTimeoutInSeconds"] == 1200
     assert variant["RoutingConfig"] == {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}
     with_model.template.has_resource_properties(
-        "AWS::SageMaker::Endpoint", {"EndpointName": "photo-labeler-llava"}
+        "AWS::SageMaker::Endpoint", {"EndpointName": "photo-labeler-llava-realtime-g5-xlarge"}
     )
 
 
@@ -183,7 +183,10 @@ def test_model_role_reads_only_the_model_prefix_and_pulls_only_the_lmi_repositor
 
 # --- blue/green for `cdk deploy` ---------------------------------------------------------------------------------
 
-ROLLOUT_ALARMS = ["photo-labeler-llava-rollout-5xx", "photo-labeler-llava-rollout-latency"]
+ROLLOUT_ALARMS = [
+    "photo-labeler-llava-realtime-g5-xlarge-rollout-5xx",
+    "photo-labeler-llava-realtime-g5-xlarge-rollout-latency",
+]
 
 
 def _alarms_by_name(s: Synthesized) -> dict[str, tuple[str, dict]]:
@@ -219,7 +222,7 @@ def test_a_deploy_that_changes_a_pinned_model_rolls_out_blue_green_and_rolls_bac
     for alarm in (errors, latency):
         assert alarm["Namespace"] == "AWS/SageMaker"
         assert alarm["Dimensions"] == [
-            {"Name": "EndpointName", "Value": "photo-labeler-llava"},
+            {"Name": "EndpointName", "Value": "photo-labeler-llava-realtime-g5-xlarge"},
             {"Name": "VariantName", "Value": "AllTraffic"},
         ]
         assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": topic}]

@@ -48,6 +48,9 @@ REQUIRED_ACTIONS: dict[str, tuple[frozenset[str], str]] = {
     "aws-sdk:sagemaker:createModel": (frozenset({"sagemaker:CreateModel", "iam:PassRole"}), SAGEMAKER_DOC),
     "aws-sdk:sagemaker:createEndpointConfig": (frozenset({"sagemaker:CreateEndpointConfig"}), SAGEMAKER_DOC),
     "aws-sdk:sagemaker:updateEndpoint": (frozenset({"sagemaker:UpdateEndpoint"}), SAGEMAKER_DOC),
+    # The rollout probe's own endpoint (stacks/training_pipeline/probe_steps.py).
+    "aws-sdk:sagemaker:createEndpoint": (frozenset({"sagemaker:CreateEndpoint"}), SAGEMAKER_DOC),
+    "aws-sdk:sagemaker:deleteEndpoint": (frozenset({"sagemaker:DeleteEndpoint"}), SDK_DOC),
     # AWS SDK integrations: "the IAM action is the service's API action" (service:Action).
     "aws-sdk:sagemaker:describeEndpoint": (frozenset({"sagemaker:DescribeEndpoint"}), SDK_DOC),
     "aws-sdk:ssm:putParameter": (frozenset({"ssm:PutParameter"}), SDK_DOC),

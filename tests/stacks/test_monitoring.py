@@ -123,7 +123,7 @@ def test_endpoint_errors_alarm_counts_this_endpoints_5xx(with_model: Synthesized
     props = alarm(with_model, "EndpointErrorsAlarm")
     assert (props["Namespace"], props["MetricName"]) == ("AWS/SageMaker", "Invocation5XXErrors")
     assert props["Dimensions"] == [
-        {"Name": "EndpointName", "Value": "photo-labeler-llava"},
+        {"Name": "EndpointName", "Value": "photo-labeler-llava-realtime-g5-xlarge"},
         {"Name": "VariantName", "Value": "AllTraffic"},
     ]
     assert (props["Statistic"], props["Period"], props["Threshold"]) == ("Sum", 300, 5)

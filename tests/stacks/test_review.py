@@ -25,6 +25,8 @@ from stacks.storage import Storage
 from tests.stacks.conftest import cdk_json_context
 
 TAXONOMY = constants.PROJECT_ROOT / "classification" / "taxonomy.json"
+DOMAIN = "review.example.com"
+CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-1111-2222-333344445555"
 
 
 def build(region: str | None = None, **settings: Any) -> tuple[cdk.Stack, ReviewPage, Storage]:
@@ -249,6 +251,7 @@ VARIANTS: dict[str, Callable[[], tuple[cdk.Stack, ReviewPage, Storage]]] = {
     "pinned_region": lambda: build("ap-east-1"),
     "waf": lambda: build("us-east-1", waf=True),
     "web_acl_arn": lambda: build(web_acl_arn="arn:aws:wafv2:us-east-1:123456789012:global/webacl/x/1"),
+    "custom_domain": lambda: build(domain_name=DOMAIN, certificate_arn=CERTIFICATE),
 }
 
 
@@ -288,6 +291,8 @@ def test_waf_attaches_a_cloudfront_web_acl_and_is_refused_outside_us_east_1() ->
     assert review.web_acl is not None
     with pytest.raises(ConfigError, match=r"review.waf.*us-east-1"):
         build("eu-west-1", waf=True)
+    with pytest.raises(ConfigError, match=r"review.waf.*an unpinned region"):
+        build(waf=True)
     # no WAF by default
     assert Template.from_stack(build()[0]).find_resources("AWS::WAFv2::WebACL") == {}
 
@@ -298,6 +303,16 @@ def test_waf_attaches_a_cloudfront_web_acl_and_is_refused_outside_us_east_1() ->
         ({"waf": True, "web_acl_arn": "arn:aws:wafv2:us-east-1:1:global/webacl/x/1"}, "review.waf"),
         ({"web_acl_arn": "arn:aws:wafv2:eu-west-1:1:regional/webacl/x/1"}, "review.web_acl_arn"),
         ({"presigned_url_seconds": 5}, "review.presigned_url_seconds"),
+        ({"domain_name": "review.example.com"}, "review.certificate_arn"),
+        ({"certificate_arn": CERTIFICATE}, "review.domain_name"),
+        ({"domain_name": "Review_Page", "certificate_arn": CERTIFICATE}, "review.domain_name"),
+        (
+            {
+                "domain_name": "review.example.com",
+                "certificate_arn": CERTIFICATE.replace("us-east-1", "eu-west-1"),
+            },
+            "review.certificate_arn",
+        ),
         ({"backlog_probe_minutes": 0}, "review.backlog_probe_minutes"),
         ({"lease_seconds": 10}, "review.lease_seconds"),
     ],
@@ -345,10 +360,11 @@ def test_the_bundle_layout_imports_the_handler_with_the_configured_taxonomy(tmp_
 
 
 @pytest.mark.slow
-def test_cfn_lint_reports_no_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("variant", ["waf", "custom_domain"])
+def test_cfn_lint_reports_no_errors(variant: str, tmp_path: Path) -> None:
     from tests.stacks.test_security_gates import _cfn_lint
 
-    stack, _, _ = VARIANTS["waf"]()  # every resource of the default, plus the web ACL
+    stack, _, _ = VARIANTS[variant]()  # every resource of the default, plus the web ACL or the custom domain
     result = _cfn_lint(Template.from_stack(stack).to_json(), tmp_path)
     # Exit code bits: 2 = errors (4 = warnings: W3005, a DependsOn that CDK adds beside a GetAtt)
     assert result.returncode & ~(4 | 8) == 0, result.stdout + result.stderr
@@ -371,3 +387,96 @@ def test_one_config_switch_leaves_the_review_page_out_of_the_app() -> None:
         "AWS::ApiGatewayV2::Api",
     ):
         assert off.resources(type_name) == {}
+
+
+# --- access logs and the custom domain (stacks/review_site.py) --------------------------------------------------
+
+
+def _distribution(stack: cdk.Stack) -> dict[str, Any]:
+    (found,) = Template.from_stack(stack).find_resources("AWS::CloudFront::Distribution").values()
+    return found["Properties"]["DistributionConfig"]
+
+
+def _access_log_bucket(stack: cdk.Stack) -> tuple[str, dict[str, Any]]:
+    (found,) = [
+        (lid, r)
+        for lid, r in Template.from_stack(stack).find_resources("AWS::S3::Bucket").items()
+        if "AccessLog" in lid
+    ]
+    return found
+
+
+def test_the_distribution_writes_standard_logs_into_the_access_log_bucket() -> None:
+    # Given a stack pinned to a region whose buckets CloudFront's standard (legacy) logs reach
+    stack, _, _ = build("us-east-1")
+    bucket_id, bucket = _access_log_bucket(stack)
+    # Then the distribution logs there, under its own prefix
+    assert _distribution(stack)["Logging"] == {
+        "Bucket": {"Fn::GetAtt": [bucket_id, "RegionalDomainName"]},
+        "Prefix": "review-cdn/",
+    }
+    # And the bucket has ACLs enabled, which CloudFront needs to write them (CloudFront Developer Guide,
+    # "Configure standard logging (legacy)": not a bucket with Object Ownership "bucket owner enforced"), while
+    # every public access path stays blocked
+    assert bucket["Properties"]["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerPreferred"}]}
+    assert set(bucket["Properties"]["PublicAccessBlockConfiguration"].values()) == {True}
+
+
+def _condition_holds(condition: Any, region: str) -> bool:
+    (function, arguments), *_ = condition.items()
+    if function == "Fn::Or":
+        return any(_condition_holds(argument, region) for argument in arguments)
+    assert function == "Fn::Equals" and arguments[0] == {"Ref": "AWS::Region"}, condition
+    return arguments[1] == region
+
+
+@pytest.mark.parametrize(
+    ("region", "delivered"),
+    [
+        ("us-east-1", True),
+        ("eu-central-1", True),
+        ("ap-southeast-2", True),
+        ("ap-east-1", False),
+        ("il-central-1", False),
+    ],
+)
+def test_an_unpinned_stack_logs_only_where_cloudfront_can_deliver(region: str, delivered: bool) -> None:
+    # Given the environment-agnostic template: the region is only known at deploy time
+    stack, _, _ = build()
+    logging = _distribution(stack)["Logging"]
+    (condition_id, when_deliverable, otherwise) = logging["Fn::If"]
+    condition = Template.from_stack(stack).to_json()["Conditions"][condition_id]
+    # Then the logging is set exactly where the condition holds, and the deploy never names an unreachable bucket
+    assert when_deliverable["Prefix"] == "review-cdn/" and otherwise == {"Ref": "AWS::NoValue"}
+    assert _condition_holds(condition, region) is delivered
+
+
+def test_a_stack_pinned_to_an_opt_in_region_serves_the_page_without_standard_logs() -> None:
+    stack, _, _ = build("ap-east-1")
+    assert "Logging" not in _distribution(stack)
+    assert "Conditions" not in Template.from_stack(stack).to_json()
+
+
+def test_a_custom_domain_is_served_with_its_certificate_and_tls_1_2_2021() -> None:
+    # Given review.domain_name and its us-east-1 ACM certificate
+    stack, review, _ = build(domain_name=DOMAIN, certificate_arn=CERTIFICATE)
+    config = _distribution(stack)
+    # Then CloudFront answers for the domain with that certificate and the TLSv1.2_2021 security policy, which the
+    # default *.cloudfront.net certificate cannot carry (CloudFront Developer Guide, "Supported protocols and
+    # ciphers between viewers and CloudFront": the default certificate always uses TLSv1)
+    assert config["Aliases"] == [DOMAIN]
+    assert config["ViewerCertificate"] == {
+        "AcmCertificateArn": CERTIFICATE,
+        "MinimumProtocolVersion": "TLSv1.2_2021",
+        "SslSupportMethod": "sni-only",
+    }
+    # And the page, its sign-in and its API's CORS all use the domain, not the distribution's own name
+    assert review.url == f"https://{DOMAIN}/"
+    template = Template.from_stack(stack)
+    template.has_resource_properties(
+        "AWS::Cognito::UserPoolClient",
+        {"CallbackURLs": [f"https://{DOMAIN}/"], "LogoutURLs": [f"https://{DOMAIN}/"]},
+    )
+    template.has_resource_properties(
+        "AWS::ApiGatewayV2::Api", {"CorsConfiguration": Match.object_like({"AllowOrigins": [f"https://{DOMAIN}"]})}
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,10 @@ from tests.stacks.training_pipeline_testkit import (
     REGISTRY,
     definition,
     evaluate,
+    render,
 )
+
+ENDPOINT = "photo-labeler-llava-realtime-g5-xlarge"
 
 
 def test_rollout_is_blue_green_with_auto_rollback_on_the_endpoints_alarms(registry: Synthesized) -> None:
@@ -22,7 +26,7 @@ def test_rollout_is_blue_green_with_auto_rollback_on_the_endpoints_alarms(regist
     update = states["UpdateEndpoint"]
     assert update["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:updateEndpoint"
     arguments = update["Arguments"]
-    assert arguments["EndpointName"] == "photo-labeler-llava"
+    assert arguments["EndpointName"] == ENDPOINT
     assert arguments["RetainAllVariantProperties"] is True
     policy = arguments["DeploymentConfig"]["BlueGreenUpdatePolicy"]
     assert policy["TrafficRoutingConfiguration"] == {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
@@ -34,10 +38,15 @@ def test_rollout_is_blue_green_with_auto_rollback_on_the_endpoints_alarms(regist
         for a in registry.resources("AWS::CloudWatch::Alarm").values()
         if "AlarmName" in a["Properties"]
     }
-    assert sorted(names) == ["photo-labeler-llava-rollout-5xx", "photo-labeler-llava-rollout-latency"]
+    assert sorted(names) == [
+        "photo-labeler-llava-realtime-g5-xlarge-rollout-5xx",
+        "photo-labeler-llava-realtime-g5-xlarge-rollout-latency",
+    ]
     assert {alarms[n]["MetricName"] for n in names} == {"Invocation5XXErrors", "ModelLatency"}
     for name in names:
-        assert {"Name": "EndpointName", "Value": "photo-labeler-llava"} in alarms[name]["Dimensions"]
+        assert {"Name": "EndpointName", "Value": "photo-labeler-llava-realtime-g5-xlarge"} in alarms[name][
+            "Dimensions"
+        ]
 
 
 @pytest.mark.parametrize(
@@ -65,6 +74,39 @@ def test_a_cdk_deploy_and_a_pipeline_rollout_use_the_same_deployment_config(
     # And the pipeline creates no alarms of its own: it names the endpoint's
     alarm_ids = synthesized.resources("AWS::CloudWatch::Alarm")
     assert [k for k in alarm_ids if "Rollout" in k] == [k for k in alarm_ids if k.startswith("InferenceRollout")]
+
+
+def _rendered(node: Any) -> Any:
+    """A template value with its intrinsics rendered as the pipeline's definition renders them."""
+    if isinstance(node, dict) and len(node) == 1 and next(iter(node)).startswith(("Ref", "Fn::")):
+        return render(node)
+    if isinstance(node, dict):
+        return {key: _rendered(value) for key, value in node.items()}
+    return [_rendered(item) for item in node] if isinstance(node, list) else node
+
+
+def test_an_async_endpoint_serving_the_registry_rolls_out_with_its_async_config(
+    synth_app: Callable[..., Synthesized],
+) -> None:
+    # Given endpoint.mode async with the registry (synth stopped with a bare ValueError: the rollout could not
+    # reproduce AsyncInferenceConfig)
+    synthesized = synth_app({**REGISTRY, "photo_labeler.endpoint.mode": "async"})
+    created = definition(synthesized)["States"]["CreateEndpointConfig"]["Arguments"]
+    stack_config = synthesized.only("AWS::SageMaker::EndpointConfig")["Properties"]
+    # Then the rollout's endpoint config is the stack's: same variant, same queue size, bucket, key and topics,
+    # so the new fleet answers through the same notification path and UpdateEndpoint keeps the endpoint async
+    assert created["AsyncInferenceConfig"] == _rendered(stack_config["AsyncInferenceConfig"])
+    assert created["AsyncInferenceConfig"]["OutputConfig"]["NotificationConfig"] == {
+        "SuccessTopic": "REF-AsyncInferenceSuccessTopic9FEFBC8A",
+        "ErrorTopic": "REF-AsyncInferenceErrorTopic40457A9F",
+    }
+    (variant,) = created["ProductionVariants"]
+    assert variant["InstanceType"] == stack_config["ProductionVariants"][0]["InstanceType"]
+    # And a real-time endpoint's rollout sends none
+    assert (
+        "AsyncInferenceConfig"
+        not in definition(synth_app(REGISTRY))["States"]["CreateEndpointConfig"]["Arguments"]
+    )
 
 
 def test_rollout_waits_until_in_service_and_registers_only_what_sagemaker_kept(registry: Synthesized) -> None:

@@ -44,7 +44,7 @@ def test_state_machine_role_passes_only_sagemaker_roles_and_names_exact_resource
     (update,) = [s for s in statements if "sagemaker:updateEndpoint" in actions(s)]
     assert sorted(render(r) for r in update["Resource"]) == [
         "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/photo-labeler-*",
-        "arn:aws:sagemaker:us-east-1:123456789012:endpoint/photo-labeler-llava",
+        "arn:aws:sagemaker:us-east-1:123456789012:endpoint/photo-labeler-llava-realtime-g5-xlarge",
     ]
 
 
@@ -52,7 +52,7 @@ def _rollout_alarm_ids(synthesized: Synthesized) -> list[str]:
     return sorted(
         logical_id
         for logical_id, alarm in synthesized.resources("AWS::CloudWatch::Alarm").items()
-        if alarm["Properties"].get("AlarmName", "").startswith("photo-labeler-llava-rollout-")
+        if alarm["Properties"].get("AlarmName", "").startswith("photo-labeler-llava-realtime-g5-xlarge-rollout-")
     )
 
 

@@ -72,7 +72,7 @@ def test_function_runtime_handler_and_environment_follow_the_interface(with_mode
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
     }
-    assert env["ENDPOINT_NAME"] == "photo-labeler-llava"
+    assert env["ENDPOINT_NAME"] == "photo-labeler-llava-realtime-g5-xlarge"
     assert env["MODEL_ID"] == "s3://example-models/llava-run-7/model/"
     assert env["CONFIDENCE_THRESHOLD"] == "0.8"
     assert env["HOTEL_ID_PATTERN"] == "^uploads/(?P<hotel_id>[^/]+)/"
