@@ -7,14 +7,16 @@ production. It imports only the standard library: the Lambda bundles it as is.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from classification.model_profile import ModelProfile
 
 DEFAULT_TAXONOMY_PATH = Path(__file__).with_name("taxonomy.json")
 # Below it a label is stored NEEDS_REVIEW: the app's upload.confidence_threshold default (stacks/config.py) and the
@@ -40,6 +42,9 @@ MAX_ANSWER_TOKENS = 32
 
 _ANSWER_RE = re.compile(r"^this is a photo of (?P<label>.+?)\.?$")
 _FORBIDDEN_IN_LABEL = (",", "[", "]", "\n", "\r", "{", "}")
+# A description is one line of the base model's prompt (classification/model_profile.py); this keeps 26 of them
+# a few hundred tokens, well inside serving.properties' max_model_len beside ~2.9k image tokens.
+MAX_DESCRIPTION_CHARS = 160
 
 
 class InvalidAnswer(ValueError):
@@ -56,11 +61,17 @@ class Prediction:
     # Probability of the whole answer as the endpoint decodes it: the product of its token probabilities after
     # vLLM's choice-grammar mask (renormalised over the tokens the grammar allows); None without logprobs.
     confidence: float | None
+    # The answer's probability minus a bound on the runner-up label's (classification/margin.py), within [-1, 1];
+    # None without logprobs.
+    margin: float | None = None
 
 
 @dataclass(frozen=True)
 class Taxonomy:
     labels: tuple[str, ...]
+    # (label, short description) of the classes a base model cannot tell apart from their names alone; only the
+    # base model profiles put them in the prompt (a fine-tune learnt the classes from examples).
+    descriptions: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.labels) < 2:
@@ -76,10 +87,17 @@ class Taxonomy:
             if label.casefold() in seen:
                 raise InvalidTaxonomy(f"label {label!r} appears twice (labels are compared case-insensitively)")
             seen.add(label.casefold())
+        for label, text in self.descriptions:
+            if label not in self.labels:
+                raise InvalidTaxonomy(f"description for {label!r}, which is not a label of the taxonomy")
+            if not isinstance(text, str) or not text.strip() or "\n" in text or len(text) > MAX_DESCRIPTION_CHARS:
+                raise InvalidTaxonomy(
+                    f"the description of {label!r} must be one line of 1..{MAX_DESCRIPTION_CHARS} characters"
+                )
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_TAXONOMY_PATH) -> Taxonomy:
-        """Read a taxonomy file: JSON `{"labels": [...]}` or a bare JSON list."""
+        """Read a taxonomy file: JSON `{"labels": [...], "descriptions"?: {label: text}}` or a bare JSON list."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as error:
@@ -87,7 +105,15 @@ class Taxonomy:
         labels = data.get("labels") if isinstance(data, dict) else data
         if not isinstance(labels, list):
             raise InvalidTaxonomy(f"taxonomy file {path} must hold a list of labels under 'labels'")
-        return cls(tuple(labels))
+        descriptions = data.get("descriptions", {}) if isinstance(data, dict) else {}
+        if not isinstance(descriptions, dict):
+            raise InvalidTaxonomy(f"taxonomy file {path}: 'descriptions' must map labels to text")
+        return cls(tuple(labels), tuple(descriptions.items()))
+
+    def subset(self, count: int) -> Taxonomy:
+        """The first `count` labels with their descriptions (the demo's smaller taxonomies)."""
+        labels = self.labels[:count]
+        return Taxonomy(labels, tuple((label, text) for label, text in self.descriptions if label in labels))
 
     # -- text -------------------------------------------------------------------------------------------------
 
@@ -127,25 +153,14 @@ class Taxonomy:
 
     # -- endpoint request / response --------------------------------------------------------------------------
 
-    def build_request(self, jpeg: bytes, *, max_tokens: int = MAX_ANSWER_TOKENS) -> dict[str, Any]:
-        """The OpenAI-style chat completion body sent to LMI (async mode passes it straight to vLLM)."""
-        image_url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
-        return {
-            "messages": [
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "text", "text": self.prompt},
-                        {"type": "image_url", "image_url": {"url": image_url}},
-                    ],
-                }
-            ],
-            "max_tokens": max_tokens,
-            "temperature": 0.0,
-            "logprobs": True,
-            "top_logprobs": 1,
-            "structured_outputs": {"choice": self.choices},
-        }
+    def build_request(
+        self, jpeg: bytes, *, max_tokens: int = MAX_ANSWER_TOKENS, profile: ModelProfile | None = None
+    ) -> dict[str, Any]:
+        """The OpenAI-style chat completion body sent to LMI (async mode passes it straight to vLLM).
+
+        `profile` is the served model's (classification/model_profile.py); None: a fine-tune's, the seed's format.
+        """
+        return _profile(profile).build_request(self, jpeg, max_tokens=max_tokens)
 
     def parse_label(self, text: str) -> str:
         """The label an answer text names, with or without the leading space; InvalidAnswer if none of ours."""
@@ -155,24 +170,22 @@ class Taxonomy:
             raise InvalidAnswer(f"answer {text!r} does not name a label of the taxonomy")
         return label
 
-    def parse_response(self, response: Mapping[str, Any] | bytes | str) -> Prediction:
-        """Turn a chat completion response into (label, confidence); InvalidAnswer on anything else."""
-        if isinstance(response, (bytes, str)):
-            try:
-                response = json.loads(response)
-            except json.JSONDecodeError as error:
-                raise InvalidAnswer(f"response is not JSON: {error}") from error
-        try:
-            choice = response["choices"][0]
-            text = choice["message"]["content"]
-        except (KeyError, IndexError, TypeError) as error:
-            raise InvalidAnswer(f"response has no choices[0].message.content: {str(response)[:200]}") from error
-        if not isinstance(text, str):
-            raise InvalidAnswer(f"answer content is {type(text).__name__}, not text")
-        return Prediction(label=self.parse_label(text), confidence=_confidence(choice.get("logprobs")))
+    def parse_response(
+        self, response: Mapping[str, Any] | bytes | str, *, profile: ModelProfile | None = None
+    ) -> Prediction:
+        """Turn a chat completion response into (label, confidence, margin); InvalidAnswer on anything else."""
+        return _profile(profile).parse_response(self, response)
 
 
-def _confidence(logprobs: Any) -> float | None:
+def _profile(profile: ModelProfile | None) -> ModelProfile:
+    # Imported here: model_profile builds on this module's constants and parser.
+    from classification.model_profile import FINE_TUNE
+
+    return FINE_TUNE if profile is None else profile
+
+
+def confidence_of(logprobs: Any) -> float | None:
+    """exp(sum of the answer's token logprobs), the Lambda's confidence; None without usable logprobs."""
     if not isinstance(logprobs, Mapping):
         return None
     tokens: Sequence[Any] = logprobs.get("content") or []

@@ -25,6 +25,7 @@ ENDPOINT_NAME = "ENDPOINT_NAME"
 MODEL_ID = "MODEL_ID"
 MODEL_PARAMETER_NAME = "MODEL_PARAMETER_NAME"
 CONFIDENCE_THRESHOLD = "CONFIDENCE_THRESHOLD"
+BASE_MARGIN_THRESHOLD = "BASE_MARGIN_THRESHOLD"
 HOTEL_ID_PATTERN = "HOTEL_ID_PATTERN"
 UPLOAD_PREFIX = "UPLOAD_PREFIX"
 TAXONOMY_FILE = "TAXONOMY_FILE"
@@ -119,6 +120,9 @@ class LabellerEnvironment:
     endpoint_name: str
     model_id: str  # written to each item; only the fallback when model_parameter_name is set
     confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
+    # The base model profiles' routing: answers with at least this margin are LABELED; None sends every answer
+    # of a base-profile model to review (classification/model_profile.py).
+    base_margin_threshold: float | None = None
     taxonomy_file: str | None = None  # relative to the task root; None: the bundled classification/taxonomy.json
     hotel_id_pattern: str | None = None  # None: DEFAULT_HOTEL_ID_PATTERN
     upload_prefix: str | None = None  # None: DEFAULT_UPLOAD_PREFIX; "" is a prefix too (the whole bucket)
@@ -147,6 +151,7 @@ class LabellerEnvironment:
             POWERTOOLS_SERVICE_NAME: self.service_name,
             POWERTOOLS_METRICS_NAMESPACE: self.metrics_namespace,
             MODEL_PARAMETER_NAME: self.model_parameter_name,
+            BASE_MARGIN_THRESHOLD: None if self.base_margin_threshold is None else str(self.base_margin_threshold),
         }
         return {
             TABLE_NAME: self.table_name,
@@ -178,11 +183,17 @@ class LabellerEnvironment:
             threshold = float(threshold_text)
         except ValueError as error:
             raise ConfigError(f"{CONFIDENCE_THRESHOLD} must be a number, got {threshold_text!r}") from error
+        margin_text = environ.get(BASE_MARGIN_THRESHOLD) or None
+        try:
+            margin = None if margin_text is None else float(margin_text)
+        except ValueError as error:
+            raise ConfigError(f"{BASE_MARGIN_THRESHOLD} must be a number, got {margin_text!r}") from error
         return cls(
             table_name=environ.get(TABLE_NAME, ""),
             endpoint_name=environ.get(ENDPOINT_NAME, ""),
             model_id=environ.get(MODEL_ID, ""),
             confidence_threshold=threshold,
+            base_margin_threshold=margin,
             taxonomy_file=environ.get(TAXONOMY_FILE) or None,
             hotel_id_pattern=environ.get(HOTEL_ID_PATTERN),
             upload_prefix=environ.get(UPLOAD_PREFIX),

@@ -7,7 +7,8 @@ the type vLLM's server would give it. The only local choice is the server's on a
 A request is the body `labeller_core.encode_request` builds (what the endpoint receives); the engine gets its
 `messages` unchanged (`LLM.chat`, the same chat parsing as the server) and the sampling parameters vLLM's server
 derives from the same body (`ChatCompletionRequest.to_sampling_params`, with the model's generation defaults as
-the server takes them). The outputs come back as chat-completion responses in the server's shape (vllm
+the server takes them), rendered with the body's own chat options (`chat_options`: BOS, a prefilled answer). The
+outputs come back as chat-completion responses in the server's shape (vllm
 entrypoints/openai/chat_completion/serving.py `_create_chat_logprobs`), for `Taxonomy.parse_response`.
 """
 
@@ -66,9 +67,32 @@ class OfflineEngine:
         bodies = [json.loads(request) for request in requests]
         parsed = [request_class.model_validate(body) for body in bodies]
         params = [request.to_sampling_params(request.max_tokens, self._defaults) for request in parsed]
-        outputs = self.llm.chat([body["messages"] for body in bodies], params, use_tqdm=False)
+        outputs = self.llm.chat(
+            [body["messages"] for body in bodies], params, use_tqdm=False, **chat_options(parsed)
+        )
         pairs = zip(outputs, parsed, strict=True)
         return [chat_response(output, request.top_logprobs) for output, request in pairs]
+
+
+def chat_options(parsed: Sequence[Any]) -> dict[str, Any]:
+    """`LLM.chat`'s rendering options for requests that carry them (a base model's profile: BOS, a prefilled
+    answer), as the server applies each request's `add_generation_prompt`, `continue_final_message` and
+    `add_special_tokens` (its TokenizeParams). One call renders every request alike, so they must agree: a job
+    runs one model and so one profile."""
+    options = {
+        (request.add_generation_prompt, request.continue_final_message, request.add_special_tokens)
+        for request in parsed
+    }
+    if len(options) > 1:
+        raise ValueError(f"one engine call cannot render requests of different profiles: {sorted(options)}")
+    if not options:
+        return {}
+    ((generation_prompt, continue_final, special_tokens),) = options
+    return {
+        "add_generation_prompt": generation_prompt,
+        "continue_final_message": continue_final,
+        "tokenization_kwargs": {"add_special_tokens": special_tokens},
+    }
 
 
 def _vllm_class(modules: Sequence[str], name: str) -> Any:

@@ -8,7 +8,8 @@ locally it runs from the bundle (or the repository, lambda/ on the path) under `
 (classification/labeller_environment.py, ENDPOINT_MODE=scheduled: TABLE_NAME, MODEL_ID, CONFIDENCE_THRESHOLD, ...).
 
 Per batch of `--batch-size` manifest lines:
-  1. `WindowLabeller.prepare` each photo (reviewer's decision, already final, If-Match read, MISSING, REJECTED);
+  1. `WindowLabeller.prepare` each photo (reviewer's decision, already final, If-Match read, MISSING, REJECTED),
+     its request in the profile recorded beside the model (`model_profile.json`; none: a fine-tune's);
   2. the engine answers the prepared requests in one `LLM.chat` call;
   3. `WindowLabeller.record` each answer (parser, confidence, threshold, conditional write to DynamoDB);
   4. the batch is committed to the checkpoint (labelling_job/progress.py) with this host's counts.
@@ -39,6 +40,7 @@ from scheduled_core import WindowLabeller
 from window_files import JobSummary
 
 from classification.labeller_environment import SCHEDULED, LabellerEnvironment
+from classification.model_profile import FINE_TUNE, InvalidProfile, ModelProfile, resolve_profile
 from labelling_job.job_environment import JobConfigError, JobEnvironment
 from labelling_job.progress import Progress
 
@@ -161,8 +163,9 @@ def _chunks(items: list[ObjectRef], size: int) -> Iterator[list[ObjectRef]]:
         yield items[start : start + size]
 
 
-def build_labeller(environ: dict[str, str]) -> WindowLabeller:
-    """The job's labeller on boto3 (the bundle's pinned copy): S3 reads, conditional DynamoDB writes."""
+def build_labeller(environ: dict[str, str], profile: ModelProfile = FINE_TUNE) -> WindowLabeller:
+    """The job's labeller on boto3 (the bundle's pinned copy): S3 reads, conditional DynamoDB writes; every photo
+    is asked in `profile`, the one recorded beside the model the job runs (classification/model_profile.py)."""
     import boto3
     from botocore.config import Config
     from labeller_aws import DynamoLabelStore, S3ObjectStore
@@ -179,6 +182,7 @@ def build_labeller(environ: dict[str, str]) -> WindowLabeller:
         config,
         objects=S3ObjectStore(session.client("s3", config=retries)),
         labels=DynamoLabelStore(session.client("dynamodb", config=retries), environment.table_name),
+        profiles=lambda _model: profile,
     )
 
 
@@ -200,8 +204,8 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     environ = dict(os.environ if environ is None else environ)
     try:
         job = JobEnvironment.from_environ(environ)
-        labeller = build_labeller(environ)
-    except (JobConfigError, ConfigError) as error:
+        labeller = build_labeller(environ, resolve_profile(job.model_dir))
+    except (JobConfigError, ConfigError, InvalidProfile) as error:
         print(f"labelling job not started: {error}", file=sys.stderr, flush=True)
         return 1
     progress = Progress(job.checkpoint_dir, job.current_host)

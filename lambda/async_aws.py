@@ -13,8 +13,15 @@ from async_core import AsyncSettings, AsyncSubmitter, LabelWriter
 from async_messages import REQUEST_FILE, TICKET_FILE, Claim, Ticket, split_s3_uri
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from labeller_aws import DynamoLabelStore, S3ObjectStore, _error_text
-from labeller_core import HUMAN_DECISION_ATTRIBUTE, ConfigError, LabellerConfig, Status, TransientFault
+from labeller_aws import DynamoLabelStore, S3ModelProfiles, S3ObjectStore, _error_text
+from labeller_core import (
+    HUMAN_DECISION_ATTRIBUTE,
+    ConfigError,
+    LabellerConfig,
+    ProfileLookup,
+    Status,
+    TransientFault,
+)
 
 from classification.labeller_environment import (
     ENDPOINT_MODE,
@@ -252,6 +259,7 @@ def build_submitter(
     environment: LabellerEnvironment,
     *,
     model_id: Callable[[], str] | None,
+    profiles: ProfileLookup | None = None,
 ) -> AsyncSubmitter:
     """The upload path's / backfill's labeller when ENDPOINT_MODE=async (handler.get_labeller)."""
     async_environment = _async_part(environment)
@@ -264,6 +272,7 @@ def build_submitter(
         endpoint=async_endpoint(session, environment.endpoint_name, settings),
         settings=settings,
         model_id=model_id,
+        profiles=profiles,
     )
 
 
@@ -279,6 +288,7 @@ def build_label_writer(session: Any, environ: Mapping[str, str]) -> LabelWriter:
         requests=request_store(session, async_environment),
         endpoint=async_endpoint(session, environment.endpoint_name, settings),
         settings=settings,
+        profiles=S3ModelProfiles(session.client("s3")),
     )
 
 

@@ -48,6 +48,7 @@ from labeller_core import (
     LabellerConfig,
     Outcome,
     Prepared,
+    ProfileLookup,
     Status,
     TransientFault,
     format_last_modified,
@@ -56,6 +57,7 @@ from labeller_core import (
 
 from classification.contract import InvalidAnswer
 from classification.labeller_environment import AsyncEnvironment
+from classification.model_profile import FINE_TUNE
 
 # A claim never invoked is abandoned once it is older than the longest Lambda invocation: its owner is gone.
 CLAIM_LEASE_SECONDS = 900
@@ -194,9 +196,16 @@ class AsyncSubmitter(Labeller):
         settings: AsyncSettings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         model_id: Callable[[], str] | None = None,
+        profiles: ProfileLookup | None = None,
     ) -> None:
         super().__init__(
-            config, objects=objects, endpoint=_NoSyncEndpoint(), labels=labels, clock=clock, model_id=model_id
+            config,
+            objects=objects,
+            endpoint=_NoSyncEndpoint(),
+            labels=labels,
+            clock=clock,
+            model_id=model_id,
+            profiles=profiles,
         )
         self._pending = labels
         self._requests = requests
@@ -290,13 +299,16 @@ class LabelWriter:
         endpoint: AsyncEndpoint,
         settings: AsyncSettings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        profiles: ProfileLookup | None = None,
     ) -> None:
+        # `profiles`: the profile the ticket's model is served with (labeller_core.Labeller's seam of that name).
         self.config = config
         self._labels = labels
         self._requests = requests
         self._endpoint = endpoint
         self.settings = settings or AsyncSettings()
         self._clock = clock
+        self._profiles = profiles or (lambda model: FINE_TUNE)
 
     def handle(self, notification: Notification) -> Completion:
         """Record one answer; raises TransientFault (retry) or InferenceFailed (attempts exhausted)."""
@@ -312,12 +324,13 @@ class LabelWriter:
         response = self._requests.read(notification.output_location) if notification.output_location else None
         if response is None:
             return self._retry(ticket, "the success notification names no readable response", queue_ms)
+        profile = self._profiles(ticket.model)
         try:
-            prediction = self.config.taxonomy.parse_response(response)
+            prediction = self.config.taxonomy.parse_response(response, profile=profile)
         except InvalidAnswer as error:
             # A model or serving fault, not the photo's: ask again rather than store a wrong label.
             return self._retry(ticket, f"endpoint answered outside the taxonomy: {error}", queue_ms)
-        status, reason = judge(prediction, self.config.confidence_threshold)
+        status, reason = judge(prediction, self.config.routing_rule(profile))
         item: dict[str, Any] = {
             "image_uri": uri,
             "status": status.value,
@@ -333,6 +346,8 @@ class LabelWriter:
             item["version_id"] = ticket.version_id
         if prediction.confidence is not None:
             item["confidence"] = round(prediction.confidence, 6)
+        if prediction.margin is not None:
+            item["margin"] = round(prediction.margin, 6)
         if reason is not None:
             item["reason"] = reason
         if not self._labels.complete(item, ticket.inference_id):

@@ -22,6 +22,7 @@ from labeller_aws import (
     ENDPOINT_CLIENT_CONFIG,
     SSM_CLIENT_CONFIG,
     DynamoLabelStore,
+    S3ModelProfiles,
     S3ObjectStore,
     SageMakerEndpoint,
     SsmModelRegistry,
@@ -85,11 +86,13 @@ def get_labeller(*, backfill: bool = False) -> Labeller:
             fallback=config.model_id,
             warn=logger.warning,
         )
+    # The request and the routing rule follow the profile recorded beside the served model's weights.
+    profiles = S3ModelProfiles(session.client("s3"))
     if environment.endpoint_mode == ASYNC:
         # Same rules up to the endpoint call, which becomes a submission (lambda/async_core.py).
         from async_aws import build_submitter
 
-        return build_submitter(config, session, environment, model_id=registry)
+        return build_submitter(config, session, environment, model_id=registry, profiles=profiles)
     if environment.endpoint_mode == SCHEDULED:
         # Same rules up to the endpoint call, which becomes a PENDING record (lambda/scheduled_core.py).
         from scheduled_core import PendingRecorder
@@ -109,6 +112,7 @@ def get_labeller(*, backfill: bool = False) -> Labeller:
         ),
         labels=DynamoLabelStore(session.client("dynamodb"), environment.table_name),
         model_id=registry,
+        profiles=profiles,
     )
 
 

@@ -25,6 +25,8 @@ from labeller_core import (
 )
 from labeller_inputs import clean_etag
 
+from classification.model_profile import InvalidProfile, ModelProfile, resolve_profile
+
 # SageMaker real-time invocations end at 60 s server-side; waiting longer only holds the Lambda. Two attempts
 # absorb a brief throttle in-process (cheaper than an SQS redelivery after the visibility timeout), and bound one
 # record's worst case to ~2 x 65 s. Everything else is retried by SQS.
@@ -295,3 +297,54 @@ class SsmModelRegistry:
         # A registered model after a fallback period: warn again if it ever disappears.
         self._warned = False
         return value
+
+
+class S3ModelProfiles:
+    """The profile a model id is served with: model_profile.json beside its weights, cached per model id.
+
+    The model id is the S3 prefix the endpoint serves (MODEL_ID or the registry's value); the record is
+    `<prefix>model_profile.json` (classification.model_profile.resolve_profile). It is listed before it is read:
+    the function may list that one key only (an `s3:prefix` condition), and S3 answers a GetObject of a missing
+    key with 403 unless the caller may list the bucket, so a model without a record (trained before profiles
+    existed: a fine-tune) would be indistinguishable from a missing grant. Any S3 error, and a record naming no
+    known profile, raise TransientFault: labelling with a guessed profile would ask the model the wrong question.
+    Called as `profiles(model_id)` it is the `profiles` callable labeller_core.Labeller takes.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        max_age_seconds: float = MODEL_PARAMETER_MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._max_age_seconds = max_age_seconds
+        self._clock = clock
+        self._cache: dict[str, tuple[ModelProfile, float]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, model_id: str) -> ModelProfile:
+        with self._lock:
+            now = self._clock()
+            cached = self._cache.get(model_id)
+            if cached is None or now - cached[1] >= self._max_age_seconds:
+                try:
+                    cached = (resolve_profile(model_id, read=self._read), now)
+                except InvalidProfile as error:
+                    raise TransientFault(f"the model profile record of {model_id} is unusable: {error}") from error
+                self._cache[model_id] = cached
+            return cached[0]
+
+    def _read(self, bucket: str, key: str) -> bytes | None:
+        try:
+            listed = self._client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+            if not any(entry.get("Key") == key for entry in listed.get("Contents", [])):
+                return None
+            response = self._client.get_object(Bucket=bucket, Key=key)
+            try:
+                return response["Body"].read()
+            finally:
+                response["Body"].close()
+        except (ClientError, BotoCoreError, OSError) as error:
+            raise TransientFault(f"reading s3://{bucket}/{key} failed: {_error_text(error)}") from error

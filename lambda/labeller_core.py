@@ -6,8 +6,9 @@ Python and the Powertools adapter (handler.py) stays a thin shell. What to label
 from S3 notifications and backfill batches by labeller_inputs.py.
 
 Statuses written to the table (one item per `s3://bucket/key`):
-- LABELED       the model named a taxonomy label with confidence >= the threshold.
-- NEEDS_REVIEW  a taxonomy label, but confidence below the threshold or no logprobs in the answer.
+- LABELED       the model named a taxonomy label and its profile's routing rule accepts it (a fine-tune:
+                confidence >= CONFIDENCE_THRESHOLD; a base model: margin >= BASE_MARGIN_THRESHOLD).
+- NEEDS_REVIEW  a taxonomy label the rule does not accept (or no logprobs in the answer); `reason` says why.
 - REJECTED      the object cannot be a model input (not an image, corrupt, too large, ...); `reason` says why.
 - MISSING       the notification named an object that no longer exists; only written when the table has
                 nothing for that URI yet (a deletion never erases an earlier label), or, in a scheduled window,
@@ -25,9 +26,13 @@ duplicate notification for a replaced version reads nothing; the conditional wri
 final (or was produced by another model, for `reclassify`). Known limit: two versions uploaded within the same
 second *and* processed concurrently can leave the older one's label (S3's LastModified has 1-s resolution).
 
-Model identity: every item records the model that produced it (`model`), and `reclassify` compares against it.
+Model identity: every item records the model that produced it (`model`), and `reclassify` compares against it, so
+a backfill with reclassify relabels what an earlier model (the base model on day one) labelled.
 It is MODEL_ID, or, with MODEL_PARAMETER_NAME, the value of the model registry parameter, read through an
 injected callable (labeller_aws.SsmModelRegistry caches it for 60 s), so a rollout is picked up without a deploy.
+The model's profile (classification/model_profile.py: the request, the answer shape, the routing rule) is looked
+up per model id through another injected callable (labeller_aws.S3ModelProfiles reads model_profile.json beside
+the weights), so the request always matches the model that answers it.
 
 Faults: anything transient (endpoint throttling/5xx/timeouts/model loading, S3 or DynamoDB errors) and an answer
 outside the taxonomy (a model fault, not an input fault) raise, so SQS redelivers the message and, after
@@ -63,6 +68,7 @@ from classification.labeller_environment import (
     ConfigError,
     LabellerEnvironment,
 )
+from classification.model_profile import FINE_TUNE, ModelProfile, RoutingRule
 
 # Objects larger than this are rejected without being downloaded: the Lambda holds the whole file in memory and
 # no camera photo comes near it (a 50-MP JPEG is ~25 MB).
@@ -153,6 +159,7 @@ class LabellerConfig:
     model_id: str  # written to each item; only the fallback when model_parameter_name is set
     taxonomy: Taxonomy
     confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
+    base_margin_threshold: float | None = None  # None: every answer of a base-profile model goes to review
     upload_prefix: str = DEFAULT_UPLOAD_PREFIX
     hotel_id_pattern: re.Pattern[str] = field(default_factory=lambda: re.compile(DEFAULT_HOTEL_ID_PATTERN))
     max_object_bytes: int = MAX_OBJECT_BYTES
@@ -170,10 +177,18 @@ class LabellerConfig:
             )
         if not 0.0 <= self.confidence_threshold <= 1.0:
             raise ConfigError(f"CONFIDENCE_THRESHOLD must be within [0, 1], got {self.confidence_threshold}")
+        if self.base_margin_threshold is not None and not 0.0 <= self.base_margin_threshold <= 1.0:
+            raise ConfigError(f"BASE_MARGIN_THRESHOLD must be within [0, 1], got {self.base_margin_threshold}")
         if "hotel_id" not in self.hotel_id_pattern.groupindex:
             raise ConfigError(
                 f"HOTEL_ID_PATTERN {self.hotel_id_pattern.pattern!r} needs a named group (?P<hotel_id>...)"
             )
+
+    def routing_rule(self, profile: ModelProfile) -> RoutingRule:
+        """The served model's profile's rule with this deployment's thresholds."""
+        return profile.routing_rule(
+            confidence_threshold=self.confidence_threshold, margin_threshold=self.base_margin_threshold
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, task_root: Path | None = None) -> LabellerConfig:
@@ -200,6 +215,7 @@ class LabellerConfig:
             model_id=env.model_id,
             taxonomy=Taxonomy.load(path),
             confidence_threshold=env.confidence_threshold,
+            base_margin_threshold=env.base_margin_threshold,
             upload_prefix=DEFAULT_UPLOAD_PREFIX if env.upload_prefix is None else env.upload_prefix,
             hotel_id_pattern=pattern,
             model_parameter_name=env.model_parameter_name,
@@ -232,6 +248,9 @@ class Prepared:
     stored: StoredObject
     model: str
     request: bytes
+    # The profile `model` is served with (classification/model_profile.py): `request` is in it, and `record` reads
+    # the answer and routes it with it.
+    profile: ModelProfile = FINE_TUNE
 
     @property
     def image_uri(self) -> str:
@@ -263,10 +282,12 @@ class Labeller:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         timer: Callable[[], float] = time.perf_counter,
         model_id: Callable[[], str] | None = None,
+        profiles: ProfileLookup | None = None,
     ) -> None:
         """`model_id` names the current model (e.g. a cached registry read); it may raise TransientFault.
 
-        Without it the model is config.model_id.
+        Without it the model is config.model_id. `profiles` gives the profile a model id is served with
+        (labeller_aws.S3ModelProfiles reads the record beside its weights); without it every model is a fine-tune.
         """
         self.config = config
         self._objects = objects
@@ -275,6 +296,7 @@ class Labeller:
         self._clock = clock
         self._timer = timer
         self._model_id = model_id or (lambda: config.model_id)
+        self._profiles = profiles or _fine_tune
 
     def process(self, ref: ObjectRef, *, reclassify: bool = False) -> Outcome:
         """Label one object; raises TransientFault (or a client error) when it should be retried."""
@@ -308,7 +330,8 @@ class Labeller:
             image = normalize(stored.body, max_side=self.config.max_side, max_pixels=self.config.max_pixels)
         except InvalidImage as error:
             return self._write_result(ref, stored, model, Status.REJECTED, reason=error.reason)
-        return Prepared(ref, stored, model, encode_request(self.config.taxonomy, image.jpeg))
+        profile = self._profiles(model)
+        return Prepared(ref, stored, model, encode_request(self.config.taxonomy, image.jpeg, profile), profile)
 
     def record(
         self,
@@ -323,10 +346,10 @@ class Labeller:
         it happens the model or its serving config is at fault, not the photo; retry rather than mislabel it.
         """
         try:
-            prediction = self.config.taxonomy.parse_response(response)
+            prediction = self.config.taxonomy.parse_response(response, profile=prepared.profile)
         except InvalidAnswer as error:
             raise TransientFault(f"endpoint answered outside the taxonomy: {error}") from error
-        status, reason = judge(prediction, self.config.confidence_threshold)
+        status, reason = judge(prediction, self.config.routing_rule(prepared.profile))
         return self._write_result(
             prepared.ref,
             prepared.stored,
@@ -335,6 +358,7 @@ class Labeller:
             reason=reason,
             label=prediction.label,
             confidence=prediction.confidence,
+            margin=prediction.margin,
             endpoint_ms=endpoint_ms,
         )
 
@@ -415,6 +439,7 @@ class Labeller:
         reason: str | None = None,
         label: str | None = None,
         confidence: float | None = None,
+        margin: float | None = None,
         endpoint_ms: float | None = None,
     ) -> Outcome:
         item = self._base_item(ref, status, model)
@@ -426,6 +451,8 @@ class Labeller:
             item["label"] = label
         if confidence is not None:
             item["confidence"] = round(confidence, 6)
+        if margin is not None:
+            item["margin"] = round(margin, 6)
         if reason is not None:
             item["reason"] = reason
         written = self._labels.put_result(item, final_statuses=tuple(s.value for s in FINAL_STATUSES))
@@ -449,18 +476,29 @@ class Labeller:
         return Outcome(ref.image_uri, Status.MISSING, reason=reason, model=model)
 
 
-def encode_request(taxonomy: Taxonomy, jpeg: bytes) -> bytes:
-    """The endpoint's request body for one normalised photo: the same bytes in real-time and async mode."""
-    return json.dumps(taxonomy.build_request(jpeg), separators=(",", ":")).encode()
+def encode_request(taxonomy: Taxonomy, jpeg: bytes, profile: ModelProfile = FINE_TUNE) -> bytes:
+    """The endpoint's request body for one normalised photo in the served model's profile: the same bytes in
+    real-time and async mode."""
+    return json.dumps(taxonomy.build_request(jpeg, profile=profile), separators=(",", ":")).encode()
 
 
-def judge(prediction: Prediction, threshold: float) -> tuple[Status, str | None]:
-    """LABELED when the model named a label confidently enough, else NEEDS_REVIEW with the reason."""
-    if prediction.confidence is None:
-        return Status.NEEDS_REVIEW, "the answer carried no confidence (no logprobs)"
-    if prediction.confidence < threshold:
-        return Status.NEEDS_REVIEW, f"confidence {prediction.confidence:.3f} is below {threshold}"
-    return Status.LABELED, None
+def judge(prediction: Prediction, rule: RoutingRule) -> tuple[Status, str | None]:
+    """LABELED when the served model's routing rule accepts the answer, else NEEDS_REVIEW with the reason.
+
+    `rule` is `LabellerConfig.routing_rule(profile)`: a fine-tune's answer needs a confidence of at least
+    CONFIDENCE_THRESHOLD, a base model's a margin of at least BASE_MARGIN_THRESHOLD (unset: it always goes to
+    review).
+    """
+    reason = rule.review_reason(prediction)
+    return (Status.LABELED, None) if reason is None else (Status.NEEDS_REVIEW, reason)
+
+
+# model id -> the profile it is served with (classification.model_profile.resolve_profile behind a cache)
+ProfileLookup = Callable[[str], ModelProfile]
+
+
+def _fine_tune(model: str) -> ModelProfile:
+    return FINE_TUNE
 
 
 def format_last_modified(moment: datetime) -> str:

@@ -35,6 +35,7 @@ from labeller_core import (
     ObjectSuperseded,
     Outcome,
     Prepared,
+    ProfileLookup,
     Status,
     StoredObject,
     format_last_modified,
@@ -147,9 +148,17 @@ class WindowLabeller(Labeller):
         labels: LabelStore,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         model_id: Callable[[], str] | None = None,
+        profiles: ProfileLookup | None = None,
     ) -> None:
+        # `profiles`: the job runs one model: the profile recorded in its model directory (labelling_job/run.py).
         super().__init__(
-            config, objects=objects, endpoint=_NoEndpoint(), labels=labels, clock=clock, model_id=model_id
+            config,
+            objects=objects,
+            endpoint=_NoEndpoint(),
+            labels=labels,
+            clock=clock,
+            model_id=model_id,
+            profiles=profiles,
         )
 
     def _label(self, prepared: Prepared) -> Outcome:

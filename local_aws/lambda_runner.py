@@ -55,20 +55,23 @@ def lambda_environment(
     taxonomy_file: Path,
     config: AppConfig,
     async_parts: AsyncParts | None = None,
+    model_id: str = MODEL_ID,
     scheduled: bool = False,
 ) -> dict[str, str]:
     """The labeller's environment as the stack sets it, plus the local endpoints for boto3.
 
     `sagemaker_runtime_url` answers InvokeEndpoint (realtime: the model server) or InvokeEndpointAsync (async: the
     worker playing SageMaker); `async_parts` switches the function to endpoint.mode async, `scheduled` to
-    endpoint.mode scheduled (no endpoint: the URL is then unused).
+    endpoint.mode scheduled (no endpoint: the URL is then unused); `model_id` is the served model's id (an `s3://`
+    prefix holding its model_profile.json selects its profile, as in the cloud).
     """
     # The stack's contract (classification/labeller_environment.py), with the taxonomy as a local path.
     labeller = LabellerEnvironment(
         table_name=aws.table,
         endpoint_name="" if scheduled else ENDPOINT_NAME,
-        model_id=MODEL_ID,
+        model_id=model_id,
         confidence_threshold=config.upload.confidence_threshold,
+        base_margin_threshold=config.upload.base_margin_threshold,
         taxonomy_file=str(taxonomy_file.resolve()),
         hotel_id_pattern=config.upload.hotel_id_pattern,
         upload_prefix=config.storage.upload_prefix,
@@ -210,10 +213,11 @@ def label_realtime(
     config: AppConfig,
     log: TextIO,
     progress: bool = True,
+    model_id: str = MODEL_ID,
 ) -> DrainStats:
     """lambda/handler.py on the upload queue until it is empty; `model_url` answers SageMaker Runtime's route."""
     environment = lambda_environment(
-        aws, sagemaker_runtime_url=model_url, taxonomy_file=taxonomy_file, config=config
+        aws, sagemaker_runtime_url=model_url, taxonomy_file=taxonomy_file, config=config, model_id=model_id
     )
     with patched_environ(environment), lambda_module("handler", log) as handler:
         return drain_queue(

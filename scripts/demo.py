@@ -2,6 +2,10 @@
 
     python -m scripts.demo [--labels N] [--train-per-label 8] [--upload-per-label 2] [--epochs 3]
                            [--output-dir DIR] [--seed 0] [--[no-]review] [--mode realtime|async]
+    python -m scripts.demo --day-one [--labels N] [--review-per-label 12] [--upload-per-label 3] [--epochs 12]
+
+`--day-one` runs scripts/demo_day_one.py instead: from the base model with no training set, through review, to
+the first fine-tune (docs/day-one.md).
 
 1. builds a tiny LLaVA-NeXT (training_job/tiny_model.py) and fine-tunes it with the project's own training
    entry point (`python -m training_job.train`, the real config file plus CPU overrides) on generated photos
@@ -100,6 +104,31 @@ def train_model(
     # build_dataset's default split holds back at least one photo per label (evaluation needs a validation split).
     report = build_dataset(str(photos), dataset, taxonomy=taxonomy, progress=False)
     _say(f"      dataset: {report.train} training photos, {len(taxonomy.labels)} labels")
+    return run_training(
+        workdir,
+        base,
+        dataset,
+        epochs=epochs,
+        seed=seed,
+        log=log,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+    )
+
+
+def run_training(
+    workdir: Path,
+    base: Path,
+    dataset: Path,
+    *,
+    epochs: int,
+    seed: int,
+    log: TextIO,
+    batch_size: int = 4,
+    learning_rate: float = 3e-3,
+) -> Path:
+    """`python -m training_job.train` of `base` on `dataset` (CPU settings), progress on stdout, the rest in `log`;
+    returns the servable model directory (workdir/model)."""
     model_dir = workdir / "model"
     command = [
         sys.executable,
@@ -386,6 +415,18 @@ def main(argv: list[str] | None = None) -> int:
         "PENDING, then a window's labelling job (vLLM offline engine) labels (default realtime)",
     )
     parser.add_argument(
+        "--day-one",
+        action="store_true",
+        help="rehearse day one instead (scripts/demo_day_one.py): the base model labels, a scripted reviewer "
+        "decides, the first fine-tune is trained, gated, served and relabels; exit 0 if it beats the base",
+    )
+    parser.add_argument(
+        "--review-per-label",
+        type=int,
+        default=12,
+        help="--day-one: photos per label the scripted reviewer decides, i.e. the first training set (default 12)",
+    )
+    parser.add_argument(
         "--output-dir",
         type=Path,
         default=None,
@@ -401,10 +442,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.train_per_label < 1 or args.upload_per_label < 1 or args.epochs < 1:
         parser.error("--train-per-label, --upload-per-label and --epochs must be >= 1")
+    if args.day_one and args.review_per_label < 2:
+        # build_dataset holds back one reviewed photo per label for the gate and needs one to train on
+        parser.error("--review-per-label must be >= 2 (one photo per label to train on, one held out)")
     taxonomy = Taxonomy.load(REPO_ROOT / load_app_config().taxonomy_file)
     if not 2 <= args.labels <= len(taxonomy.labels):
         parser.error(f"--labels must be within 2..{len(taxonomy.labels)}")
-    taxonomy = Taxonomy(taxonomy.labels[: args.labels])
+    taxonomy = taxonomy.subset(args.labels)
     if len(taxonomy.labels) > len(PALETTE):
         parser.error(f"the demo's photo palette distinguishes at most {len(PALETTE)} labels")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -419,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cleanup = tempfile.TemporaryDirectory(prefix="photo-labeler-demo-")
         workdir = Path(cleanup.name)
+    if args.day_one:
+        return _day_one(args, taxonomy, workdir, cleanup, began)
     try:
         result = run_demo(
             workdir,
@@ -443,6 +489,37 @@ def main(argv: list[str] | None = None) -> int:
     )
     lost = [row for row in result.rows if row.status == "NOT-IN-TABLE"]
     return 1 if lost or result.queue_left else 0
+
+
+def _day_one(
+    args: argparse.Namespace,
+    taxonomy: Taxonomy,
+    workdir: Path,
+    cleanup: tempfile.TemporaryDirectory[str] | None,
+    began: float,
+) -> int:
+    from scripts.demo_day_one import report, run_day_one
+
+    try:
+        result = run_day_one(
+            workdir,
+            taxonomy=taxonomy,
+            review_per_label=args.review_per_label,
+            upload_per_label=args.upload_per_label,
+            epochs=args.epochs,
+            seed=args.seed,
+        )
+    except Exception as error:
+        print(f"day-one demo failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if cleanup is not None:
+            cleanup.cleanup()
+    _say(report(result))
+    _say(
+        f"done in {time.monotonic() - began:.0f} s" + (f"; kept {workdir}" if cleanup is None else "; cleaned up")
+    )
+    return 0 if result.improved else 1
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ class AsyncLabelWriter(Construct):
                 endpoint_name=labeller.endpoint_name,
                 model_id=labeller.model_id,
                 confidence_threshold=labeller.confidence_threshold,
+                base_margin_threshold=labeller.base_margin_threshold,
                 taxonomy_file=labeller.taxonomy_file,
                 service_name=constants.POWERTOOLS_SERVICE_NAME,
                 metrics_namespace=labeller.metrics_namespace,
@@ -84,6 +85,9 @@ class AsyncLabelWriter(Construct):
             ).to_environment(),
         )
         self._grant(storage, labeller.table, endpoint.endpoint_arn)
+        if labeller.profile_records is not None:
+            # The answer is read in the profile of the model its ticket names.
+            labeller.profile_records.grant_read(self.role, self.role)
         self.function.add_event_source(
             event_sources.SqsEventSource(
                 storage.queue,

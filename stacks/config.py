@@ -186,7 +186,10 @@ class UploadPathConfig:
 
     # Matched against the object key; must define a named group `hotel_id` (docs/interfaces.md).
     hotel_id_pattern: str = r"^uploads/(?P<hotel_id>[^/]+)/"
-    confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD  # below it a label is stored as NEEDS_REVIEW
+    confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD  # a fine-tune's answer below it is NEEDS_REVIEW
+    # A base-profile model's answer (docs/day-one.md) is LABELED at this margin or more; None sends every one to
+    # review. Set it from `training_job.evaluate`'s review-share table on hand-labelled photos.
+    base_margin_threshold: float | None = None
     batch_size: int = 4  # records per invocation; each may wait up to ~60 s on the endpoint
     # Concurrent invocations = endpoint requests in flight (records of a batch are labelled one after another).
     # endpoint.max_capacity 4 x target_concurrent_requests_per_model 6 = 24: the fewest in flight that let target
@@ -216,6 +219,8 @@ class UploadPathConfig:
             f"must define a named group (?P<hotel_id>...), got {self.hotel_id_pattern!r}",
         )
         _check(0.0 <= self.confidence_threshold <= 1.0, "confidence_threshold", "must be between 0 and 1")
+        if self.base_margin_threshold is not None:
+            _check(0.0 <= self.base_margin_threshold <= 1.0, "base_margin_threshold", "must be between 0 and 1")
         _check(
             1 <= self.batch_size <= constants.SQS_MAX_BATCH_SIZE,
             "batch_size",

@@ -26,7 +26,7 @@ from stacks.async_inference import AsyncInferenceStorage
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.inference_endpoint import InferenceEndpoint
 from stacks.lambda_role import lambda_role
-from stacks.model_store import ModelStore
+from stacks.model_store import ModelStore, ProfileRecords
 from stacks.nag import acknowledge, nag_resource
 
 # The bundler fetches cp312 wheels for x86_64 (constants.LAMBDA_WHEEL_PLATFORMS): runtime and architecture
@@ -56,6 +56,10 @@ class LabellerProps:
     model_registry: ModelStore | None = None
     # endpoint.mode async: the same handlers submit requests instead of waiting for answers (ENDPOINT_MODE).
     async_inference: AsyncInferenceStorage | None = None
+    # The model_profile.json records of the models the endpoint may serve (None: no model yet); the functions
+    # read the served one's to ask it in its profile (lambda/labeller_aws.S3ModelProfiles).
+    profile_records: ProfileRecords | None = None
+    base_margin_threshold: float | None = None  # BASE_MARGIN_THRESHOLD: a base-profile model's routing
     # endpoint.mode scheduled: the same handlers record PENDING; a window's job labels (lambda/scheduled_core.py).
     scheduled: bool = False
 
@@ -100,6 +104,7 @@ class LabellerFunction(Construct):
             endpoint_name="" if props.scheduled else props.endpoint_name,
             model_id=props.model_id,
             confidence_threshold=props.confidence_threshold,
+            base_margin_threshold=props.base_margin_threshold,
             hotel_id_pattern=hotel_id_pattern,
             upload_prefix=photo_prefix,
             taxonomy_file=props.taxonomy_file,
@@ -181,6 +186,8 @@ class LabellerFunction(Construct):
             props.async_inference.grant_write_requests(self.role)
         if props.model_registry is not None:
             props.model_registry.grant_read_registry(self.role)
+        if props.profile_records is not None:
+            props.profile_records.grant_read(self.role, self.role)
 
 
 __all__ = ["ARCHITECTURE", "RUNTIME", "LabellerFunction", "LabellerProps", "photo_list_statement"]

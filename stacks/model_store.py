@@ -7,13 +7,20 @@ model in each label. Keeping it here keeps those imports one floor deep.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 from aws_cdk import CfnParameter, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from classification.model_profile import PROFILE_FILE
 from stacks import constants
+from stacks.nag import acknowledge, nag_resource
+
+_S3_PREFIX_URI_RE = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.*)$")
 
 
 def registry_parameter_name(name_prefix: str) -> str:
@@ -74,6 +81,13 @@ class ModelStore(Construct):
         )
         self.models_uri = f"s3://{self.bucket.bucket_name}/{constants.MODELS_PREFIX}"
 
+    def profile_records(self) -> ProfileRecords:
+        """The profile records of every model the registry can name: trained and staged base models."""
+        prefixes = (constants.MODELS_PREFIX, constants.BASE_MODELS_PREFIX)
+        return ProfileRecords(
+            bucket_arn=self.bucket.bucket_arn, keys=tuple(f"{prefix}*/{PROFILE_FILE}" for prefix in prefixes)
+        )
+
     def grant_read_registry(self, grantee: iam.IGrantable) -> iam.Grant:
         """ssm:GetParameter on the registry parameter only (a String parameter: no kms:Decrypt needed).
 
@@ -105,4 +119,45 @@ class ModelStore(Construct):
         return parameter.value_as_string
 
 
-__all__ = ["ModelStore", "registry_parameter_name"]
+@dataclass(frozen=True)
+class ProfileRecords:
+    """Where the model_profile.json of each model the endpoint may serve lives (classification/model_profile.py).
+
+    The labellers read the served model's record to pick the request and the routing rule; this grants exactly
+    those objects. They list the key before reading it (lambda/labeller_aws.S3ModelProfiles), so ListBucket is
+    granted for those keys only (an `s3:prefix` condition), and a model without a record reads as absent, not 403.
+    """
+
+    bucket_arn: str
+    keys: tuple[str, ...]  # object keys; `*` stands for a model's folder
+
+    @classmethod
+    def of_model(cls, scope: Construct, model_data_uri: str) -> ProfileRecords:
+        """The one record of a pinned model (`endpoint.model_data_uri`, a literal `s3://bucket/prefix/`)."""
+        match = _S3_PREFIX_URI_RE.match(model_data_uri)
+        if match is None:
+            raise ValueError(f"{model_data_uri!r} is not an s3://bucket/prefix/ URI")
+        bucket_arn = Stack.of(scope).format_arn(service="s3", region="", account="", resource=match["bucket"])
+        return cls(bucket_arn=bucket_arn, keys=(match["key"] + PROFILE_FILE,))
+
+    def grant_read(self, role: iam.IRole, scope: Construct) -> None:
+        objects = [f"{self.bucket_arn}/{key}" for key in self.keys]
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=objects))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": list(self.keys)}},
+            )
+        )
+        for arn in objects:
+            if "*" in arn:
+                acknowledge(
+                    scope,
+                    f"AwsSolutions-IAM5[Resource::{nag_resource(scope, arn)}]",
+                    "Reads only the model_profile.json of each model folder (one per training run or staged base "
+                    "model, named at run time): which profile the served model needs, never its weights.",
+                )
+
+
+__all__ = ["ModelStore", "ProfileRecords", "registry_parameter_name"]

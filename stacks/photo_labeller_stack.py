@@ -20,7 +20,7 @@ from stacks.inference_endpoint import InferenceEndpoint
 from stacks.labeller_function import LabellerProps
 from stacks.labelling_window import WINDOW_SERVICE_NAME, LabellingWindow
 from stacks.lambda_bundling import function_code
-from stacks.model_store import ModelStore
+from stacks.model_store import ModelStore, ProfileRecords
 from stacks.monitoring import AsyncRef, EndpointRef, Monitoring, WindowRef
 from stacks.nag import acknowledge
 from stacks.review import ReviewPage
@@ -168,8 +168,18 @@ class PhotoLabellerStack(Stack):
             metrics_namespace=self.config.metrics_namespace,
             model_registry=self._registry_for_labels,
             async_inference=self.async_storage,
+            profile_records=self._profile_records(),
+            base_margin_threshold=self.config.upload.base_margin_threshold,
             scheduled=self.scheduled,
         )
+
+    def _profile_records(self) -> ProfileRecords | None:
+        """The model_profile.json the labellers may read: any registered model's, or the pinned model's."""
+        if self.serves_registered_model:
+            return self.model_store.profile_records()
+        if self.config.endpoint.model_data_uri is not None:
+            return ProfileRecords.of_model(self, self.config.endpoint.model_data_uri)
+        return None
 
     def _backfill(self) -> Backfill | None:
         # Only with an endpoint (without one every batch would fail after its retries), or in scheduled mode,

@@ -22,6 +22,8 @@ check, then a verdict; exit code 0 when every check passes, 1 when one fails, 2 
    engine's config), and the serving image derives both from that file alone, through whichever transformers
    it ships: a 5.x-only file would run under 4.x with theta 10,000 instead of 1,000,000, silently.
 
+Every request is the served model's profile's (classification/model_profile.py: MODEL_DIR's model_profile.json, a
+fine-tune without one), so a staged base model is checked with the base profile's question and BOS.
 MODEL_DIR is a local copy of the served model's files without the weights, e.g.
 `aws s3 sync s3://BUCKET/PREFIX/model/ DIR --exclude "*.safetensors"`. `--endpoint-url` points boto3 at another
 server, e.g. the local engine (`python -m model_code.vllm_server`); `--served-config` then names the config.json
@@ -45,6 +47,7 @@ from typing import Any
 
 from classification.contract import DEFAULT_TAXONOMY_PATH, InvalidAnswer, Taxonomy
 from classification.images import InvalidImage, normalize
+from classification.model_profile import FINE_TUNE, AnswerShape, InvalidProfile, ModelProfile, resolve_profile
 from training_job.serving_export import text_geometry_4x, text_geometry_5x
 
 GEOMETRY_CHECK = "RoPE and vocabulary match"
@@ -78,18 +81,26 @@ def default_photo(size: tuple[int, int] = (1600, 1200)) -> bytes:
     return buffer.getvalue()
 
 
-def expected_prompt_tokens(model_dir: str | Path, taxonomy: Taxonomy, jpeg: bytes) -> int:
+def expected_prompt_tokens(
+    model_dir: str | Path, taxonomy: Taxonomy, jpeg: bytes, profile: ModelProfile = FINE_TUNE
+) -> int:
     """Prompt tokens the training processor produces for the production request's prompt and this photo."""
     from PIL import Image
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(str(model_dir))
-    text = processor.apply_chat_template(taxonomy.inference_messages(), add_generation_prompt=True, tokenize=False)
-    # The chat template writes the BOS token itself; vLLM does not add a second one to a rendered chat prompt.
+    prefilled = profile.shape is AnswerShape.PREFILLED
+    text = processor.apply_chat_template(
+        profile.messages(taxonomy, {"type": "image"}),
+        add_generation_prompt=not prefilled,
+        continue_final_message=prefilled,
+        tokenize=False,
+    )
+    # The chat template adds no BOS; vLLM adds one only when the profile's request asks (add_special_tokens).
     inputs = processor(
         text=text,
         images=[Image.open(io.BytesIO(jpeg)).convert("RGB")],
-        add_special_tokens=False,
+        add_special_tokens=profile.add_bos,
         return_tensors="np",
     )
     return int(inputs["input_ids"].shape[-1])
@@ -112,22 +123,27 @@ def _content(answer: Mapping[str, Any]) -> str | None:
 
 
 def run_checks(
-    invoke: Callable[[dict[str, Any]], dict[str, Any]], taxonomy: Taxonomy, jpeg: bytes, expected_tokens: int
+    invoke: Callable[[dict[str, Any]], dict[str, Any]],
+    taxonomy: Taxonomy,
+    jpeg: bytes,
+    expected_tokens: int,
+    profile: ModelProfile = FINE_TUNE,
 ) -> list[Check]:
     """The four checks of the module docstring; `invoke` sends one request and returns the JSON answer."""
     checks: list[Check] = []
-    answer = invoke(taxonomy.build_request(jpeg))
+    request = taxonomy.build_request(jpeg, profile=profile)
+    answer = invoke(request)
     content = _content(answer)
     try:
-        label = taxonomy.parse_response(answer).label
+        label = taxonomy.parse_response(answer, profile=profile).label
         checks.append(Check("answer in taxonomy", True, f"{content!r} names {label!r}"))
     except InvalidAnswer as error:
         label = None
         checks.append(Check("answer in taxonomy", False, str(error)))
 
     # Force a label the model did not pick: only the grammar can make the engine answer it.
-    forced = taxonomy.completion(next(other for other in taxonomy.labels if other != label))
-    probe = invoke(taxonomy.build_request(jpeg) | {"structured_outputs": {"choice": [forced]}})
+    forced = profile.completion(taxonomy, next(other for other in taxonomy.labels if other != label))
+    probe = invoke(request | {"structured_outputs": {"choice": [forced]}})
     probe_content = _content(probe)
     checks.append(
         Check(
@@ -292,11 +308,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from botocore.exceptions import BotoCoreError, ClientError
 
-    print(f"smoke test of endpoint {args.endpoint} ({len(taxonomy.labels)} labels, model files {args.model_dir})")
-    expected = expected_prompt_tokens(args.model_dir, taxonomy, jpeg)
+    try:
+        profile = resolve_profile(args.model_dir)
+    except InvalidProfile as error:
+        parser.error(str(error))
+    print(
+        f"smoke test of endpoint {args.endpoint} ({len(taxonomy.labels)} labels, model files {args.model_dir}, "
+        f"{profile.name} profile)"
+    )
+    expected = expected_prompt_tokens(args.model_dir, taxonomy, jpeg, profile)
     invoke = runtime_invoker(args.endpoint, region=args.region, endpoint_url=args.endpoint_url)
     try:
-        checks = run_checks(invoke, taxonomy, jpeg, expected)
+        checks = run_checks(invoke, taxonomy, jpeg, expected, profile)
     except (ClientError, BotoCoreError) as error:
         checks = [Check("invoke endpoint", False, str(error))]
     trained = load_config(args.model_dir)

@@ -8,10 +8,12 @@ with logprob 0.0, and the Lambda's confidence, exp(sum of the returned logprobs)
 probabilities of each step's choice among the tokens the grammar allowed there, not the answer's probability
 under the full vocabulary. `ConstrainedDecoder` reproduces that over a transformers forward pass:
 
-- the request is the Lambda's own body (`Taxonomy.build_request`): its messages are rendered with the saved
-  processor's chat template (vLLM renders the same template; no BOS, as vLLM's chat path adds none), its base64
-  JPEG is decoded as vLLM decodes it (EXIF transpose, RGB), its `structured_outputs.choice` becomes vLLM's grammar
-  (`choice_grammar`, the same EBNF escaping as `vllm.v1.structured_output.utils.choice_as_grammar`);
+- the request is the Lambda's own body (`Taxonomy.build_request`, in the served model's profile): its messages are
+  rendered with the saved processor's chat template as vLLM renders them (`add_generation_prompt`, or
+  `continue_final_message` for a prefilled answer; a BOS only with `add_special_tokens`, vLLM's chat default being
+  none), its base64 JPEG is decoded as vLLM decodes it (EXIF transpose, RGB), its `structured_outputs.choice`
+  becomes vLLM's grammar (`choice_grammar`, the same EBNF escaping as
+  `vllm.v1.structured_output.utils.choice_as_grammar`);
 - the grammar is compiled by xgrammar==0.2.8 (the version the serving lock pins) over
   `xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=<the model's text vocab size>)`, as vLLM builds
   it, and the matcher stops on the tokenizer's EOS and the generation config's EOS ids (vLLM's
@@ -19,6 +21,8 @@ under the full vocabulary. `ConstrainedDecoder` reproduces that over a transform
 - each step: logits of the last position, mask applied (`xgrammar.apply_token_bitmask_inplace`, on the CPU in
   float32), log-softmax, argmax, the token fed back through the KV cache; it ends when the matcher accepts a
   stop token (the EOS is part of the output and of the logprobs, as in vLLM) or after `max_tokens` tokens;
+  the request's `top_logprobs` best tokens after the mask are kept per step, a masked one at vLLM's floor -9999.0,
+  and token texts keep the leading space a SentencePiece piece stands for (vLLM's convert_ids_list_to_tokens);
 - the result is a chat completion in vLLM's shape (`Decoded.response`), read by the Lambda's parser
   (`Taxonomy.parse_response`), so label and confidence come from the same code as in production.
 
@@ -58,6 +62,7 @@ CONFIDENCE_DEFINITION = (
 )
 DATA_URL_PREFIX = "data:"
 DETOKENIZE_CONTEXT = 4  # prompt tokens decoded before the answer, so its first token keeps its leading space
+MAX_TOP_LOGPROBS = 20  # vLLM's default max_logprobs
 
 
 class ModelLoadError(RuntimeError):
@@ -68,6 +73,10 @@ class RequestError(ValueError):
     """The request is not one the endpoint would answer (no choices, no image ...); the message names the field."""
 
 
+MASKED_LOGPROB = -9999.0  # vLLM's floor for a token the mask removed (max(logprob, -9999.0) in its server)
+SPACE_MARKER = "\u2581"  # SentencePiece's "▁": a piece that starts with it stands for a leading space
+
+
 @dataclass(frozen=True)
 class TokenLogprob:
     token_id: int
@@ -76,6 +85,8 @@ class TokenLogprob:
     # Under the whole vocabulary (no mask): how likely the model found the token on its own. Diagnostic only,
     # never in the response: production never sees it.
     full_logprob: float
+    # The request's top_logprobs best (token text, logprob) after the mask, this token first (vLLM's order).
+    top: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,7 +117,10 @@ class Decoded:
                                 "token": t.token,
                                 "logprob": t.logprob,
                                 "bytes": list(t.token.encode("utf-8")),
-                                "top_logprobs": [{"token": t.token, "logprob": t.logprob}],
+                                "top_logprobs": [
+                                    {"token": token, "logprob": value, "bytes": list(token.encode("utf-8"))}
+                                    for token, value in (t.top or ((t.token, t.logprob),))
+                                ],
                             }
                             for t in self.tokens
                         ]
@@ -142,6 +156,10 @@ class ParsedRequest:
     image_bytes: bytes
     choices: tuple[str, ...]
     max_tokens: int | None
+    # vLLM's chat-completion extras, with vLLM's defaults (vllm/entrypoints/openai/chat_completion/protocol.py)
+    add_special_tokens: bool = False
+    continue_final_message: bool = False
+    top_logprobs: int = 1
 
 
 def parse_request(request: Mapping[str, Any]) -> ParsedRequest:
@@ -154,6 +172,17 @@ def parse_request(request: Mapping[str, Any]) -> ParsedRequest:
     positive_int = isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens >= 1
     if max_tokens is not None and not positive_int:
         raise RequestError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+    flags = {}
+    for name, default in (("add_special_tokens", False), ("continue_final_message", False)):
+        flags[name] = request.get(name, default)
+        if not isinstance(flags[name], bool):
+            raise RequestError(f"{name} must be true or false, got {flags[name]!r}")
+    if flags["continue_final_message"] and request.get("add_generation_prompt", True) is not False:
+        # vLLM refuses the pair: a prefilled answer cannot follow a new generation prompt.
+        raise RequestError("continue_final_message needs add_generation_prompt false")
+    top = request.get("top_logprobs", 1)
+    if not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise RequestError(f"top_logprobs must be an integer 0..{MAX_TOP_LOGPROBS}, got {top!r}")
     raw_messages = request.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise RequestError("messages must be a non-empty list")
@@ -180,7 +209,7 @@ def parse_request(request: Mapping[str, Any]) -> ParsedRequest:
         messages.append({"role": message["role"], "content": parts})
     if len(images) != 1:
         raise RequestError(f"the request must hold exactly one image, it holds {len(images)}")
-    return ParsedRequest(messages, images[0], tuple(choices), max_tokens)
+    return ParsedRequest(messages, images[0], tuple(choices), max_tokens, top_logprobs=max(top, 1), **flags)
 
 
 def _data_url_bytes(image_url: Any, where: str) -> bytes:
@@ -249,14 +278,28 @@ class ConstrainedDecoder:
         except RuntimeError as error:
             raise RequestError(f"structured_outputs.choice cannot be turned into a grammar: {error}") from error
 
-    def render_prompt(self, messages: list[dict[str, Any]]) -> str:
-        """The chat template's text for the request (what training rendered before the answer)."""
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    def render_prompt(self, messages: list[dict[str, Any]], *, continue_final_message: bool = False) -> str:
+        """The chat template's text for the request (what training rendered before the answer), or with the final
+        (assistant) message left open for the model to continue."""
+        return self.processor.apply_chat_template(
+            messages,
+            add_generation_prompt=not continue_final_message,
+            continue_final_message=continue_final_message,
+            tokenize=False,
+        )
 
     def answer(self, request: Mapping[str, Any]) -> Decoded:
         """Answer a chat completion body (the Lambda's request) as the endpoint would."""
         parsed = parse_request(request)
-        return self.decode(parsed.messages, decode_image(parsed.image_bytes), parsed.choices, parsed.max_tokens)
+        return self.decode(
+            parsed.messages,
+            decode_image(parsed.image_bytes),
+            parsed.choices,
+            parsed.max_tokens,
+            add_special_tokens=parsed.add_special_tokens,
+            continue_final_message=parsed.continue_final_message,
+            top_logprobs=parsed.top_logprobs,
+        )
 
     def decode(
         self,
@@ -264,14 +307,19 @@ class ConstrainedDecoder:
         image: Any,
         choices: Sequence[str],
         max_tokens: int | None = None,
+        *,
+        add_special_tokens: bool = False,
+        continue_final_message: bool = False,
+        top_logprobs: int = 1,
     ) -> Decoded:
         """Greedy decoding of `messages` + `image`, masked by the choice grammar, logprobs after the mask."""
         torch = self._torch
         xgr = self._xgrammar
         matcher = xgr.GrammarMatcher(self._compiled(tuple(choices)), override_stop_tokens=self.stop_token_ids)
         bitmask = xgr.allocate_token_bitmask(1, self.vocab_size)
+        prompt = self.render_prompt(messages, continue_final_message=continue_final_message)
         inputs = self.processor(
-            images=[image], text=[self.render_prompt(messages)], return_tensors="pt", add_special_tokens=False
+            images=[image], text=[prompt], return_tensors="pt", add_special_tokens=add_special_tokens
         ).to(self.device)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         limit = max_tokens if max_tokens is not None else self.vocab_size  # the grammar ends it long before
@@ -289,8 +337,15 @@ class ConstrainedDecoder:
                 token_id = int(logprobs.argmax())
                 if not matcher.accept_token(token_id):  # cannot happen: the mask allowed only acceptable tokens
                     raise RuntimeError(f"the grammar refused token {token_id} it had allowed")
-                text = self.tokenizer.decode([token_id])
-                tokens.append(TokenLogprob(token_id, text, float(logprobs[token_id]), float(full[token_id])))
+                best = logprobs.topk(top_logprobs)
+                top = tuple(
+                    (self.token_text(int(i)), max(float(v), MASKED_LOGPROB))
+                    for v, i in zip(best.values.tolist(), best.indices.tolist(), strict=True)
+                )
+                text = self.token_text(token_id)
+                tokens.append(
+                    TokenLogprob(token_id, text, float(logprobs[token_id]), float(full[token_id]), top=top)
+                )
                 if matcher.is_terminated():
                     finish_reason = "stop"
                     break
@@ -304,6 +359,15 @@ class ConstrainedDecoder:
         answer_ids = [t.token_id for t in tokens if t.token_id not in self.stop_token_ids]
         context = inputs["input_ids"][0, -DETOKENIZE_CONTEXT:].tolist()
         return Decoded(self._detokenize(context, answer_ids), tuple(tokens), prompt_tokens, finish_reason)
+
+    def token_text(self, token_id: int) -> str:
+        """One token's text as vLLM reports it in logprobs: decoded alone, the leading space a SentencePiece piece
+        stands for restored (vllm/tokenizers/detokenizer_utils.py convert_ids_list_to_tokens)."""
+        text = self.tokenizer.decode([token_id]) or ""
+        piece = self.tokenizer.convert_ids_to_tokens(token_id) or ""
+        markers = len(piece) - len(piece.lstrip(SPACE_MARKER))
+        missing = markers - (len(text) - len(text.lstrip(" ")))
+        return " " * missing + text if missing > 0 else text
 
     def _detokenize(self, context: list[int], ids: list[int]) -> str:
         # In context, as vLLM's incremental detokenizer reads the output after the prompt: a SentencePiece

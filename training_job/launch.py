@@ -14,6 +14,7 @@ about the cluster comes from the SageMaker environment, never from fixed /opt/ml
 | `SM_HOSTS`, `SM_CURRENT_HOST` | number of machines, this machine's rank, the rendezvous host (the first) |
 | `SM_CHANNEL_TRAIN` | the DatasetDict written by `training_job.build_dataset` |
 | `SM_CHANNEL_MODEL` | optional: base model files (else `model_name_or_path` from the config, e.g. the Hub) |
+| `SM_CHANNEL_SERVED` | optional: the model the endpoint serves; the evaluation answers the same photos with it |
 | `SM_MODEL_DIR` | the servable model; evaluation goes to its `evaluation/` folder |
 | `SM_OUTPUT_DATA_DIR` | fallback for checkpoints when `SM_MODEL_DIR` is unset |
 
@@ -278,6 +279,9 @@ def build_commands(
             evaluate += ["--min-accuracy", str(args.min_accuracy)]
         if args.confidence_threshold is not None:
             evaluate += ["--confidence-threshold", str(args.confidence_threshold)]
+        if env.get("SM_CHANNEL_SERVED"):
+            # The training pipeline's ServedModelGate reads the comparison (metrics.json `baseline`).
+            evaluate += ["--baseline-model-dir", env["SM_CHANNEL_SERVED"]]
         commands.append(evaluate)
     return commands
 

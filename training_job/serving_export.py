@@ -15,7 +15,9 @@ these files, so the fix is, in order:
 4. write `config.json`'s RoPE and vocabulary in both shapes: transformers 5 saves `text_config.rope_parameters`
    only, which 4.x never reads — it would run Mistral with its class default RoPE theta 10,000 instead of the
    trained 1,000,000, silently. The export adds the 4.x keys (`rope_theta`, `rope_scaling` for a non-default
-   RoPE type, an explicit `vocab_size`) and fails unless a 4.x reader and the installed 5.x reader agree.
+   RoPE type, an explicit `vocab_size`) and fails unless a 4.x reader and the installed 5.x reader agree;
+5. record the model profile it must be served with (`model_profile.json`: a fine-tune, whatever profile its base
+   was staged with; classification/model_profile.py), which the labellers and the evaluation read.
 
 Files written in the 4.x shape (the llava-hf/llava-v1.6-mistral-7b-hf layout): `tokenizer_config.json` with a
 concrete class and a mapping (or no) `extra_special_tokens`; `preprocessor_config.json` (flat image processor);
@@ -32,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from classification.model_profile import FINE_TUNE, PROFILE_FILE
 
 # The files that make up a LLaVA-NeXT processor; SFT changes none of them.
 PROCESSOR_FILES = (
@@ -133,7 +137,7 @@ def export_for_serving(
     base_model: str | None = None,
     revision: str | None = None,
 ) -> list[str]:
-    """Apply steps 1-3 to model_dir in place; returns the file names written (for the training log)."""
+    """Apply steps 1-5 to model_dir in place; returns the file names written (for the training log)."""
     model_dir = Path(model_dir)
     written: list[str] = []
     if base_model is not None:
@@ -144,6 +148,8 @@ def export_for_serving(
     written += _rewrite_processor_config(model_dir, pinpoints)
     written += _write_chat_template_json(model_dir)
     written += write_text_config_for_both_readers(model_dir)
+    (model_dir / PROFILE_FILE).write_bytes(FINE_TUNE.record())
+    written.append(PROFILE_FILE)
     _check_pinpoints_agree(model_dir, pinpoints)
     if base_model is not None:
         check_weight_names(model_dir, base_model, revision)

@@ -13,6 +13,7 @@ PIPELINE_LOG_RETENTION = logs.RetentionDays.ONE_YEAR  # runs are rare; keep a ye
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"  # SageMaker's default; launch.py's default --checkpoint_dir
 TRAIN_CHANNEL = "train"  # SM_CHANNEL_TRAIN in launch.py
 MODEL_CHANNEL = "model"  # SM_CHANNEL_MODEL in launch.py (optional base weights)
+SERVED_CHANNEL = "served"  # SM_CHANNEL_SERVED in launch.py: the served model, the evaluation's baseline
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TRAINING_METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 SYNC_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"  # the .sync integration's managed rule

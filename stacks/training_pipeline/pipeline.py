@@ -1,8 +1,10 @@
 """The TrainingPipeline construct: the state machine (definition, log group, encryption) and its failure alarm.
 
-    ReadRequest → ValidateRequest → RequestValid → Train → ReadMetrics → AccuracyGate
-      → [rollout_steps.py, when the endpoint serves the registry, with probe_steps.py's probe before
-         UpdateEndpoint] → RegisterModel → Done
+    ReadRequest → ValidateRequest → RequestValid → [ReadServedModel] → Train → ReadMetrics → AccuracyGate
+      → [ServedModelGate → rollout_steps.py, when the endpoint serves the registry, with probe_steps.py's probe
+         before UpdateEndpoint] → RegisterModel → Done
+
+ReadServedModel and ServedModelGate (served_gate.py) refuse a fine-tune that is not better than the served model.
 
 The request expressions are request.py's (JSONata files), the Train state train_step.py's, the IAM roles.py's.
 """
@@ -38,6 +40,7 @@ from stacks.training_pipeline.probe_steps import (
 from stacks.training_pipeline.request import problems_expression, request_expression
 from stacks.training_pipeline.roles import build_training_role, grant_state_machine
 from stacks.training_pipeline.rollout_steps import RolloutTarget, build_rollout
+from stacks.training_pipeline.served_gate import METRICS_FIELDS, build_read_served_model, build_served_gate
 from stacks.training_pipeline.train_step import build_train_state
 
 
@@ -211,6 +214,7 @@ class TrainingPipeline(Construct):
             image_uri=self.image_uri,
             code=self.code,
             data_key=self.store.data_key,
+            served_channel=self.rollout is not None,
         )
         train.add_catch(
             self._fail(
@@ -235,7 +239,9 @@ class TrainingPipeline(Construct):
             iam_resources=[self.store.bucket.arn_for_objects(f"{constants.MODELS_PREFIX}*")],
             assign={
                 "metrics": "{% ($m := $parse($states.result.Body); {"
-                '"accuracy": $m.accuracy, "macro_f1": $m.macro_f1, "invalid_answers": $m.invalid_answers}) %}'
+                '"accuracy": $m.accuracy, "macro_f1": $m.macro_f1, "invalid_answers": $m.invalid_answers'
+                + (", " + METRICS_FIELDS if self.rollout else "")
+                + "}) %}"
             },
             outputs="{% $states.input %}",
         )
@@ -277,11 +283,15 @@ class TrainingPipeline(Construct):
             },
         )
         register.next(done)
-        after_gate: sfn.IChainable = self._rollout(register) if self.rollout else register
+        after_gate: sfn.IChainable = register
+        first_cost: sfn.IChainable = train
+        if self.rollout:
+            after_gate = build_served_gate(self, rollout=self._rollout(register))
+            first_cost = build_read_served_model(self, store=self.store, train=train)
         request_valid = (
             sfn.Choice.jsonata(self, "RequestValid", comment="Fail before any cost if the input is wrong")
             .when(sfn.Condition.jsonata("{% $count($problems) > 0 %}"), invalid)
-            .otherwise(train)
+            .otherwise(first_cost)
         )
         read_request.next(validate).next(request_valid)
         train.next(read_metrics).next(gate.when(passes, after_gate).otherwise(below_bar))

@@ -38,7 +38,13 @@ def build_training_role(
         assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
         description=f"{name_prefix} training jobs: read datasets and code, write models and checkpoints",
     )
-    read_prefixes = [constants.DATASETS_PREFIX, constants.BASE_MODELS_PREFIX, constants.CHECKPOINTS_PREFIX]
+    # models/: the served model (a trained one) is the evaluation's baseline (the `served` channel).
+    read_prefixes = [
+        constants.DATASETS_PREFIX,
+        constants.BASE_MODELS_PREFIX,
+        constants.CHECKPOINTS_PREFIX,
+        constants.MODELS_PREFIX,
+    ]
     role.add_to_policy(
         iam.PolicyStatement(
             actions=["s3:GetObject"],

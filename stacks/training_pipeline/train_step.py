@@ -20,7 +20,13 @@ from constructs import Construct
 from stacks import constants
 from stacks.config import TrainingPipelineConfig
 from stacks.training_asset import ENTRY_POINT
-from stacks.training_pipeline.names import CHECKPOINT_LOCAL_PATH, METRIC_DEFINITIONS, MODEL_CHANNEL, TRAIN_CHANNEL
+from stacks.training_pipeline.names import (
+    CHECKPOINT_LOCAL_PATH,
+    METRIC_DEFINITIONS,
+    MODEL_CHANNEL,
+    SERVED_CHANNEL,
+    TRAIN_CHANNEL,
+)
 
 
 def training_arguments(
@@ -31,8 +37,13 @@ def training_arguments(
     image_uri: str,
     code: s3_assets.Asset,
     data_key: kms.IKey,
+    served_channel: bool = False,
 ) -> dict[str, Any]:
-    """CreateTrainingJob's request; `$request` (request.jsonata) supplies the per-execution values."""
+    """CreateTrainingJob's request; `$request` (request.jsonata) supplies the per-execution values.
+
+    `served_channel`: the model the endpoint serves (`$served`, served_gate.py) becomes the `served` channel,
+    which launch.py hands to the evaluation as the baseline to beat.
+    """
     channel = (
         '{"ChannelName": "%s", "InputMode": "File", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", '
         '"S3DataDistributionType": "FullyReplicated", "S3Uri": %s}}}'
@@ -53,11 +64,19 @@ def training_arguments(
         + ', {"sagemaker_submit_directory": "'
         + code.s3_object_url
         + '"}]) %}',
-        "InputDataConfig": "{% $append(["
+        "InputDataConfig": "{% "
+        + ("$append(" if served_channel else "")
+        + "$append(["
         + channel % (TRAIN_CHANNEL, "$request.dataset_s3_uri")
         + "], $request.base_model_s3_uri != null ? ["
         + channel % (MODEL_CHANNEL, "$request.base_model_s3_uri")
-        + "] : []) %}",
+        + "] : [])"
+        + (
+            ', $type($served) = "string" ? [' + channel % (SERVED_CHANNEL, "$served") + "] : [])"
+            if served_channel
+            else ""
+        )
+        + " %}",
         "OutputDataConfig": {
             "S3OutputPath": f"{bucket_uri}{constants.MODELS_PREFIX}",
             "KmsKeyId": data_key.key_arn,
@@ -90,6 +109,7 @@ def build_train_state(
     image_uri: str,
     code: s3_assets.Asset,
     data_key: kms.IKey,
+    served_channel: bool = False,
 ) -> sfn.CustomState:
     """Train, then assign `$training` (job name, model directory with a trailing '/', billable seconds)."""
     resource = f"arn:{Aws.PARTITION}:states:::sagemaker:createTrainingJob.sync"
@@ -107,6 +127,7 @@ def build_train_state(
                 image_uri=image_uri,
                 code=code,
                 data_key=data_key,
+                served_channel=served_channel,
             ),
             "Assign": {
                 "training": "{% ($uri := $states.result.ModelArtifacts.S3ModelArtifacts; {"

@@ -10,6 +10,7 @@ from classification.labeller_environment import (
     ASYNC_MAX_ATTEMPTS,
     ASYNC_REQUEST_BUCKET,
     ASYNC_REQUEST_PREFIX,
+    BASE_MARGIN_THRESHOLD,
     CONFIDENCE_THRESHOLD,
     ENDPOINT_MODE,
     AsyncEnvironment,
@@ -28,6 +29,7 @@ UPLOAD = LabellerEnvironment(
     model_parameter_name="/photo-labeler/model/current",
     service_name="photo-labeler",
     metrics_namespace="HotelPhotoLabeler",
+    base_margin_threshold=0.35,
 )
 ASYNC_UPLOAD = replace(
     UPLOAD,
@@ -85,6 +87,7 @@ def test_missing_required_variables_are_named_together() -> None:
     ("variable", "value", "message"),
     [
         (CONFIDENCE_THRESHOLD, "high", "CONFIDENCE_THRESHOLD must be a number, got 'high'"),
+        (BASE_MARGIN_THRESHOLD, "wide", "BASE_MARGIN_THRESHOLD must be a number, got 'wide'"),
         (ENDPOINT_MODE, "batch", "ENDPOINT_MODE must be one of realtime, async, scheduled, got 'batch'"),
         (ASYNC_MAX_ATTEMPTS, "three", "ASYNC_MAX_ATTEMPTS must be an integer, got 'three'"),
         (ASYNC_REQUEST_PREFIX, "requests", "ASYNC_REQUEST_PREFIX must end in '/', got 'requests'"),

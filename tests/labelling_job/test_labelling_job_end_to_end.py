@@ -23,6 +23,7 @@ from window_files import JobSummary, summary_name
 
 from classification.contract import Taxonomy
 from classification.images import normalize
+from classification.model_profile import BASE_PREFILLED, FINE_TUNE, PROFILE_FILE, ModelProfile
 from local_aws.emulation import LocalAws
 from local_aws.labelling_job import SERVE_PYTHON, LocalJob, build_bundle
 from local_aws.photos import encode
@@ -57,10 +58,28 @@ def served(base_url: str, request: bytes) -> Any:
         return json.loads(response.read())
 
 
+@pytest.mark.parametrize("profile", [FINE_TUNE, BASE_PREFILLED], ids=["fine-tune", "base-prefilled"])
 def test_the_job_labels_a_window_like_the_served_path(
-    bundle: Path, local_aws: LocalAws, vllm_server: Any, trained_model: Path, taxonomy_file: Path, tmp_path: Path
+    bundle: Path,
+    local_aws: LocalAws,
+    vllm_server: Any,
+    trained_model: Path,
+    taxonomy_file: Path,
+    tmp_path: Path,
+    profile: ModelProfile,
 ) -> None:
     taxonomy = Taxonomy.load(taxonomy_file)
+    # The model directory records the profile it is served with (the prefilled base: BOS, a continued answer)
+    model_dir = trained_model
+    if profile is not FINE_TUNE:
+        model_dir = tmp_path / "model"
+        model_dir.mkdir()
+        # Every file but the profile record is linked: writing the record through a link would rewrite the
+        # session's trained model, and every later test would read it in the wrong profile.
+        for path in trained_model.iterdir():
+            if path.name != PROFILE_FILE:
+                (model_dir / path.name).symlink_to(path)
+        (model_dir / PROFILE_FILE).write_bytes(profile.record())
     environ = {
         "ENDPOINT_MODE": "scheduled",
         "TABLE_NAME": local_aws.table,
@@ -89,7 +108,7 @@ def test_the_job_labels_a_window_like_the_served_path(
             lines.append(manifest_line(ObjectRef(local_aws.bucket, key, etag, hotel_id=f"h{index}")))
 
     # When the container's entry point runs the window's manifest on one host
-    job = LocalJob(root=tmp_path / "opt-ml", bundle=bundle, model_dir=trained_model)
+    job = LocalJob(root=tmp_path / "opt-ml", bundle=bundle, model_dir=model_dir)
     job.put_manifest({"shard-00000.jsonl": "\n".join(lines) + "\n"})
     with (tmp_path / "job.log").open("w") as log:
         code = job.run(
@@ -101,16 +120,17 @@ def test_the_job_labels_a_window_like_the_served_path(
     output = (tmp_path / "job.log").read_text()
     assert code == 0, output[-4000:]
 
-    # Then every photo has the label and confidence the served path gives the same request
+    # Then every photo has the label, confidence and margin the served path gives the same request
     items = {item["image_uri"].split("/", 3)[3]: item for item in local_aws.items()}
     for key, body in bodies.items():
         expected = taxonomy.parse_response(
-            served(vllm_server.base_url, encode_request(taxonomy, normalize(body).jpeg))
+            served(vllm_server.base_url, encode_request(taxonomy, normalize(body).jpeg, profile)), profile=profile
         )
         item = items[key]
         assert item["status"] in ("LABELED", "NEEDS_REVIEW"), (key, item)
         assert item["label"] == expected.label, key
         assert math.isclose(float(item["confidence"]), expected.confidence, abs_tol=1e-4), (key, item)
+        assert math.isclose(float(item["margin"]), expected.margin, abs_tol=1e-4), (key, item)
         assert item["model"] == MODEL_ID and item["hotel_id"] == key.split("/")[1]
     # and the host's summary, synced with the checkpoint, counts them all, inferred once each
     summary = JobSummary.from_json((job.checkpoint_dir / summary_name("algo-1")).read_text())

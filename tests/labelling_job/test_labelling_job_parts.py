@@ -15,7 +15,7 @@ import pytest
 from window_files import JobSummary
 
 from classification.contract import Taxonomy
-from labelling_job.engine import MIN_LOGPROB, chat_response
+from labelling_job.engine import MIN_LOGPROB, chat_options, chat_response
 from labelling_job.job_environment import JobConfigError, JobEnvironment
 from labelling_job.progress import Progress
 from stacks.labelling_job_code import BOOTSTRAP, ENTRYPOINT
@@ -173,3 +173,50 @@ def test_a_vllm_class_is_found_where_its_release_keeps_it() -> None:
     assert _vllm_class(("no.such.module", "json"), "dumps") is json.dumps
     with pytest.raises(ImportError, match="no Nothing in any of json"):
         _vllm_class(("json",), "Nothing")
+
+
+@dataclass
+class _Request:
+    """The fields of vLLM's ChatCompletionRequest that decide how a conversation is rendered (their defaults)."""
+
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
+    add_special_tokens: bool = False
+
+
+def test_the_engine_renders_each_profiles_request_as_the_server_would() -> None:
+    # A fine-tune's requests: vLLM's chat defaults (no BOS, a generation prompt)
+    assert chat_options([_Request(), _Request()]) == {
+        "add_generation_prompt": True,
+        "continue_final_message": False,
+        "tokenization_kwargs": {"add_special_tokens": False},
+    }
+    # The prefilled base profile's: BOS, the final (assistant) message continued
+    prefilled = _Request(add_generation_prompt=False, continue_final_message=True, add_special_tokens=True)
+    assert chat_options([prefilled]) == {
+        "add_generation_prompt": False,
+        "continue_final_message": True,
+        "tokenization_kwargs": {"add_special_tokens": True},
+    }
+    # One engine call renders alike: requests of two profiles are refused rather than rendered wrong
+    with pytest.raises(ValueError, match="different profiles"):
+        chat_options([_Request(), prefilled])
+
+
+def test_a_model_whose_profile_record_names_no_profile_stops_the_job_before_the_engine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobkit import JOB_ENVIRON
+
+    from labelling_job import run
+
+    # Given a model channel whose model_profile.json names an unknown profile
+    root = opt_ml(tmp_path)
+    (root / "input" / "data" / "model" / "model_profile.json").write_text('{"profile": "tuned"}')
+
+    # When the job starts, Then it stops in one line, before loading anything (a guessed profile would ask the
+    # model the wrong question)
+    assert run.main(["--device", "cpu"], environ={**JOB_ENVIRON, "LABELLING_ROOT": str(root)}) == 1
+    assert capsys.readouterr().err.strip() == (
+        "labelling job not started: unknown model profile 'tuned'; known: fine-tune, base, base-prefilled"
+    )

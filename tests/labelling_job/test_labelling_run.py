@@ -3,7 +3,10 @@ checkpoint, resuming after an interruption, and every bad input and fault of doc
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jobkit import JOB_ENVIRON, ColourModel, colour_photo, record_pending
@@ -11,6 +14,7 @@ from labeller_inputs import ObjectRef, manifest_line
 from labeller_testkit import BUCKET, Aws
 from window_files import JobSummary
 
+from classification.model_profile import BASE, resolve_profile
 from labelling_job.progress import Progress
 from labelling_job.run import LabellingRun, build_labeller, read_manifest
 
@@ -138,3 +142,45 @@ def test_a_manifest_for_an_unknown_object_ends_missing_only_when_the_table_knew_
     ghost = ObjectRef(BUCKET, "uploads/h5/never.jpg", "0" * 32)
     summary = labelling_run(ColourModel(), tmp_path).run([ghost], JobSummary(host="algo-1"))
     assert summary.missing == 1 and aws.item("uploads/h5/never.jpg")["status"] == "MISSING"  # type: ignore[index]
+
+
+class _BaseAnswers(ColourModel):
+    """The colour model answering in the base profile's shape (the bare label), keeping the requests it got."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[dict[str, object]] = []
+
+    def __call__(self, requests: Sequence[bytes]) -> list[dict[str, Any]]:
+        self.requests += [json.loads(request) for request in requests]
+        answers = super().__call__(requests)
+        for answer, label in zip(answers, self.answered[-len(answers) :], strict=True):
+            answer["choices"][0]["message"]["content"] = " " + label
+        return answers
+
+
+def test_a_job_running_a_base_model_asks_in_its_recorded_profile(aws: Aws, tmp_path: Path) -> None:
+    # Given PENDING photos and a job whose model directory records the base profile
+    refs = [
+        record_pending(aws, f"uploads/h2/{i}-{label}.jpg", colour_photo(label))
+        for i, label in enumerate(["Bar", "Pool"])
+    ]
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model_profile.json").write_bytes(BASE.record())
+    model = _BaseAnswers()
+
+    # When the job's labeller (built as run.main builds it) labels them
+    labeller = build_labeller(JOB_ENVIRON, resolve_profile(model_dir))
+    run = LabellingRun(labeller, model, Progress(tmp_path / "cp", "algo-1"), batch_size=2, say=lambda _: None)
+    run.run(refs, JobSummary(host="algo-1", photos=len(refs)))
+
+    # Then the engine got the base profile's requests (BOS, bare labels), and the answers were read and routed
+    # by it: no margin threshold is set, so they wait for review with the model's label
+    assert all(
+        r["add_special_tokens"] is True and r["structured_outputs"]["choice"][0] == " Hallway"
+        for r in model.requests
+    )
+    items = [aws.item(r.key) for r in refs]
+    assert [(i["label"], i["status"]) for i in items if i] == [("Bar", "NEEDS_REVIEW"), ("Pool", "NEEDS_REVIEW")]
+    assert all("until a margin threshold is calibrated" in i["reason"] for i in items if i)

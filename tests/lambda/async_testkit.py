@@ -12,7 +12,7 @@ import boto3
 from async_aws import DynamoPendingStore, S3RequestStore
 from async_core import AsyncSettings, AsyncSubmitter, LabelWriter
 from labeller_aws import S3ObjectStore
-from labeller_core import LabellerConfig, TransientFault
+from labeller_core import LabellerConfig, ProfileLookup, TransientFault
 from labeller_testkit import MODEL_ID, REGION, TABLE
 
 from classification.contract import Taxonomy
@@ -67,9 +67,15 @@ def config(threshold: float = 0.6) -> LabellerConfig:
 
 
 def parts(
-    endpoint: ScriptedAsyncEndpoint, clock: Clock, *, model: str = MODEL_ID, max_attempts: int = 3
+    endpoint: ScriptedAsyncEndpoint,
+    clock: Clock,
+    *,
+    model: str = MODEL_ID,
+    max_attempts: int = 3,
+    profiles: ProfileLookup | None = None,
 ) -> tuple[AsyncSubmitter, LabelWriter]:
-    """A submitter and a label writer on moto's S3/DynamoDB, sharing the scripted endpoint and the clock."""
+    """A submitter and a label writer on moto's S3/DynamoDB, sharing the scripted endpoint and the clock (and the
+    model profile lookup, when given)."""
     s3 = boto3.client("s3", region_name=REGION)
     labels = DynamoPendingStore(boto3.client("dynamodb", region_name=REGION), TABLE)
     requests = S3RequestStore(s3, ASYNC_BUCKET, REQUEST_PREFIX)
@@ -83,9 +89,16 @@ def parts(
         settings=settings,
         clock=clock,
         model_id=lambda: model,
+        profiles=profiles,
     )
     writer = LabelWriter(
-        config(), labels=labels, requests=requests, endpoint=endpoint, settings=settings, clock=clock
+        config(),
+        labels=labels,
+        requests=requests,
+        endpoint=endpoint,
+        settings=settings,
+        clock=clock,
+        profiles=profiles,
     )
     return submitter, writer
 

@@ -21,7 +21,7 @@ if str(LAMBDA_DIR) not in sys.path:
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "photo-labeler")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "HotelPhotos")
 
-from labeller_testkit import BUCKET, ENDPOINT, MODEL_ID, REGION, TABLE, Aws  # noqa: E402
+from labeller_testkit import BUCKET, ENDPOINT, MODEL_ID, REGION, TABLE, TRAINING_BUCKET, Aws  # noqa: E402
 
 from local_aws.emulation import create_labels_table  # noqa: E402
 
@@ -54,6 +54,7 @@ def aws(lambda_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
+        s3.create_bucket(Bucket=TRAINING_BUCKET)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         create_labels_table(dynamodb, TABLE)
         import handler

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from PIL import Image
 
 REGION = "us-east-1"
 BUCKET = "hotel-photos"
+TRAINING_BUCKET = "hotel-photos-training"  # the model store: models, staged base models and their profile records
 TABLE = "photo-labels"
 ENDPOINT = "photo-labeler-endpoint"
 MODEL_ID = "llava-next-hotel-v1"
@@ -39,6 +41,28 @@ def vllm_answer(label: str, logprob: float = -0.05) -> dict[str, Any]:
         ],
         "usage": {"prompt_tokens": 2180, "total_tokens": 2192, "completion_tokens": 12},
     }
+
+
+def base_answer(label: str, first: float, rival: str, rival_first: float) -> dict[str, Any]:
+    """The base profile's answer " <label>" in vLLM's shape: its first token with `first` probability, the best
+    other label's first token with `rival_first` listed beside it, every later token forced (as recorded from the
+    real engine: tests/classification/data/vllm_responses.json)."""
+    words = (" " + label).split(" ")[1:]
+    tokens = [" " + words[0], *(" " + word for word in words[1:]), "</s>"]
+    content = []
+    for index, token in enumerate(tokens):
+        logprob = math.log(first) if index == 0 else 0.0
+        alternatives = [{"token": token, "logprob": logprob}]
+        alternatives.append(
+            {"token": " " + rival.split(" ")[0], "logprob": math.log(rival_first)}
+            if index == 0
+            else {"token": "<pad>", "logprob": -9999.0}
+        )
+        content.append({"token": token, "logprob": logprob, "top_logprobs": alternatives})
+    answer = vllm_answer(label)
+    answer["choices"][0]["message"]["content"] = " " + label
+    answer["choices"][0]["logprobs"] = {"content": content}
+    return answer
 
 
 def queue_endpoint_reply(body: dict[str, Any] | str) -> None:

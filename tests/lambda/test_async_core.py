@@ -19,6 +19,7 @@ from async_testkit import (
     parts,
     success_notification,
 )
+from labeller_aws import S3ModelProfiles
 from labeller_core import (
     ConfigError,
     Labeller,
@@ -27,10 +28,11 @@ from labeller_core import (
     encode_request,
 )
 from labeller_inputs import ObjectRef, clean_etag
-from labeller_testkit import BUCKET, MODEL_ID, Aws, photo, vllm_answer
+from labeller_testkit import BUCKET, MODEL_ID, TRAINING_BUCKET, Aws, base_answer, photo, vllm_answer
 
 from classification.contract import Taxonomy
 from classification.images import normalize
+from classification.model_profile import BASE
 
 KEY = "uploads/h-7/pool.jpg"
 
@@ -135,6 +137,30 @@ def test_a_weak_answer_needs_review_as_in_real_time_mode(aws: Aws, s3: Any) -> N
     assert completion.outcome.status is Status.NEEDS_REVIEW
     item = aws.item(KEY)
     assert item is not None and item["status"] == "NEEDS_REVIEW" and "below 0.6" in item["reason"]
+
+
+def test_a_base_models_photo_is_submitted_in_the_base_profile_and_its_answer_routed_by_margin(
+    aws: Aws, s3: Any
+) -> None:
+    # Given the async path serving the staged base model (its profile record beside the weights)
+    model = f"s3://{TRAINING_BUCKET}/base-models/llava/0123/"
+    aws.s3.put_object(Bucket=TRAINING_BUCKET, Key="base-models/llava/0123/model_profile.json", Body=BASE.record())
+    endpoint, clock = ScriptedAsyncEndpoint(), Clock()
+    submitter, writer = parts(endpoint, clock, model=model, profiles=S3ModelProfiles(aws.s3))
+
+    # When a photo is submitted and answered
+    submitter.process(upload(aws))
+    [submission] = endpoint.submissions
+    sent = s3.get_object(Bucket=ASYNC_BUCKET, Key=submission.input_location.split("/", 3)[3])["Body"].read()
+    note = answer_inference(s3, submission, base_answer("Pool", first=0.9, rival="Spa", rival_first=0.05))
+    completion = writer.handle(parse_notification(note))
+
+    # Then the request was the base profile's, and the answer waits for review with its margin
+    assert sent == encode_request(Taxonomy.load(), normalize(photo((0, 120, 240))).jpeg, BASE)
+    assert completion.outcome.status is Status.NEEDS_REVIEW
+    item = aws.item(KEY)
+    assert item is not None and item["model"] == model and float(item["margin"]) == pytest.approx(0.85)
+    assert item["reason"].startswith("every answer of the base model goes to review")
 
 
 @pytest.mark.parametrize("old_answer_first", [True, False])

@@ -100,6 +100,10 @@ def test_config_from_env_names_the_bad_variable(tmp_path: Path) -> None:
         LabellerConfig.from_env({**base, "CONFIDENCE_THRESHOLD": "high"})
     with pytest.raises(ConfigError, match="CONFIDENCE_THRESHOLD"):
         LabellerConfig.from_env({**base, "CONFIDENCE_THRESHOLD": "1.5"})
+    with pytest.raises(ConfigError, match="BASE_MARGIN_THRESHOLD must be within"):
+        LabellerConfig.from_env({**base, "BASE_MARGIN_THRESHOLD": "-0.1"})
+    assert LabellerConfig.from_env({**base, "BASE_MARGIN_THRESHOLD": "0.4"}).base_margin_threshold == 0.4
+    assert LabellerConfig.from_env(base).base_margin_threshold is None
     with pytest.raises(ConfigError, match="hotel_id"):
         LabellerConfig.from_env({**base, "HOTEL_ID_PATTERN": r"^uploads/([^/]+)/"})
     with pytest.raises(ConfigError, match="not a valid regex"):

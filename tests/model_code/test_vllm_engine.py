@@ -102,6 +102,58 @@ def test_the_lambdas_exact_request_gets_a_taxonomy_label_with_logprobs(
     assert float(item["confidence"]) == pytest.approx(math.exp(sum(t["logprob"] for t in tokens)), rel=1e-6)
 
 
+@pytest.mark.parametrize("profile_name", ["fine-tune", "base", "base-prefilled"])
+def test_each_profiles_answer_carries_the_evidence_the_margin_is_computed_from(
+    vllm_server: Any, taxonomy: Taxonomy, profile_name: str
+) -> None:
+    from labeller_core import Labeller, LabellerConfig
+    from labeller_inputs import ObjectRef
+
+    from classification.margin import answer_margin
+    from classification.model_profile import profile_named
+
+    profile = profile_named(profile_name)
+
+    # Given the Lambda's labeller serving a model of this profile, its endpoint the engine's /invocations
+    endpoint = _RecordingEndpoint(vllm_server.base_url + "/invocations")
+    labels = _Labels()
+    labeller = Labeller(
+        LabellerConfig(model_id="session-model", taxonomy=taxonomy),
+        objects=_Objects(jpeg(COLOURS["Room"], size=(640, 480))),
+        endpoint=endpoint,
+        labels=labels,
+        profiles=lambda model: profile,
+    )
+
+    # When it labels a photo
+    labeller.process(ObjectRef("bucket", "uploads/hotel-1/room.jpg"))
+
+    # Then the engine got the profile's request and answered one of its choices, with the profile's number of
+    # alternatives per token computed after the grammar's mask (allowed ones first, masked ones at -9999.0)
+    request = json.loads(endpoint.sent[0])
+    assert request == taxonomy.build_request(b"", profile=profile) | {"messages": request["messages"]}
+    choice = endpoint.received[0]["choices"][0]
+    assert choice["message"]["content"] in profile.choices(taxonomy)
+    steps = choice["logprobs"]["content"]
+    assert all(len(step["top_logprobs"]) == profile.top_logprobs for step in steps)
+    assert all(step["top_logprobs"][0]["token"] == step["token"] for step in steps)
+    # the token texts spell the answer (the stop token after it), so alternatives map onto labels
+    spelled = "".join(step["token"] for step in steps[:-1])
+    assert spelled == choice["message"]["content"]
+    # and the item stores the margin the parser reads from the response, never above the confidence
+    item = labels.items[0]
+    prediction = taxonomy.parse_response(endpoint.received[0], profile=profile)
+    assert float(item["margin"]) == pytest.approx(prediction.margin, abs=1e-6)
+    assert prediction.margin is not None and prediction.confidence is not None
+    assert -1 <= prediction.margin <= prediction.confidence
+    # With every alternative listed the margin can only be as large or larger: the short list is a safe bound
+    full = post_json(vllm_server.base_url + "/invocations", request | {"top_logprobs": 20})["choices"][0]
+    assert full["message"]["content"] == choice["message"]["content"]
+    content, choices = full["message"]["content"], profile.choices(taxonomy)
+    wider = answer_margin(full["logprobs"], content, choices, profile.completion(taxonomy, prediction.label))
+    assert wider is not None and wider >= prediction.margin - 1e-9
+
+
 def test_a_forced_single_choice_is_honoured_even_against_the_photo(vllm_server: Any, taxonomy: Taxonomy) -> None:
     for photo_label, forced_label in (("Pool", "Room"), ("Bar", "Lobby")):
         # Given a photo of one label and a request whose only choice is another label

@@ -209,8 +209,15 @@ def test_the_label_writer_reads_tickets_and_responses_writes_the_table_and_may_o
     table = _logical_id(async_mode, "AWS::DynamoDB::Table", "StorageLabelsTable")
     statements = _role_statements(async_mode, "AsyncLabelWriterFunctionRole")
     arn = {"Fn::GetAtt": [bucket, "Arn"]}
+    # ... and the served model's profile record, to read each answer in the ticket's model's profile
+    record = {
+        "Fn::Join": [
+            "",
+            ["arn:", {"Ref": "AWS::Partition"}, ":s3:::example-models/llava-run-7/model/model_profile.json"],
+        ]
+    }
     assert _as_set(_resources_for(statements, "s3:GetObject")) == _as_set(
-        [{"Fn::Join": ["", [arn, "/requests/*"]]}, {"Fn::Join": ["", [arn, "/responses/*"]]}]
+        [{"Fn::Join": ["", [arn, "/requests/*"]]}, {"Fn::Join": ["", [arn, "/responses/*"]]}, record]
     )
     assert _resources_for(statements, "s3:PutObject") == []
     assert _resources_for(statements, "sagemaker:InvokeEndpointAsync") == [{"Ref": endpoint}]

@@ -4,7 +4,9 @@ shared construct keeps the logical IDs of the resources it took over."""
 from __future__ import annotations
 
 import importlib
+import json
 from types import ModuleType
+from typing import Any
 
 import aws_cdk as cdk
 import pytest
@@ -162,3 +164,87 @@ def test_a_backfill_without_an_endpoint_is_refused() -> None:
     )
     with pytest.raises(ValueError, match="needs an endpoint"):
         Backfill(stack, "Backfill", config=BackfillConfig(), labeller=props, access_log_bucket=props.bucket)
+
+
+def _role_statements(s: Synthesized, role_prefix: str) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = []
+    for policy in s.resources("AWS::IAM::Policy").values():
+        roles = json.dumps(policy["Properties"]["Roles"])
+        if f'"{role_prefix}' in roles:
+            statements += resolve(policy["Properties"]["PolicyDocument"]["Statement"], s.json)
+    return statements
+
+
+def _profile_grants(statements: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    reads = [
+        resource
+        for st in statements
+        if st["Action"] == "s3:GetObject"
+        for resource in ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"])
+        if resource.endswith("model_profile.json")
+    ]
+    lists = [
+        st
+        for st in statements
+        if st["Action"] == "s3:ListBucket" and "model_profile.json" in json.dumps(st.get("Condition"))
+    ]
+    return reads, lists
+
+
+@pytest.mark.parametrize("role", ["UploadPathFunctionRole", "BackfillFunctionRole"])
+def test_registry_served_labellers_may_read_exactly_the_profile_records_of_trained_and_staged_models(
+    registry: Synthesized, role: str
+) -> None:
+    # The record says which request and routing rule the served model needs (classification/model_profile.py)
+    bucket = placeholder(
+        next(k for k in registry.resources("AWS::S3::Bucket") if k.startswith("ModelStore")), "Arn"
+    )
+    reads, lists = _profile_grants(_role_statements(registry, role))
+    assert sorted(reads) == [
+        f"{bucket}/base-models/*/model_profile.json",
+        f"{bucket}/models/*/model_profile.json",
+    ]
+    # listed before read, so a model without a record reads as absent rather than 403 (labeller_aws)
+    (listing,) = lists
+    assert listing["Resource"] == bucket
+    assert listing["Condition"] == {
+        "StringLike": {"s3:prefix": ["models/*/model_profile.json", "base-models/*/model_profile.json"]}
+    }
+
+
+@pytest.mark.parametrize(
+    ("fixture", "role"),
+    [
+        ("with_model", "UploadPathFunctionRole"),
+        ("async_mode", "AsyncLabelWriterFunctionRole"),
+    ],
+)
+def test_a_pinned_models_labellers_may_read_its_one_profile_record(
+    fixture: str, role: str, request: pytest.FixtureRequest
+) -> None:
+    synthesized: Synthesized = request.getfixturevalue(fixture)
+    reads, lists = _profile_grants(_role_statements(synthesized, role))
+    assert reads == ["arn:aws:s3:::example-models/llava-run-7/model/model_profile.json"]
+    assert [st["Condition"] for st in lists] == [
+        {"StringLike": {"s3:prefix": ["llava-run-7/model/model_profile.json"]}}
+    ]
+
+
+def test_without_a_model_no_profile_record_is_readable(no_model: Synthesized) -> None:
+    assert _profile_grants(_role_statements(no_model, "UploadPathFunctionRole")) == ([], [])
+
+
+def test_the_base_margin_threshold_reaches_every_labeller_and_is_unset_by_default(
+    with_model: Synthesized, synth_app: Any
+) -> None:
+    for handler in HANDLERS.values():
+        assert "BASE_MARGIN_THRESHOLD" not in _deployed_environment(with_model, handler)
+    calibrated = synth_app(
+        {
+            "photo_labeler.endpoint.model_data_uri": MODEL_URI,
+            "photo_labeler.upload.base_margin_threshold": "0.35",
+        }
+    )
+    for handler in HANDLERS.values():
+        environment = LabellerEnvironment.from_environment(_deployed_environment(calibrated, handler))
+        assert environment.base_margin_threshold == 0.35

@@ -153,7 +153,8 @@ def test_a_bad_input_fails_before_training_with_a_cause_naming_the_problem(
     assert any(expected in problem for problem in problems), problems
     choice = states["RequestValid"]
     assert evaluate(choice["Choices"][0]["Condition"], problems=problems) is True
-    assert choice["Choices"][0]["Next"] == "InvalidRequest" and choice["Default"] == "Train"
+    # (a valid one goes on to read what the endpoint serves, then trains: test_training_pipeline_served_gate.py)
+    assert choice["Choices"][0]["Next"] == "InvalidRequest" and choice["Default"] == "ReadServedModel"
     cause = evaluate(states["InvalidRequest"]["Cause"], problems=problems)
     assert cause.startswith("Nothing was started: ") and expected in cause
 
@@ -198,7 +199,8 @@ def test_accuracy_gate_continues_only_at_or_above_the_bar(
     metrics = {} if accuracy is None else {"accuracy": accuracy}
     result = evaluate(gate["Choices"][0]["Condition"], metrics=metrics, request={"min_accuracy": 0.9})
     assert bool(result) is passes
-    assert gate["Choices"][0]["Next"] == "CheckEndpoint" and gate["Default"] == "BelowAccuracyBar"
+    # (then the served-model gate before any rollout: test_training_pipeline_served_gate.py)
+    assert gate["Choices"][0]["Next"] == "ServedModelGate" and gate["Default"] == "BelowAccuracyBar"
     if not passes and accuracy is not None:
         cause = evaluate(
             states["BelowAccuracyBar"]["Cause"],

@@ -129,10 +129,17 @@ def test_function_invokes_only_this_endpoint_reads_only_uploads_writes_only_this
     (endpoint_id,) = with_model.resources("AWS::SageMaker::Endpoint")
     invoke = next(s for s in statements if s["Action"] == "sagemaker:InvokeEndpoint")
     assert invoke["Resource"] == {"Ref": endpoint_id}
-    read = next(s for s in statements if s["Action"] == "s3:GetObject")
-    assert json.dumps(read["Resource"]).endswith('"/uploads/*"]]}')
-    listing = next(s for s in statements if s["Action"] == "s3:ListBucket")
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["uploads/*"]}}
+    # Photos under uploads/, and the served model's profile record (one key of the model's prefix)
+    (read,) = [s for s in statements if s["Action"] == "s3:GetObject"]
+    (photos,) = [r for r in map(json.dumps, read["Resource"]) if "model_profile.json" not in r]
+    (record,) = [r for r in map(json.dumps, read["Resource"]) if "model_profile.json" in r]
+    assert photos.endswith('"/uploads/*"]]}')
+    assert record.endswith(':s3:::example-models/llava-run-7/model/model_profile.json"]]}')
+    listings = [s["Condition"] for s in statements if s["Action"] == "s3:ListBucket"]
+    assert sorted(json.dumps(c) for c in listings) == sorted(
+        json.dumps({"StringLike": {"s3:prefix": [prefix]}})
+        for prefix in ("uploads/*", "llava-run-7/model/model_profile.json")
+    )
     (table_id,) = with_model.resources("AWS::DynamoDB::Table")
     table = next(s for s in statements if "dynamodb:PutItem" in s["Action"])
     assert sorted(table["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]

@@ -71,6 +71,34 @@ def test_the_local_engine_passes_every_check(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("profile_name", ["base", "base-prefilled"])
+def test_a_base_profile_model_is_checked_with_its_own_request(
+    vllm_server: Any,
+    trained_model: Path,
+    taxonomy_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    profile_name: str,
+) -> None:
+    from classification.model_profile import PROFILE_FILE, profile_named
+
+    # Given the served model's files recording a base profile (as the staging tool leaves them)
+    model_dir = Path(
+        shutil.copytree(trained_model, tmp_path / "model", ignore=shutil.ignore_patterns("*.safetensors"))
+    )
+    (model_dir / PROFILE_FILE).write_bytes(profile_named(profile_name).record())
+
+    # When the smoke test runs
+    code, out = _run(_engine_argv(vllm_server, model_dir, taxonomy_file), capsys, monkeypatch)
+
+    # Then it asks in that profile (BOS, the bare or prefilled answer) and the engine's prompt count agrees
+    assert code == 0, out
+    assert f"{profile_name} profile" in out.splitlines()[0]
+    assert any(line.startswith("PASS  prompt tokens match:") for line in out.splitlines()), out
+
+
+@pytest.mark.slow
 def test_a_different_image_processor_fails_the_prompt_token_check(
     vllm_server: Any,
     trained_model: Path,

@@ -20,6 +20,7 @@ import xgrammar
 from training_testkit import colour_photo
 
 from classification.contract import InvalidAnswer, Taxonomy
+from classification.model_profile import BASE, BASE_PREFILLED
 from training_job.constrained import (
     ConstrainedDecoder,
     ModelLoadError,
@@ -176,6 +177,9 @@ def test_an_answer_cut_by_max_tokens_is_not_a_label(decoder: ConstrainedDecoder,
             "not valid base64",
         ),
         ({"messages": [{"role": "user", "content": "no image"}]}, "exactly one image"),
+        ({"add_special_tokens": "yes"}, "add_special_tokens must be true or false"),
+        ({"continue_final_message": True}, "needs add_generation_prompt false"),
+        ({"top_logprobs": 21}, "top_logprobs must be an integer 0..20"),
     ],
 )
 def test_a_request_the_endpoint_would_refuse_names_its_field(
@@ -193,6 +197,29 @@ def test_the_request_is_rendered_as_the_training_prompt(decoder: ConstrainedDeco
     assert decode_image(parsed.image_bytes).mode == "RGB"
     with pytest.raises(RequestError, match="cannot be decoded"):
         decode_image(b"not an image")
+
+
+def test_the_base_profiles_render_as_vllm_would_with_bos_and_a_prefilled_answer_left_open(
+    decoder: ConstrainedDecoder, taxonomy: Taxonomy
+) -> None:
+    # Given the base profiles' requests
+    bare = parse_request(taxonomy.build_request(_jpeg(), profile=BASE))
+    prefilled = parse_request(taxonomy.build_request(_jpeg(), profile=BASE_PREFILLED))
+
+    # Then the bare one asks for BOS and a new answer; the prefilled one continues "this is a photo of"
+    assert (bare.add_special_tokens, bare.continue_final_message, bare.top_logprobs) == (True, False, 5)
+    assert decoder.render_prompt(bare.messages).endswith(" [/INST]")
+    assert prefilled.continue_final_message is True
+    assert decoder.render_prompt(prefilled.messages, continue_final_message=True).endswith(
+        " [/INST] this is a photo of"
+    )
+
+    # And the decoded answer lists the top alternatives after the mask, the answer's own token first
+    decoded = decoder.answer(taxonomy.build_request(_jpeg(), profile=BASE))
+    first = decoded.tokens[0]
+    assert len(first.top) == 5 and first.top[0] == (first.token, first.logprob)
+    assert decoded.tokens[-1].top[1][1] == -9999.0  # the stop token is forced: the rest masked
+    assert decoded.content in BASE.choices(taxonomy)
 
 
 def test_a_directory_without_a_model_is_refused(tmp_path: Path) -> None:
@@ -228,3 +255,40 @@ def test_the_evaluation_answers_every_validation_photo_as_the_local_vllm_does(
     for mine, theirs in zip(evaluated, served, strict=True):
         assert mine.predicted == theirs.label
         assert mine.confidence == pytest.approx(theirs.confidence, abs=0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", [BASE, BASE_PREFILLED], ids=["base", "base-prefilled"])
+def test_the_base_profiles_are_answered_as_the_local_vllm_answers_them(
+    vllm_server: Any, dataset_dir: Path, taxonomy: Taxonomy, profile: Any
+) -> None:
+    # Given the session's served model and the evaluation's decoding of it, asked in a base profile (BOS added,
+    # bare labels or a prefilled answer, five alternatives per token)
+    from datasets import load_from_disk
+
+    from training_job.evaluate import _jpeg, _undecoded
+
+    rows = _undecoded(load_from_disk(str(dataset_dir))["validation"]).select(range(4))
+    decoder = ConstrainedDecoder(vllm_server.model_dir, device="cpu")
+
+    for images in rows["images"]:
+        request = taxonomy.build_request(_jpeg(images[0]), profile=profile)
+
+        # When the same request goes to the decoder and to vLLM
+        decoded = decoder.answer(request)
+        body = json.dumps(request).encode()
+        http = urllib.request.Request(
+            vllm_server.base_url + "/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(http, timeout=120) as response:
+            served = json.loads(response.read())
+
+        # Then both saw the same prompt (BOS and template included), gave the same answer, and the Lambda's
+        # parser reads the same confidence and margin from both responses
+        assert decoded.prompt_tokens == served["usage"]["prompt_tokens"]
+        assert decoded.content == served["choices"][0]["message"]["content"]
+        mine = taxonomy.parse_response(decoded.response(), profile=profile)
+        theirs = taxonomy.parse_response(served, profile=profile)
+        assert mine.label == theirs.label
+        assert mine.confidence == pytest.approx(theirs.confidence, abs=0.01)
+        assert mine.margin == pytest.approx(theirs.margin, abs=0.01)

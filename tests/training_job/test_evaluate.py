@@ -151,11 +151,13 @@ def test_a_confidence_threshold_outside_zero_to_one_is_refused(
 
 @pytest.mark.slow
 def test_the_trained_model_is_evaluated_through_the_production_request_and_parser(
-    trained_model: Path, dataset_dir: Path, tmp_path: Path
+    trained_model: Path, dataset_dir: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    # When the trained tiny model is evaluated with a low threshold
+    # When the trained tiny model is evaluated with a low threshold, against the untrained model it started from
+    # served as the base model (the day-one comparison)
     args = ["--model-dir", str(trained_model), "--dataset", str(dataset_dir), "--output-dir", str(tmp_path)]
-    code = evaluation.main([*args, "--confidence-threshold", "0.01", "--no-progress"])
+    baseline = ["--baseline-model-dir", str(tiny_model_dir), "--baseline-profile", "base"]
+    code = evaluation.main([*args, "--confidence-threshold", "0.01", "--no-progress", *baseline])
 
     # Then both passes are reported: constrained at the top level (what the gate reads), free generation beside it
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -176,6 +178,17 @@ def test_the_trained_model_is_evaluated_through_the_production_request_and_parse
         assert taxonomy.parse_label(record["answer"]) == record["predicted"]
         assert 0.01 <= record["confidence"] <= 1 and record["below_threshold"] is False
     assert metrics["confidence"]["mean"] == pytest.approx(sum(r["confidence"] for r in predictions) / 24, abs=1e-4)
+    # Margins come with every answer (the fine-tune's top_logprobs 1 bounds them), and the review table covers
+    # both kinds of evidence at every threshold
+    assert all(-1 <= record["margin"] <= record["confidence"] for record in predictions)
+    assert metrics["profile"] == "fine-tune" and metrics["routing"]["evidence"] == "confidence"
+    assert len(metrics["review_sweep"]["margin"]) == len(metrics["review_sweep"]["confidence"]) == 10
+    # The same photos answered by the untrained base: far worse, so the fine-tune passes the served-model gate
+    base = metrics["baseline"]
+    assert (base["profile"], base["model_dir"]) == ("base", str(tiny_model_dir))
+    assert base["better"] is True and base["accuracy"] < metrics["accuracy"]
+    assert base["accuracy_gain"] == pytest.approx(metrics["accuracy"] - base["accuracy"])
+    assert all(record["baseline_predicted"] in taxonomy.labels for record in predictions)
 
 
 @pytest.mark.slow

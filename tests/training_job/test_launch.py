@@ -77,6 +77,15 @@ def test_the_first_host_also_evaluates_into_the_model_folder() -> None:
     assert _value(evaluate, "--batch-size") == "4"
     assert _value(evaluate, "--confidence-threshold") == "0.7"  # the upload path's threshold, if it differs
     assert "--confidence_threshold" not in train  # an evaluation setting, not a training one
+    assert "--baseline-model-dir" not in evaluate  # nothing served to compare with
+
+
+def test_the_served_model_channel_becomes_the_evaluations_baseline() -> None:
+    # Given the training pipeline passed the model the endpoint serves as the `served` channel
+    env = {**SM_ENV, "SM_CURRENT_HOST": "algo-1", "SM_CHANNEL_SERVED": "/data/served"}
+    *_, evaluate = _commands(env)
+    # Then the evaluation answers the same photos with it (metrics.json `baseline`, read by ServedModelGate)
+    assert _value(evaluate, "--baseline-model-dir") == "/data/served"
 
 
 def test_single_host_without_gpus_runs_one_process_and_can_skip_evaluation() -> None:

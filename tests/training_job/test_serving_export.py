@@ -127,6 +127,23 @@ def test_base_model_files_are_copied_over_the_saved_ones(saved_model: Path, tmp_
     assert "tokenizer.json" in written
 
 
+def test_a_fine_tune_trained_from_a_staged_base_records_the_fine_tune_profile(
+    saved_model: Path, tmp_path: Path
+) -> None:
+    from classification.model_profile import BASE, FINE_TUNE, PROFILE_FILE, resolve_profile
+
+    # Given a base staged with the base profile's record (tools/stage_base_model.py), and a model trained from it
+    base = Path(shutil.copytree(saved_model, tmp_path / "base"))
+    (base / PROFILE_FILE).write_bytes(BASE.record())
+
+    # When the training output is exported for serving
+    written = export_for_serving(saved_model, pinpoints=GRID_PINPOINTS["compact"], base_model=str(base))
+
+    # Then it is served and evaluated as a fine-tune: the seed's question, confidence routing
+    assert PROFILE_FILE in written and resolve_profile(saved_model) is FINE_TUNE
+    assert resolve_profile(base) is BASE
+
+
 def test_pinpoints_that_disagree_with_the_model_config_are_refused(saved_model: Path) -> None:
     with pytest.raises(ValueError, match="model and the processor must agree"):
         export_for_serving(saved_model, pinpoints=GRID_PINPOINTS["stock"])
