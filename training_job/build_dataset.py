@@ -287,6 +287,9 @@ def build_dataset(
     rows, malformed = read_source(source)
     from_folder = not source.startswith("s3://") and Path(source).is_dir()
     report = BuildReport(source=source, rows_read=len(rows) + len(malformed), malformed_rows=malformed)
+    # A review export used as the source: its rejected photos are not training data (and have no label).
+    report.reviewed_rejected = sum(row.rejected for row in rows)
+    rows = [row for row in rows if not row.rejected]
     if reviewed is not None:
         rows = _reviewed_rows(reviewed, report) + rows  # first, so a reviewer's label claims its photo
     output = Path(output_dir)
@@ -397,7 +400,7 @@ def _reviewed_rows(manifest: str, report: BuildReport) -> list[SourceRow]:
     kept = [row for row in rows if not row.rejected]
     report.reviewed_source = manifest
     report.reviewed_rows = len(kept)
-    report.reviewed_rejected = len(rows) - len(kept)
+    report.reviewed_rejected += len(rows) - len(kept)
     report.rows_read += len(kept) + len(malformed)
     report.malformed_rows += malformed
     return [dataclasses.replace(row, reviewed=True) for row in kept]
@@ -413,10 +416,9 @@ def format_summary(report: BuildReport) -> str:
         f"{report.usable} usable of {report.rows_read} rows: {report.train} train, {report.validation} validation",
     ]
     if report.reviewed_source:
-        lines.append(
-            f"{report.reviewed_rows} rows of reviewers' decisions from {report.reviewed_source}"
-            + (f" ({report.reviewed_rejected} rejected photos left out)" if report.reviewed_rejected else "")
-        )
+        lines.append(f"{report.reviewed_rows} rows of reviewers' decisions from {report.reviewed_source}")
+    if report.reviewed_rejected:
+        lines.append(f"{report.reviewed_rejected} photos reviewers rejected (not usable hotel photos) left out")
     for name in (
         "malformed_rows",
         "unknown_labels",

@@ -122,6 +122,11 @@ def test_reviewed_decisions_reach_the_next_dataset_with_the_reviewers_labels(
     counts = {label: n["train"] + n["validation"] for label, n in report.per_label.items() if any(n.values())}
     assert counts == {"Room": 1, "Pool": 1, "Lobby": 2}
 
+    # And the export used as the dataset's only source (the day-one path) leaves the rejected photo out too,
+    # instead of reporting its empty label as unknown
+    alone = builder.build_dataset(str(manifest), tmp_path / "data-alone", taxonomy=Taxonomy.load(), progress=False)
+    assert alone.reviewed_rejected == 1 and alone.unknown_labels == [] and alone.usable == 2
+
 
 def test_export_refuses_a_wrong_output_name_and_reports_an_unreadable_table(
     account: tuple[Any, Any, ReviewService], tmp_path: Path, capsys: pytest.CaptureFixture[str]
