@@ -24,7 +24,8 @@ import mimetypes
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,6 +47,9 @@ STATIC_SUFFIXES = (".html", ".js", ".css")
 LOCAL_REVIEWER = "local-reviewer"
 mimetypes.add_type("text/javascript", ".js")  # ES modules need a JavaScript MIME type
 _RESOLVER_LOCK = threading.Lock()
+# Lambda sets the EMF namespace; Powertools refuses to build a metric without one (a decision answered 500 after
+# it was written). Local mode drops the metrics anyway: any namespace will do when none is set.
+LOCAL_METRICS_NAMESPACE = "HotelPhotos-local"
 # Headers of a request -> the claims API Gateway would pass on (None: it answers 401 itself).
 Authorizer = Callable[[Mapping[str, str]], dict[str, str] | None]
 
@@ -154,6 +158,19 @@ def _event(method: str, path: str, query: str, body: bytes, claims: dict[str, st
     }
 
 
+@contextmanager
+def _metrics_namespace() -> Iterator[None]:
+    """POWERTOOLS_METRICS_NAMESPACE for one request, if the process has none (held under _RESOLVER_LOCK)."""
+    if os.environ.get("POWERTOOLS_METRICS_NAMESPACE"):
+        yield
+        return
+    os.environ["POWERTOOLS_METRICS_NAMESPACE"] = LOCAL_METRICS_NAMESPACE
+    try:
+        yield
+    finally:
+        del os.environ["POWERTOOLS_METRICS_NAMESPACE"]
+
+
 def _make_handler(
     service: ReviewService, authorize: Authorizer, page_config: Mapping[str, Any]
 ) -> type[BaseHTTPRequestHandler]:
@@ -182,7 +199,7 @@ def _make_handler(
                 event = _event(method, parts.path, parts.query, body, claims)
                 # The resolver keeps the current event (and the service) on the module (one request per Lambda
                 # environment): one at a time here too, though the page sends some requests in parallel.
-                with _RESOLVER_LOCK:
+                with _RESOLVER_LOCK, _metrics_namespace():
                     handler.configure(service)
                     response = handler.app.resolve(event, _LambdaContext())
                     handler.metrics.clear_metrics()  # no CloudWatch here: drop the EMF the handler recorded
