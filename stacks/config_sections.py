@@ -202,6 +202,9 @@ class ReviewPageConfig:
     """How long a photo link on the page works."""
     backlog_probe_minutes: int = setting(15, Bounds(1, 1440))
     """How often the `NEEDS_REVIEW` backlog is counted for the dashboard."""
+    lease_seconds: int = setting(300, Bounds(60, 3600))
+    """How long a photo handed to a reviewer stays theirs alone, unless they decide it or give it back
+    ([leases](../review.md#working-on-the-queue))."""
     domain_name: str | None = setting(
         None,
         Matches(
