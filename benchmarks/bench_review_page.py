@@ -1,6 +1,6 @@
 """The review page in real Chromium, scripted reviewer: photos per minute one by one and in the grid, same backlog.
 
-    flock /work/locks/heavy .venv/bin/python benchmarks/bench_review_page.py [--per-label 18] [--labels 4]
+    .venv/bin/python benchmarks/bench_review_page.py [--per-label 18] [--labels 4]
                                                                            [--wrong-every 10]
 
 The backlog: --labels model labels x --per-label NEEDS_REVIEW photos (640x480 JPEGs in the emulated bucket),
