@@ -1,4 +1,4 @@
-# One command each for set-up, synth, tests and the demo (the README's first screen). `make test` and `make demo`
+# One command each for set-up, synth, tests, the demo and the docs (the README's "Try it"). `make test` and `make demo`
 # set up whatever is missing first (stamp files under .setup/, rebuilt when their requirement files change) and
 # are no-ops for set-up otherwise.
 PYTHON ?= python3
@@ -12,9 +12,10 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export HF_HUB_OFFLINE := 1
 
 PIN := ^[A-Za-z0-9_.-]+==
-TRAIN_REQUIREMENTS := requirements.txt requirements-dev.txt lambda/requirements.txt training_job/requirements.txt
+TRAIN_REQUIREMENTS := requirements.txt requirements-dev.txt requirements-docs.txt lambda/requirements.txt \
+	training_job/requirements.txt
 
-.PHONY: setup setup-browser synth test demo lint format
+.PHONY: setup setup-browser synth test demo lint format docs docs-generate
 
 setup: $(STAMPS)/train.stamp $(STAMPS)/serve.stamp $(STAMPS)/transformers4.stamp $(STAMPS)/node.stamp setup-browser ## Everything below
 
@@ -79,6 +80,12 @@ test: $(STAMPS)/train.stamp $(STAMPS)/serve.stamp $(STAMPS)/transformers4.stamp 
 
 demo: $(STAMPS)/train.stamp $(STAMPS)/serve.stamp ## The whole pipeline offline on the real engine (~3 min on 2 idle cores)
 	$(BIN)/python -m scripts.demo
+
+docs: $(STAMPS)/train.stamp ## Build the documentation site strict and serve it on http://127.0.0.1:8000 (Ctrl-C stops)
+	$(BIN)/mkdocs serve --strict
+
+docs-generate: $(STAMPS)/train.stamp ## Rewrite the generated pages (configuration, CLI, alarms, cost chart)
+	$(BIN)/python -m tools.docs
 
 lint: $(STAMPS)/train.stamp
 	$(BIN)/ruff check .

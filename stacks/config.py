@@ -7,8 +7,9 @@ Every section is declared here, as a field of `AppConfig`, in the order of `cdk.
      "review": {...}, "monitoring": {...}, "async_inference": {...}, "scheduled": {...}}
 
 so any tool can read the whole configuration with `AppConfig.from_context(...)` without importing a construct.
-Each default lives once, on its field; cdk.json lists the keys a deployer sets and any changed default, nothing
-else (tests/stacks/test_config.py holds that).
+Each default lives once, on its field, with the rule its value must meet and its description (the docstring
+under it; stacks/config_fields.py): docs/reference/configuration.md is generated from them. cdk.json lists the
+keys a deployer sets and any changed default, nothing else (tests/stacks/test_config.py holds that).
 
 Any value can be overridden on the command line with a dotted key, e.g.
 `npx cdk synth -c photo_labeler.endpoint.model_data_uri=s3://bucket/run-42/model/`.
@@ -28,6 +29,8 @@ from typing import Any
 
 from classification.contract import DEFAULT_CONFIDENCE_THRESHOLD, InvalidTaxonomy, Taxonomy
 from stacks import constants
+from stacks.config_fields import BARE, Bounds, Matches, OneOf, check_fields, setting
+from stacks.config_fields import RULE as RULE  # the field metadata key of a rule, for the reference page
 from stacks.config_parsing import ConfigError, apply_overrides, build
 from stacks.config_parsing import check as _check
 from stacks.config_sections import (
@@ -40,17 +43,10 @@ from stacks.config_sections import (
 )
 from stacks.lmi_image import UnsupportedImage, default_table
 
-_NAME_PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{1,23}$")
-_S3_PREFIX_URI_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+/)$")
-_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-_ACCOUNT_RE = re.compile(r"^\d{12}$")
-_SNS_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
-_INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
-_UPLOAD_PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]+/$")
-_METRICS_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9._/#:-]{1,255}$")
 # endpoint.mode; async: stacks/async_inference.py; scheduled (no endpoint): stacks/labelling_window.py
 ENDPOINT_MODES = ("realtime", "async", "scheduled")
 ENDPOINT_NAME_MAX = 63  # CreateEndpoint's EndpointName limit
+_INSTANCE_TYPE = r"ml\.[a-z0-9]+\.[a-z0-9]+"
 
 
 # --- sections ------------------------------------------------------------------------------------------------
@@ -58,69 +54,93 @@ ENDPOINT_NAME_MAX = 63  # CreateEndpoint's EndpointName limit
 
 @dataclass(frozen=True)
 class StorageConfig:
-    """The image bucket, its access-log bucket and the labels table."""
+    """`photo_labeler.storage`: the image bucket, its access-log bucket and the labels table."""
 
-    upload_prefix: str = "uploads/"  # new photos land here; only this prefix triggers labelling
-    noncurrent_version_expiration_days: int = 30  # overwritten/deleted photos are kept this long, then purged
-    access_log_retention_days: int = 365
+    upload_prefix: str = setting(
+        "uploads/",
+        Matches(r"(?!/)[A-Za-z0-9!_.*'()/-]+/", "an S3 key prefix ending in '/' without a leading '/'"),
+    )
+    """New photos land here: only objects under it are labelled."""
+    noncurrent_version_expiration_days: int = setting(30, Bounds(1, template=BARE))
+    """Overwritten or deleted photo versions are kept this long, then purged."""
+    access_log_retention_days: int = setting(365, Bounds(1, template=BARE))
+    """How long the image bucket's server access logs are kept."""
 
     def __post_init__(self) -> None:
-        _check(
-            bool(_UPLOAD_PREFIX_RE.match(self.upload_prefix)) and not self.upload_prefix.startswith("/"),
-            "upload_prefix",
-            f"must be an S3 key prefix ending in '/' without a leading '/', got {self.upload_prefix!r}",
-        )
-        _check(self.noncurrent_version_expiration_days >= 1, "noncurrent_version_expiration_days", "must be >= 1")
-        _check(self.access_log_retention_days >= 1, "access_log_retention_days", "must be >= 1")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class EndpointSettings:
-    """The SageMaker model, endpoint config, endpoint and its autoscaling."""
+    """`photo_labeler.endpoint`: the SageMaker model, endpoint config, endpoint and its autoscaling."""
 
-    # s3://bucket/prefix/ of an uncompressed model directory (the training job's output). None: no endpoint is
-    # deployed yet; uploads wait in the queue (see UploadPathConfig) until a later deploy sets it.
-    model_data_uri: str | None = None
-    instance_type: str = "ml.g5.xlarge"
-    lmi_image_version: str = "0.38.0"  # a key of stacks/data/djl_lmi_images.json
+    model_data_uri: str | None = setting(
+        None,
+        Matches(
+            r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+/",
+            "an S3 prefix like s3://bucket/path/to/model/ (trailing /)",
+        ),
+    )
+    """`s3://bucket/prefix/` of a trained, uncompressed model directory (the training job's output): pins the
+    served model, and wins over the registry. Null: no endpoint is deployed yet (uploads wait in the queue) unless
+    `training.serve_registered_model` serves the registry's model."""
+    instance_type: str = setting(
+        "ml.g5.xlarge", Matches(_INSTANCE_TYPE, "a SageMaker instance type like ml.g5.xlarge")
+    )
+    """The endpoint's instance type. A change replaces the endpoint (its name carries it)."""
+    lmi_image_version: str = "0.38.0"
+    """DJL LMI release: a key of `stacks/data/djl_lmi_images.json` (checked, with the pinned region; which vLLM
+    each runs: [serving](../serving.md))."""
     min_capacity: int = 1
+    """Fewest instances autoscaling keeps: >= 1 (real-time endpoints cannot scale a variant to zero); 0 is
+    allowed with `mode: async`."""
     max_capacity: int = 4
-    # Target of the high-resolution ConcurrentRequestsPerModel metric: in-flight requests per instance. ~6 keeps
-    # one A10G's prefill-bound vLLM busy (the seed saturated at concurrency 8) without queueing latency.
-    target_concurrent_requests_per_model: float = 6.0
-    scale_out_cooldown_seconds: int = 60
-    scale_in_cooldown_seconds: int = 600  # slower than scale-out: a new g5 takes minutes to load the model
-    container_startup_timeout_seconds: int = 1800  # must cover LMI's option.model_loading_timeout
-    model_data_download_timeout_seconds: int = 1200  # ~15 GB of bf16 weights from S3
-    # How every model change reaches the endpoint, from `cdk deploy` or a pipeline rollout (stacks/rollout.py).
-    rollout_canary_percent: int = 0  # 0: all at once; 1-50: canary share of instances (needs >= 2 instances)
-    rollout_canary_wait_seconds: int = 600  # canary only: how long the canary takes traffic before the rest
-    rollout_bake_seconds: int = 900  # alarms are watched this long on the new fleet before the old one goes
-    rollout_timeout_seconds: int = 10800  # the whole blue/green deployment, including loading 15 GB of weights
-    rollback_5xx_errors_per_minute: int = 5  # Invocation5XXErrors per minute that roll a deployment back
-    rollback_p90_model_latency_seconds: float = 30.0  # ModelLatency p90 that rolls a deployment back
-    # "realtime": InvokeEndpoint, the Lambda waits for each answer. "async": SageMaker Asynchronous Inference
-    # (S3 request in, notification out, scales to zero with min_capacity 0); see README "Async endpoint mode".
-    # "scheduled": no endpoint; photos wait PENDING for a window's Spot labelling job (docs/scheduled-mode.md).
-    mode: str = "realtime"
+    """Most instances autoscaling starts: >= `min_capacity` (and >= 1). With `upload.max_concurrency` and
+    `backfill.max_concurrency` it bounds the requests in flight (checked at synth)."""
+    target_concurrent_requests_per_model: float = setting(6.0, Bounds(0, low_open=True, template=BARE))
+    """Target of the high-resolution `ConcurrentRequestsPerModel` metric: in-flight requests per instance. ~6
+    keeps one A10G's prefill-bound vLLM busy (the seed saturated at concurrency 8) without queueing latency."""
+    scale_out_cooldown_seconds: int = setting(60, Bounds(0, template=BARE))
+    """Seconds between two scale-outs."""
+    scale_in_cooldown_seconds: int = 600
+    """Seconds between two scale-ins; must be longer than `scale_out_cooldown_seconds` (a new g5 loads the model
+    for minutes, and the fleet must not shrink meanwhile)."""
+    container_startup_timeout_seconds: int = setting(
+        1800, Bounds(60, constants.SAGEMAKER_MAX_STARTUP_TIMEOUT_SECONDS, template=BARE)
+    )
+    """Start-up health-check limit; must cover LMI's `option.model_loading_timeout` (checked at synth)."""
+    model_data_download_timeout_seconds: int = setting(
+        1200, Bounds(60, constants.SAGEMAKER_MAX_DOWNLOAD_TIMEOUT_SECONDS, template=BARE)
+    )
+    """Weight download limit (~15 GB of bf16 weights from S3)."""
+    rollout_canary_percent: int = setting(
+        0,
+        Bounds(0, constants.CANARY_MAX_PERCENT, spelled=f"0 (all at once) or 1..{constants.CANARY_MAX_PERCENT}"),
+    )
+    """Every model change, from `cdk deploy` or a pipeline rollout, is a blue/green deployment
+    ([model lifecycle](../training-pipeline.md#model-lifecycle)): 0 shifts all traffic at once; 1-50 is the
+    canary's share of instances (needs `min_capacity` >= 2)."""
+    rollout_canary_wait_seconds: int = setting(600, Bounds(0, constants.ROLLOUT_WAIT_MAX_SECONDS))
+    """Canary only: how long the canary takes traffic before the rest shifts."""
+    rollout_bake_seconds: int = setting(900, Bounds(0, constants.ROLLOUT_WAIT_MAX_SECONDS))
+    """How long the rollback alarms are watched on the new fleet before the old one goes."""
+    rollout_timeout_seconds: int = setting(
+        10800, Bounds(*constants.ROLLOUT_TIMEOUT_RANGE, why="(SageMaker's MaximumExecutionTimeoutInSeconds)")
+    )
+    """The whole blue/green deployment, including loading 15 GB of weights."""
+    rollback_5xx_errors_per_minute: int = setting(5, Bounds(1, template=BARE))
+    """`Invocation5XXErrors` a minute, two minutes running, that roll a deployment back."""
+    rollback_p90_model_latency_seconds: float = setting(30.0, Bounds(0, low_open=True, template=BARE))
+    """`ModelLatency` p90, three minutes running, that rolls a deployment back."""
+    mode: str = setting("realtime", OneOf(ENDPOINT_MODES))
+    """How photos are labelled. `realtime`: InvokeEndpoint, the Lambda waits for each answer. `async`: SageMaker
+    Asynchronous Inference (S3 request in, notification out; scales to zero with `min_capacity` 0;
+    [async mode](../async-mode.md)). `scheduled`: no endpoint; photos wait `PENDING` for a window's Spot labelling
+    job ([scheduled mode](../scheduled-mode.md), settings in `photo_labeler.scheduled`). A change replaces the
+    endpoint."""
 
     def __post_init__(self) -> None:
-        _check(
-            self.mode in ENDPOINT_MODES,
-            "mode",
-            f"must be one of {', '.join(repr(m) for m in ENDPOINT_MODES)}, got {self.mode!r}",
-        )
-        if self.model_data_uri is not None:
-            _check(
-                bool(_S3_PREFIX_URI_RE.match(self.model_data_uri)),
-                "model_data_uri",
-                f"must be an S3 prefix like s3://bucket/path/to/model/ (trailing /), got {self.model_data_uri!r}",
-            )
-        _check(
-            bool(_INSTANCE_TYPE_RE.match(self.instance_type)),
-            "instance_type",
-            f"must be a SageMaker instance type like ml.g5.xlarge, got {self.instance_type!r}",
-        )
+        check_fields(self)
         _check(bool(self.lmi_image_version), "lmi_image_version", "must not be empty")
         # Real-time endpoints cannot scale a variant to zero (that needs inference components); async ones can.
         if self.mode == "async":
@@ -138,75 +158,60 @@ class EndpointSettings:
             f"must be >= min_capacity ({self.min_capacity}), got {self.max_capacity}",
         )
         _check(
-            self.target_concurrent_requests_per_model > 0, "target_concurrent_requests_per_model", "must be > 0"
-        )
-        _check(self.scale_out_cooldown_seconds >= 0, "scale_out_cooldown_seconds", "must be >= 0")
-        _check(
             self.scale_in_cooldown_seconds > self.scale_out_cooldown_seconds,
             "scale_in_cooldown_seconds",
             f"must be longer than scale_out_cooldown_seconds ({self.scale_out_cooldown_seconds}) so the fleet "
             f"does not shrink while new instances are still loading, got {self.scale_in_cooldown_seconds}",
         )
-        _check(
-            60 <= self.container_startup_timeout_seconds <= constants.SAGEMAKER_MAX_STARTUP_TIMEOUT_SECONDS,
-            "container_startup_timeout_seconds",
-            f"must be 60..{constants.SAGEMAKER_MAX_STARTUP_TIMEOUT_SECONDS}",
-        )
-        _check(
-            60 <= self.model_data_download_timeout_seconds <= constants.SAGEMAKER_MAX_DOWNLOAD_TIMEOUT_SECONDS,
-            "model_data_download_timeout_seconds",
-            f"must be 60..{constants.SAGEMAKER_MAX_DOWNLOAD_TIMEOUT_SECONDS}",
-        )
-        self._check_rollout()
-
-    def _check_rollout(self) -> None:
-        _check(
-            0 <= self.rollout_canary_percent <= constants.CANARY_MAX_PERCENT,
-            "rollout_canary_percent",
-            f"must be 0 (all at once) or 1..{constants.CANARY_MAX_PERCENT}, got {self.rollout_canary_percent}",
-        )
-        for key in ("rollout_canary_wait_seconds", "rollout_bake_seconds"):
-            value = getattr(self, key)
-            wait_max = constants.ROLLOUT_WAIT_MAX_SECONDS
-            _check(0 <= value <= wait_max, key, f"must be 0..{wait_max}, got {value}")
-        low, high = constants.ROLLOUT_TIMEOUT_RANGE
-        _check(
-            low <= self.rollout_timeout_seconds <= high,
-            "rollout_timeout_seconds",
-            f"must be {low}..{high} (SageMaker's MaximumExecutionTimeoutInSeconds), got "
-            f"{self.rollout_timeout_seconds}",
-        )
-        _check(self.rollback_5xx_errors_per_minute >= 1, "rollback_5xx_errors_per_minute", "must be >= 1")
-        _check(self.rollback_p90_model_latency_seconds > 0, "rollback_p90_model_latency_seconds", "must be > 0")
 
 
 @dataclass(frozen=True)
 class UploadPathConfig:
-    """S3 notification → SQS → labeller Lambda → endpoint → labels table."""
+    """`photo_labeler.upload`: S3 notification → SQS → labeller Lambda → endpoint → labels table."""
 
-    # Matched against the object key; must define a named group `hotel_id` (docs/interfaces.md).
     hotel_id_pattern: str = r"^uploads/(?P<hotel_id>[^/]+)/"
-    confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD  # a fine-tune's answer below it is NEEDS_REVIEW
-    # A base-profile model's answer (docs/day-one.md) is LABELED at this margin or more; None sends every one to
-    # review. Set it from `training_job.evaluate`'s review-share table on hand-labelled photos.
-    base_margin_threshold: float | None = None
-    batch_size: int = 4  # records per invocation; each may wait up to ~60 s on the endpoint
-    # Concurrent invocations = endpoint requests in flight (records of a batch are labelled one after another).
+    """Regular expression matched against the object key; must define the named group `hotel_id`, stored on every
+    item (docs/interfaces.md)."""
+    confidence_threshold: float = setting(
+        DEFAULT_CONFIDENCE_THRESHOLD, Bounds(0, 1, spelled="between 0 and 1", template=BARE)
+    )
+    """A fine-tuned model's answer below it is stored `NEEDS_REVIEW`; compared with the
+    [grammar-masked confidence](../training.md#what-the-confidence-means)."""
+    base_margin_threshold: float | None = setting(None, Bounds(0, 1, spelled="between 0 and 1", template=BARE))
+    """A base-profile model's answer ([day one](../day-one.md)) is `LABELED` at this margin or more; null sends
+    every one to review. Set it from `training_job.evaluate`'s review-share table on hand-labelled photos."""
+    batch_size: int = setting(4, Bounds(1, constants.SQS_MAX_BATCH_SIZE))
+    """SQS records per invocation, labelled one after another; each may wait up to ~60 s on the endpoint."""
     # endpoint.max_capacity 4 x target_concurrent_requests_per_model 6 = 24: the fewest in flight that let target
     # tracking drive the whole fleet (12 reach ceil(12 / 6) = 2 instances, ~192,000 photos a day); beyond it each
     # request only waits (Little's law). With backfill.max_concurrency 8, 32 in flight: on the one ml.g5.xlarge a
     # deployment starts with (~0.67 s of prefill per photo) the last waits ~22 s, under the 30-s p90 rollback
-    # alarm and the 60-s invoke timeout. Synth checks upload + backfill <= endpoint.max_capacity x
-    # option.max_rolling_batch_size (stacks/endpoint_load.py). Reasoning: README, `tools.cost_estimate sizing`.
-    max_concurrency: int = 24
-    max_receive_count: int = 5  # deliveries before a message moves to the DLQ
-    # Holds 2 worst-case records (constants.LABELLER_RECORD_WORST_CASE_SECONDS); the handler defers the rest of a
-    # batch to SQS when the next one no longer fits, which spends a receive (checked against max_receive_count).
-    function_timeout_seconds: int = 300
+    # alarm and the 60-s invoke timeout. Reasoning: docs/cost.md, `tools.cost_estimate sizing`.
+    max_concurrency: int = setting(
+        24,
+        Bounds(
+            constants.ESM_MIN_MAX_CONCURRENCY,
+            constants.ESM_MAX_MAX_CONCURRENCY,
+            why="(Lambda's limits for an SQS event source)",
+        ),
+    )
+    """Concurrent invocations = endpoint requests in flight. 24 = `endpoint.max_capacity` x
+    `endpoint.target_concurrent_requests_per_model`, the fewest that scale the endpoint to its whole fleet
+    ([sizing](../cost.md#sizing-the-defaults)); with `backfill.max_concurrency` it must fit `endpoint.max_capacity`
+    x `option.max_rolling_batch_size` (checked at synth)."""
+    max_receive_count: int = setting(5, Bounds(1, constants.SQS_MAX_RECEIVE_COUNT))
+    """Deliveries before a message moves to the dead-letter queue; must be >= ceil(`batch_size` / floor(timeout /
+    140 s)) so a record deferred in every batch still gets its own attempt (checked)."""
+    function_timeout_seconds: int = setting(300, Bounds(1, constants.LAMBDA_MAX_TIMEOUT_SECONDS, template=BARE))
+    """Labeller timeout; must hold one worst-case record (140 s: two endpoint attempts of 65 s plus S3 and
+    DynamoDB). The queue's visibility timeout is 6x this."""
     # Worst-case peak 495 MB (runtime 30 + imports 58 + a 50-MB object + a 40-MP decode, scaled from
-    # benchmarks/bench_normalize.py's 107 MB at 12 MP) x 1.25, in 64-MB steps. Less CPU than 1,024 MB (0.36 vCPU),
-    # but the time spent waiting on the endpoint dominates the billed GB-s.
-    function_memory_mb: int = 640
+    # benchmarks/bench_normalize.py's 107 MB at 12 MP) x 1.25, in 64-MB steps.
+    function_memory_mb: int = setting(
+        640, Bounds(constants.LAMBDA_MIN_MEMORY_MB, constants.LAMBDA_MAX_MEMORY_MB, template=BARE)
+    )
+    """Labeller memory: the measured worst-case peak with a 25 % margin. Less CPU than 1,024 MB, but the
+    time spent waiting on the endpoint dominates the billed GB-s."""
 
     def __post_init__(self) -> None:
         try:
@@ -218,36 +223,7 @@ class UploadPathConfig:
             "hotel_id_pattern",
             f"must define a named group (?P<hotel_id>...), got {self.hotel_id_pattern!r}",
         )
-        _check(0.0 <= self.confidence_threshold <= 1.0, "confidence_threshold", "must be between 0 and 1")
-        if self.base_margin_threshold is not None:
-            _check(0.0 <= self.base_margin_threshold <= 1.0, "base_margin_threshold", "must be between 0 and 1")
-        _check(
-            1 <= self.batch_size <= constants.SQS_MAX_BATCH_SIZE,
-            "batch_size",
-            f"must be 1..{constants.SQS_MAX_BATCH_SIZE}, got {self.batch_size}",
-        )
-        _check(
-            constants.ESM_MIN_MAX_CONCURRENCY <= self.max_concurrency <= constants.ESM_MAX_MAX_CONCURRENCY,
-            "max_concurrency",
-            f"must be {constants.ESM_MIN_MAX_CONCURRENCY}..{constants.ESM_MAX_MAX_CONCURRENCY} (Lambda's limits "
-            f"for an SQS event source), got {self.max_concurrency}",
-        )
-        _check(
-            1 <= self.max_receive_count <= constants.SQS_MAX_RECEIVE_COUNT,
-            "max_receive_count",
-            f"must be 1..{constants.SQS_MAX_RECEIVE_COUNT}, got {self.max_receive_count}",
-        )
-        # The queue's visibility timeout is 6x this and SQS caps visibility at 12 h; Lambda caps at 900 s.
-        _check(
-            1 <= self.function_timeout_seconds <= constants.LAMBDA_MAX_TIMEOUT_SECONDS,
-            "function_timeout_seconds",
-            f"must be 1..{constants.LAMBDA_MAX_TIMEOUT_SECONDS}",
-        )
-        _check(
-            constants.LAMBDA_MIN_MEMORY_MB <= self.function_memory_mb <= constants.LAMBDA_MAX_MEMORY_MB,
-            "function_memory_mb",
-            f"must be {constants.LAMBDA_MIN_MEMORY_MB}..{constants.LAMBDA_MAX_MEMORY_MB}",
-        )
+        check_fields(self)
         worst = constants.LABELLER_RECORD_WORST_CASE_SECONDS
         _check(
             self.function_timeout_seconds >= worst,
@@ -292,14 +268,32 @@ def endpoint_name(name_prefix: str, endpoint: EndpointSettings) -> str:
 class AppConfig:
     """Everything the app needs, validated. Build it with `AppConfig.from_context` (app.py) or directly (tests)."""
 
-    # Leave both unset for an environment-agnostic template (deploy to any region of the image table).
-    account: str | None = None
-    region: str | None = None
-    name_prefix: str = "photo-labeler"  # stack name, endpoint name and resource name prefix
-    taxonomy_file: str = "classification/taxonomy.json"  # relative to the project root; bundled into the Lambda
-    metrics_namespace: str = "HotelPhotoLabeler"  # CloudWatch namespace of the Lambda's EMF metrics
-    # Existing SNS topic for alarms; None creates an encrypted topic in the stack.
-    alarm_topic_arn: str | None = None
+    account: str | None = setting(None, Matches(r"\d{12}", "12 digits"))
+    """AWS account to pin the stack to. Leave it and `region` unset for an environment-agnostic template."""
+    region: str | None = setting(
+        None,
+        Matches(
+            r"[a-z]{2}(-[a-z]+)+-\d", "an AWS region name like eu-west-1", "is not an AWS region name: {value!r}"
+        ),
+    )
+    """AWS region to pin the stack to; unset, the LMI image is resolved per region at deploy time."""
+    name_prefix: str = setting(
+        "photo-labeler",
+        Matches(r"[a-z][a-z0-9-]{1,23}", "2-24 characters of a-z, 0-9 and '-', starting with a letter"),
+    )
+    """Stack name and prefix of resource names. The endpoint is `<prefix>-llava-<mode>-<instance type>`: a mode or
+    instance-type change replaces it ([deploy checks](../deploy-checks.md#endpoint-replacement))."""
+    taxonomy_file: str = "classification/taxonomy.json"
+    """The label set: a path inside the project, bundled into the Lambda."""
+    metrics_namespace: str = setting(
+        "HotelPhotoLabeler",
+        Matches(r"(?!AWS/)[A-Za-z0-9._/#:-]{1,255}", "a custom CloudWatch namespace (not AWS/...)"),
+    )
+    """CloudWatch namespace of the Lambdas' EMF metrics."""
+    alarm_topic_arn: str | None = setting(
+        None, Matches(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}", "an SNS topic ARN")
+    )
+    """An existing SNS topic for the alarms (its policy must admit them); null creates an encrypted one."""
     storage: StorageConfig = field(default_factory=StorageConfig)
     endpoint: EndpointSettings = field(default_factory=EndpointSettings)
     upload: UploadPathConfig = field(default_factory=UploadPathConfig)
@@ -311,27 +305,7 @@ class AppConfig:
     scheduled: ScheduledLabellingConfig = field(default_factory=ScheduledLabellingConfig)
 
     def __post_init__(self) -> None:
-        if self.account is not None:
-            _check(bool(_ACCOUNT_RE.match(self.account)), "account", f"must be 12 digits, got {self.account!r}")
-        if self.region is not None:
-            _check(bool(_REGION_RE.match(self.region)), "region", f"is not an AWS region name: {self.region!r}")
-        _check(
-            bool(_NAME_PREFIX_RE.match(self.name_prefix)),
-            "name_prefix",
-            f"must be 2-24 characters of a-z, 0-9 and '-', starting with a letter, got {self.name_prefix!r}",
-        )
-        _check(
-            bool(_METRICS_NAMESPACE_RE.match(self.metrics_namespace))
-            and not self.metrics_namespace.startswith("AWS/"),
-            "metrics_namespace",
-            f"must be a custom CloudWatch namespace (not AWS/...), got {self.metrics_namespace!r}",
-        )
-        if self.alarm_topic_arn is not None:
-            _check(
-                bool(_SNS_ARN_RE.match(self.alarm_topic_arn)),
-                "alarm_topic_arn",
-                f"must be an SNS topic ARN, got {self.alarm_topic_arn!r}",
-            )
+        check_fields(self)
         self._check_taxonomy()
         self._check_image()
         self._check_review_region()

@@ -101,7 +101,11 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
             raise ConfigError(path, f"must be a list, got {value!r}")
         (item_hint, *_rest) = typing.get_args(hint)
         return tuple(_convert(item_hint, item, f"{path}[{i}]") for i, item in enumerate(value))
-    if origin in (dict, Mapping) or hint is Any:
+    if origin in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(path, f"must be an object, got {value!r}")
+        return value
+    if hint is Any:
         return value
     raise TypeError(f"{path}: unsupported config field type {hint!r}")
 

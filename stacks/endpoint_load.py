@@ -10,8 +10,8 @@ The workload is prefill-bound: one ml.g5.xlarge labels ~1 photo per 0.67 s howev
 (674 s per 1,000 photos, the seed's measurement). A request that finds N requests ahead of it on one instance
 therefore answers after ~N x 0.67 s. With the old defaults (24 + 16 = 40 in flight) on the one instance a
 deployment starts with, that is ~27 s: at the rollback alarm's p90 ModelLatency bar (30 s) and half the 60-s
-invoke timeout, so a deployment during a backfill would be rolled back by mistake. With the defaults,
-24 + 8 = 32 (upload.max_concurrency sized to reach the whole fleet, README "Sizing the defaults"), it is ~22 s.
+invoke timeout, so a deployment during a backfill would be rolled back by mistake. With the defaults, 24 + 8 = 32
+(upload.max_concurrency sized to reach the whole fleet, docs/cost.md "Sizing the defaults"), it is ~22 s.
 
 The check keeps the sum at or below what the fleet runs at once at full scale (endpoint.max_capacity x
 option.max_rolling_batch_size): once autoscaling has caught up, no request waits outside an engine batch.

@@ -158,7 +158,8 @@ def export_manifest(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.review_export",
-        description="Write reviewers' confirmed and corrected labels as a JSON-lines manifest for build_dataset.",
+        description="Write reviewers' decisions (confirmed, corrected and rejected photos) as a JSON-lines "
+        "manifest for build_dataset (which leaves rejected photos out of training).",
     )
     parser.add_argument("--table", required=True, help="the labels table (stack output LabelsTableName)")
     parser.add_argument("--output", required=True, type=Path, help="manifest to write (.jsonl)")

@@ -6,7 +6,7 @@
          on alarms) → poll DescribeEndpoint until InService → verify it runs the new config]
       → RegisterModel (ssm:PutParameter of the registry parameter) → Done
 
-Model lifecycle (README "Model lifecycle"): the registry is one SSM String parameter,
+Model lifecycle (docs/training-pipeline.md, "Model lifecycle"): the registry is one SSM String parameter,
 `/<name_prefix>/model/current` (stacks/model_store.py), holding the S3 prefix of the last approved model. The
 pipeline creates and overwrites it; CloudFormation never owns its value. With `training.serve_registered_model`
 the endpoint's model URI is a CloudFormation parameter of type `AWS::SSM::Parameter::Value<String>` naming it:

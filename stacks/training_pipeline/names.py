@@ -17,7 +17,7 @@ SERVED_CHANNEL = "served"  # SM_CHANNEL_SERVED in launch.py: the served model, t
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TRAINING_METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 SYNC_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"  # the .sync integration's managed rule
-# The keys an execution input may have (docs: README "Training pipeline"); anything else is refused.
+# The keys an execution input may have (docs/training-pipeline.md); anything else is refused.
 INPUT_KEYS = (
     "dataset_s3_uri",
     "run_name",

@@ -217,4 +217,4 @@ def test_worst_case_payload_stays_far_below_the_sagemaker_limit() -> None:
 
     # Then the request is under a third of SageMaker's 6 MB real-time limit
     assert len(body) < SAGEMAKER_PAYLOAD_LIMIT / 3
-    assert DEFAULT_MAX_PIXELS == 40_000_000  # documented in the README's limits table
+    assert DEFAULT_MAX_PIXELS == 40_000_000  # documented in docs/upload-path.md's limits table

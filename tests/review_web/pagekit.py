@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from tests.review_web.conftest import ARTIFACTS
 
 DOC_IMAGES = ARTIFACTS.parents[2] / "docs" / "images"
-SCREENSHOT_WIDTH = 960  # px: readable in the README, a few tens of KB
+SCREENSHOT_WIDTH = 960  # px: readable in the docs, a few tens of KB
 
 # windowsVirtualKeyCode and code of the keys tests press (Chrome needs them to fire a real keydown).
 _KEYS = {
@@ -113,7 +113,7 @@ class Page:
 
 def save_screenshot(driver: Any, name: str) -> Any:
     """The page as the browser drew it, scaled down and palette-reduced (a small PNG). Written to docs/images/
-    (the README shows it) when UPDATE_SCREENSHOTS=1, otherwise to build/test-artifacts/review_web/."""
+    (the docs show it) when UPDATE_SCREENSHOTS=1, otherwise to build/test-artifacts/review_web/."""
     from PIL import Image
 
     image = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")

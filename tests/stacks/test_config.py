@@ -37,7 +37,7 @@ def _field_names(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-# The keys a deployer sets (README, "Configuration"): cdk.json shows them even at their defaults. Every other key
+# The keys a deployer sets (docs/configuration.md): cdk.json shows them even at their defaults. Every other key
 # keeps the default declared once on its AppConfig field, and appears in cdk.json only to change it.
 USER_KEYS = {
     "account",
@@ -84,7 +84,7 @@ def test_committed_cdk_json_lists_the_keys_a_user_sets_and_only_changed_defaults
     assert USER_KEYS.issubset(_listed(raw))
     # And any other key listed changes its default (a repeated default would drift from the code's)
     assert _repeated_defaults(raw) == []
-    # And AppConfig declares exactly these sections (README's tables document every key of each)
+    # And AppConfig declares exactly these sections (docs/reference/configuration.md documents every key of each)
     assert {name for name in _field_names(AppConfig) if dataclasses.is_dataclass(getattr(config, name))} == set(
         SECTIONS
     )
@@ -188,6 +188,8 @@ def test_command_line_overrides_are_typed_like_the_field() -> None:
         ({"taxonomy_file": "does/not/exist.json"}, "photo_labeler.taxonomy_file", "cannot read"),
         ({"taxonomy_file": "/etc/passwd"}, "photo_labeler.taxonomy_file", "inside the project"),
         ({"storage": []}, "photo_labeler.storage", "object"),
+        # An object-typed key given a string once crashed with an AttributeError instead of naming the key
+        ({"training": {"hyperparameters": "epochs=3"}}, "photo_labeler.training.hyperparameters", "an object"),
         ({"endpoint": {"mode": "batch"}}, "photo_labeler.endpoint.mode", "'scheduled'"),
         ({"scheduled": {"schedule": "every 6 hours"}}, "photo_labeler.scheduled.schedule", "rate(...) or cron"),
         ({"scheduled": {"schedule": "rate(1 hours)"}}, "photo_labeler.scheduled.schedule", "singular"),

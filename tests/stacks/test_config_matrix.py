@@ -161,7 +161,7 @@ def test_cfn_lint_reports_no_error_in_any_combination(matrix: list[Outcome], tmp
         text=True,
         check=False,
     )
-    # Exit code bits: 1 fatal, 2 errors, 4 warnings, 8 informational (the README lists the accepted warnings)
+    # Exit code bits: 1 fatal, 2 errors, 4 warnings, 8 informational (docs/security.md lists the accepted warnings)
     errors = [line for line in run.stdout.splitlines() if re.search(r":E\d{4}:", line)]
     named = [f"{files[Path(line.split(':', 1)[0]).name]}: {line.split(':', 5)[-1]}" for line in errors]
     assert run.returncode & ~(4 | 8) == 0 and named == [], "\n".join(named) or run.stderr[-2000:]

@@ -142,7 +142,7 @@ def _cfn_lint(template: dict, tmp_path: Path) -> subprocess.CompletedProcess[str
 def test_cfn_lint_reports_no_errors(variant: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     synthesized: Synthesized = request.getfixturevalue(variant)
     result = _cfn_lint(synthesized.json, tmp_path)
-    # Exit code: bit 1 = fatal, 2 = errors, 4 = warnings, 8 = informational; the README lists the warnings.
+    # Exit code: bit 1 = fatal, 2 = errors, 4 = warnings, 8 = informational; docs/security.md lists the warnings.
     assert result.returncode & ~(4 | 8) == 0, result.stdout + result.stderr
     assert "template.json" in result.stdout or result.returncode == 0  # cfn-lint really ran on the file
 

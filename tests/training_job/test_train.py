@@ -150,7 +150,7 @@ def test_the_shipped_config_carries_the_seed_hyper_parameters(tmp_path: Path) ->
 
 
 def test_the_shipped_config_checkpoints_once_per_epoch_and_keeps_the_latest_two(tmp_path: Path) -> None:
-    # ~120 GB per ZeRO-3 checkpoint of the 7B model: every 100 steps would write ~25 of them (README's figure)
+    # ~120 GB per ZeRO-3 checkpoint of the 7B model: every 100 steps would write ~25 (docs/training.md's figure)
     _, training_args, _ = make_parser().parse_args_and_config(
         ["--config", CONFIG, "--dataset_name", "data", "--output_dir", str(tmp_path), "--bf16", "false"]
     )

@@ -31,7 +31,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
         "endpoint vs scheduled windows, part by part, which part dominates and where the endpoint modes break "
         "even; optionally a backfill.",
         "volumes": "$ per 1,000 photos by daily upload volume and the worst wait for a label, for the three "
-        "labelling modes (the README's table).",
+        "labelling modes (the README's and docs/cost.md's table).",
         "sizing": "The Lambda memory and requests in flight the measurements support, with the reasoning.",
         "scheduled": "Scheduled mode in detail: start-up per window, Spot and on-demand, 6-hour and daily "
         "windows, issue 18's targets, the backfill on the job and the hosts a deadline needs.",

@@ -36,7 +36,7 @@ DEFAULT_ASSUMPTIONS = Assumptions()
 
 # -- the labeller Lambda -----------------------------------------------------------------------------------------
 LAMBDA_FULL_VCPU_MB = 1769  # Lambda allots CPU in proportion to memory: one vCPU at 1,769 MB
-NORMALISE_CPU_SECONDS = 0.075  # 12-MP JPEG on one full core (benchmarks/bench_normalize.py, README)
+NORMALISE_CPU_SECONDS = 0.075  # 12-MP JPEG on one full core (benchmarks/bench_normalize.py, docs/upload-path.md)
 IO_SECONDS_PER_PHOTO = 0.10  # GetObject of a ~3 MB photo + GetItem + conditional PutItem (assumed)
 ASYNC_SUBMIT_IO_SECONDS = 0.05  # PutObject of the ~70 kB request + InvokeEndpointAsync (assumed)
 WRITER_SECONDS_PER_PHOTO = 0.05  # label writer: GetObject of the < 1 kB answer + PutItem (assumed)

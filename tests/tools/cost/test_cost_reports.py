@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import subprocess
 import sys
@@ -163,14 +164,16 @@ def test_python_dash_m_runs_the_same_cli() -> None:
     assert "10,000" in result.stdout
 
 
-def test_the_readme_volume_table_is_what_the_cli_prints() -> None:
-    # The README's three-mode table, row by row, against `volumes --json` (figures and worst waits)
+@pytest.mark.parametrize("page", ["README.md", "docs/cost.md"])
+def test_the_three_mode_table_is_what_the_cli_prints(page: str) -> None:
+    # The landing page's and the cost page's three-mode table, row by row, against `volumes --json` (figures and
+    # worst waits)
     from tools.cost.render import worst_wait
 
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    section = readme[readme.index("### What the whole system costs at your traffic") :]
+    text = (PROJECT_ROOT / page).read_text()
+    section = text[text.index("| photos/day | real-time $/1k | async $/1k | scheduled $/1k |") :]
     rows = {}
-    for line in section.splitlines():
+    for line in itertools.takewhile(lambda line: line.startswith("|"), section.splitlines()):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 5 and cells[0].replace(",", "").isdigit():
             rows[int(cells[0].replace(",", ""))] = ([float(c) for c in cells[1:4]], cells[4])

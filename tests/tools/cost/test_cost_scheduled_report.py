@@ -91,10 +91,10 @@ def test_bad_inputs_exit_2_with_a_reason(
     assert message in capsys.readouterr().err
 
 
-def test_the_readmes_backfill_figures_are_what_the_cli_prints() -> None:
+def test_the_cost_pages_backfill_figures_are_what_the_cli_prints() -> None:
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[3] / "docs" / "cost.md").read_text()
     report = run_json("--backfill", "20M", "--deadline-days", "14")
     backfill, deadline = report["backfill"], report["deadline"]
     assert (
