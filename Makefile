@@ -55,12 +55,26 @@ $(STAMPS)/node.stamp: package.json package-lock.json
 
 setup-browser: ## Debian's headless Chromium + its driver for the review page's browser tests (skipped without)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+		{ echo "== installing Debian's chromium and chromium-driver (the review page's browser tests)"; \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+# What `make test` prints when it cannot install the browser: the suite still runs, the browser tests skip.
+define BROWSER_MISSING
+
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!!! Could not install Chromium (apt-get needs root and Debian's package mirrors): the review page's browser   !!!
+!!! tests (tests/review_web/) will be SKIPPED. Install `chromium` and `chromium-driver`, or set               !!!
+!!! CHROMIUM_BINARY and CHROMEDRIVER_BINARY, then run `make test` again.                                        !!!
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+
+endef
+export BROWSER_MISSING
 
 synth: $(STAMPS)/train.stamp $(STAMPS)/node.stamp ## CloudFormation templates into cdk.out/ (no AWS account needed)
 	npx cdk synth --quiet
 
 test: $(STAMPS)/train.stamp $(STAMPS)/serve.stamp $(STAMPS)/transformers4.stamp $(STAMPS)/node.stamp ## The whole suite, the real vLLM engine included
+	@$(MAKE) --no-print-directory setup-browser || echo "$$BROWSER_MISSING"
 	$(BIN)/pytest
 
 demo: $(STAMPS)/train.stamp $(STAMPS)/serve.stamp ## The whole pipeline offline on the real engine (~3 min on 2 idle cores)

@@ -66,7 +66,8 @@ def write_training_photos(root: Path, taxonomy: Taxonomy, per_label: int, rng: n
 class Upload:
     key: str
     body: bytes
-    expected_label: str | None  # None: a bad file that must be REJECTED
+    expected_label: str | None  # None: a bad file that must be REJECTED, or a photo of two labels (`mixes`)
+    mixes: tuple[str, str] | None = None  # a photo half one label's colour, half another's: the model is unsure
 
 
 def make_uploads(
@@ -100,6 +101,38 @@ def make_uploads(
     return uploads
 
 
+def mixed_photo(
+    first: Colour, second: Colour, rng: np.random.Generator, size: tuple[int, int] = (640, 480)
+) -> Image.Image:
+    """A photo whose left half has one label's colour and right half another's, with the same noise."""
+    width, height = size
+    base = np.empty((height, width, 3))
+    base[:, : width // 2] = first
+    base[:, width // 2 :] = second
+    pixels = base + rng.normal(0, NOISE_STD, (height, width, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype("uint8"))
+
+
+def unsure_uploads(
+    taxonomy: Taxonomy,
+    count: int,
+    rng: np.random.Generator,
+    prefix: str,
+    colours: Mapping[str, Colour] | None = None,
+) -> list[Upload]:
+    """`count` photos that mix two labels' features (neighbouring labels of the taxonomy, in turn): the photos a
+    model trained on one colour per label cannot be sure of, so the demo's review page has work."""
+    colours = colours or label_colours(taxonomy)
+    labels = list(taxonomy.labels)
+    uploads = []
+    for index in range(count):
+        first, second = labels[index % len(labels)], labels[(index + 1) % len(labels)]
+        name = f"mixed {first.replace('/', '-')} + {second.replace('/', '-')} {index}.jpg"
+        body = encode(mixed_photo(colours[first], colours[second], rng))
+        uploads.append(Upload(f"{prefix}{HOTELS[index % len(HOTELS)]}/{name}", body, None, mixes=(first, second)))
+    return uploads
+
+
 __all__ = [
     "HOTELS",
     "NOISE_STD",
@@ -110,5 +143,7 @@ __all__ = [
     "encode",
     "label_colours",
     "make_uploads",
+    "mixed_photo",
+    "unsure_uploads",
     "write_training_photos",
 ]

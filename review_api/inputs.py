@@ -1,6 +1,6 @@
 """What a review request carries, checked before the service acts on it (review_api/core.py): the queue's query
-parameters, photo ids, the token naming the state a photo was shown in, the paging cursor and the signed-in
-reviewer; and the errors the API answers with. No boto3 here.
+parameters, photo ids, the token naming the state a photo was shown in and the paging cursor; and the errors the
+API answers with. The signed-in reviewer is review_api/identity.py. No boto3 here.
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ class Unauthorized(ReviewError):
     status = 401
 
 
+class Forbidden(ReviewError):
+    status = 403
+
+
 class NotFound(ReviewError):
     status = 404
 
@@ -66,24 +70,6 @@ class Expected:
     status: str
     classified_at: str
     reviewed_at: str | None
-
-
-@dataclass(frozen=True)
-class Reviewer:
-    sub: str
-    name: str
-
-    @classmethod
-    def from_claims(cls, claims: Mapping[str, Any] | None) -> Reviewer:
-        """The signed-in user from the JWT authorizer's claims; Unauthorized when there are none."""
-        if not claims or not isinstance(claims, Mapping) or not claims.get("sub"):
-            raise Unauthorized(
-                "no authorizer claims in the request: the API only answers requests signed in through Cognito "
-                "(the JWT authorizer)"
-            )
-        sub = str(claims["sub"])
-        name = claims.get("email") or claims.get("cognito:username") or claims.get("username") or sub
-        return cls(sub=sub, name=str(name))
 
 
 # -- tokens and cursors -------------------------------------------------------------------------------------
@@ -134,8 +120,14 @@ def cursor_of(key: Mapping[str, Any]) -> str:
     return _encode(key)
 
 
-def start_key_of(cursor: str, status: str) -> dict[str, Any]:
-    """The ExclusiveStartKey a cursor names; BadRequest when it is malformed or belongs to another queue."""
+def start_key_of(cursor: str, status: str, since: str | None = None, until: str | None = None) -> dict[str, Any]:
+    """The ExclusiveStartKey a cursor names; BadRequest when it is malformed, belongs to another queue or lies
+    outside the date range.
+
+    DynamoDB refuses a start key outside the key condition ("The provided starting key is outside query boundaries
+    based on provided conditions", a ValidationException: floci-io/floci#3389 reproduces AWS's answer), moto
+    silently ignores it, so the check is made here, where a test can hold it.
+    """
     key = _decode(cursor, "cursor")
     if (
         not isinstance(key, dict)
@@ -145,6 +137,12 @@ def start_key_of(cursor: str, status: str) -> dict[str, Any]:
         raise BadRequest("cursor is malformed (copy it unchanged from the API's answer)")
     if key["status"] != status:
         raise BadRequest(f"cursor belongs to the {key['status']} queue, not {status}: start again")
+    at = key["classified_at"]
+    if (since and at < since) or (until and at > f"{until}~"):
+        raise BadRequest(
+            f"cursor ({at[:10]}) lies outside the date range {since or '…'} to {until or '…'}: "
+            "start again without it"
+        )
     return key
 
 
@@ -178,12 +176,20 @@ class ListQuery:
         for name, value in dates.items():
             if value is not None and not _DATE_RE.match(value):
                 raise BadRequest(f"{name} must be a date YYYY-MM-DD, got {value!r}")
+        if dates["since"] and dates["until"] and dates["since"] > dates["until"]:
+            # DynamoDB refuses BETWEEN with its bounds reversed (ValidationException "The BETWEEN condition was
+            # provided a range where the lower bound is bigger than the upper bound", architect/dynalite#55);
+            # moto answers an empty page, which the page would show as "nothing left".
+            raise BadRequest(f"since {dates['since']} is after until {dates['until']}: the date range is empty")
         limit_text = params.get("limit") or str(DEFAULT_PAGE_SIZE)
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE_SIZE:
             raise BadRequest(f"limit must be 1..{MAX_PAGE_SIZE}, got {limit_text!r}")
         order = params.get("order") or "oldest"
         if order not in ("oldest", "newest"):
             raise BadRequest(f"order must be oldest or newest, got {order!r}")
+        cursor = params.get("cursor") or None
+        if cursor is not None:
+            start_key_of(cursor, status, dates["since"], dates["until"])
         return cls(
             status=status,
             filters=Filters(
@@ -193,8 +199,16 @@ class ListQuery:
             until=dates["until"],
             newest_first=order == "newest",
             limit=int(limit_text),
-            cursor=params.get("cursor") or None,
+            cursor=cursor,
         )
+
+    def start_key(self) -> dict[str, Any] | None:
+        return start_key_of(self.cursor, self.status, self.since, self.until) if self.cursor else None
+
+    @property
+    def until_key(self) -> str | None:
+        # classified_at is ISO-8601 ('2026-12-01T10:...'); '~' sorts after every character of a timestamp.
+        return f"{self.until}~" if self.until else None
 
 
 def _number(text: str | None, name: str) -> float | None:
@@ -218,10 +232,10 @@ __all__ = [
     "Conflict",
     "Expected",
     "Filters",
+    "Forbidden",
     "ListQuery",
     "NotFound",
     "ReviewError",
-    "Reviewer",
     "Unauthorized",
     "cursor_of",
     "expected_of",

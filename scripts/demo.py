@@ -67,7 +67,7 @@ from classification.contract import Taxonomy
 from local_aws import load_app_config
 from local_aws.emulation import REGION, LocalAws
 from local_aws.lambda_runner import ENDPOINT_NAME, DrainStats, label_async, label_realtime
-from local_aws.photos import HOTELS, PALETTE, make_uploads, write_training_photos
+from local_aws.photos import HOTELS, PALETTE, make_uploads, unsure_uploads, write_training_photos
 from local_aws.scheduled_runner import label_scheduled
 from local_aws.training import REPO_ROOT, TRAIN_CONFIG, cpu_training_args, subprocess_env
 from scripts.demo_report import Row, accuracy, format_table, result_rows, write_csv
@@ -75,6 +75,8 @@ from stacks import labels_table
 
 # The tiny model learns 8 colours in ~1.5 minutes of CPU training; all 26 labels need ~3x longer.
 DEFAULT_LABELS = 8
+# Photos mixing two labels' colours: the model is unsure of them, so the review page ends the demo with work.
+UNSURE_PHOTOS = 6
 
 
 # -- model --------------------------------------------------------------------------------------------------------
@@ -266,6 +268,7 @@ def run_demo(
     review: bool = False,
     mode: str = "realtime",
     served: ServedModel | None = None,
+    unsure: int = UNSURE_PHOTOS,
 ) -> DemoResult:
     """Steps 1-5 of the module docstring inside `workdir`; servers are stopped before it returns.
 
@@ -319,11 +322,14 @@ def run_demo(
         )
 
         colours = served.colours if served is not None else None
-        uploads = make_uploads(
-            taxonomy, upload_per_label, np.random.default_rng(seed + 1), aws.upload_prefix, colours
+        rng = np.random.default_rng(seed + 1)
+        uploads = make_uploads(taxonomy, upload_per_label, rng, aws.upload_prefix, colours)
+        uploads += unsure_uploads(taxonomy, unsure, rng, aws.upload_prefix, colours)
+        bad = sum(upload.expected_label is None and upload.mixes is None for upload in uploads)
+        _say(
+            f"[3/5] uploading {len(uploads) - bad} new photos ({unsure} of them mixing two labels' colours) and "
+            f"{bad} bad files ..."
         )
-        bad = sum(upload.expected_label is None for upload in uploads)
-        _say(f"[3/5] uploading {len(uploads) - bad} new photos and {bad} bad files ...")
         for upload in uploads:
             aws.s3.put_object(Bucket=aws.bucket, Key=upload.key, Body=upload.body)
         _say(f"      {aws.queue_depth()} notifications queued (one is S3's s3:TestEvent)")
@@ -363,6 +369,11 @@ def run_demo(
             f"      GSI by-status: {aws.query_count(labels_table.BY_STATUS, 'REJECTED')} REJECTED, "
             f"{aws.query_count(labels_table.BY_STATUS, 'NEEDS_REVIEW')} NEEDS_REVIEW; GSI by-hotel: "
             f"{aws.query_count(labels_table.BY_HOTEL, HOTELS[0])} photos of {HOTELS[0]}"
+        )
+        unsure_rows = [row for row in rows if row.status == "NEEDS_REVIEW"]
+        _say(
+            f"      {len(unsure_rows)} photos the model is unsure of wait for a reviewer (NEEDS_REVIEW), "
+            f"{sum(row.mixes is not None for row in unsure_rows)} of the {unsure} mixed photos among them"
         )
         if review:
             serve_review_page(aws, taxonomy_file=taxonomy_file)

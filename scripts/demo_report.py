@@ -17,12 +17,18 @@ class Row:
     status: str
     label: str | None
     confidence: float | None
-    expected: str | None  # None: a bad file
+    expected: str | None  # None: a bad file, or a photo of two labels (`mixes`)
     reason: str | None
+    mixes: tuple[str, str] | None = None
 
     @property
     def correct(self) -> bool | None:
         return None if self.expected is None else self.label == self.expected
+
+    @property
+    def is_photo(self) -> bool:
+        """A real photo (of one label, or mixing two), not a bad file."""
+        return self.expected is not None or self.mixes is not None
 
 
 def result_rows(items: Sequence[Mapping[str, Any]], uploads: Sequence[Upload], bucket: str) -> list[Row]:
@@ -41,6 +47,7 @@ def result_rows(items: Sequence[Mapping[str, Any]], uploads: Sequence[Upload], b
                 confidence=float(confidence) if confidence is not None else None,
                 expected=upload.expected_label,
                 reason=item.get("reason"),
+                mixes=upload.mixes,
             )
         )
     return rows
@@ -58,7 +65,8 @@ def format_table(rows: Sequence[Row]) -> str:
     for row in rows:
         verdict = (row.reason or "") if row.expected is None else ("yes" if row.correct else "NO")
         confidence = f"{row.confidence:.3f}" if row.confidence is not None else "-"
-        lines.append((row.uri, row.status, row.label or "-", confidence, row.expected or "(bad file)", verdict))
+        expected = row.expected or (f"{' or '.join(row.mixes)} (mixed)" if row.mixes else "(bad file)")
+        lines.append((row.uri, row.status, row.label or "-", confidence, expected, verdict))
     widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header) - 1)]
     out = []
     for line in [header, *lines]:

@@ -223,6 +223,7 @@ class ReviewPageConfig:
     web_acl_arn: str | None = None
     presigned_url_seconds: int = 300  # how long a photo link works
     backlog_probe_minutes: int = 15  # how often the NEEDS_REVIEW backlog is counted for the dashboard
+    lease_seconds: int = 300  # how long a photo a reviewer was given stays theirs alone, unless they decide it
     # A custom domain for the page (both or neither): CloudFront serves it with this ACM certificate (us-east-1)
     # and the TLSv1.2_2021 security policy, which the default *.cloudfront.net certificate cannot have
     # (docs/review-page.md).
@@ -243,6 +244,8 @@ class ReviewPageConfig:
             raise ConfigError("presigned_url_seconds", f"must be 60..3600, got {self.presigned_url_seconds}")
         if not 1 <= self.backlog_probe_minutes <= 1440:
             raise ConfigError("backlog_probe_minutes", f"must be 1..1440, got {self.backlog_probe_minutes}")
+        if not 60 <= self.lease_seconds <= 3600:
+            raise ConfigError("lease_seconds", f"must be 60..3600, got {self.lease_seconds}")
 
     def _check_domain(self) -> None:
         if (self.domain_name is None) != (self.certificate_arn is None):

@@ -310,6 +310,12 @@ class PhotoLabellerStack(Stack):
         CfnOutput(self, "ReviewUserPoolId", value=review.user_pool.user_pool_id, description="admin-create-user")
         CfnOutput(
             self,
+            "ReviewHistoryTableName",
+            value=review.history_table.table_name,
+            description="every review decision, override and undo (tools.review_export --history-table)",
+        )
+        CfnOutput(
+            self,
             "ReviewDistributionDomainName",
             value=review.distribution.distribution_domain_name,
             description="CNAME / alias target of review.domain_name",

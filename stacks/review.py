@@ -2,8 +2,10 @@
 Lambda, and a schedule that measures the review backlog.
 
     reviewer ─HTTPS─▶ CloudFront (OAC, security headers, WAF?) ─▶ private bucket: review_web/ + config.json
-       │  Cognito hosted UI (code flow + PKCE, admin-created users, TOTP MFA)
-       └─Bearer JWT─▶ HTTP API (JWT authorizer) ─▶ review Lambda ─▶ labels table (Query by-status, Get, Update)
+       │  Cognito hosted UI (code flow + PKCE, admin-created users, TOTP MFA, groups reviewers / leads)
+       └─Bearer ID token─▶ HTTP API (JWT authorizer) ─▶ review Lambda ─▶ labels table (Query by-status, Get,
+                                                                          Update, in a transaction with ...)
+                                                                 ├─▶ review history table (Put new, Query)
                                                                  └─▶ presigned GET of the labelled photo version
 
 The page's hosting (bucket, CloudFront, deployment) is built by stacks/review_site.py into this construct.
@@ -36,6 +38,9 @@ from stacks.config import ConfigError, ReviewPageConfig
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.lambda_role import lambda_role
 from stacks.nag import acknowledge, nag_resource
+from stacks.review_history_table import PARTITION_KEY as HISTORY_PARTITION_KEY
+from stacks.review_history_table import SORT_KEY as HISTORY_SORT_KEY
+from stacks.review_history_table import table_name as history_table_name
 from stacks.review_parts import (
     REVIEW_SERVICE_NAME,
     RUNTIME,
@@ -52,17 +57,25 @@ from stacks.review_site import (
 )
 
 REVIEW_HANDLER = "review_api.handler.lambda_handler"
+# `email` puts the e-mail in the ID token the page sends (review_api/identity.py); `openid` yields an ID token.
+PAGE_SCOPES = (cognito.OAuthScope.OPENID, cognito.OAuthScope.EMAIL, cognito.OAuthScope.PROFILE)
 API_TIMEOUT_SECONDS = 15  # well under HTTP API's 30-s integration limit; a page of 25 items takes < 1 s
 API_MEMORY_MB = 512
 API_THROTTLE_RATE = 50  # requests/s across all reviewers: a person decides a photo every few seconds
 API_THROTTLE_BURST = 100
-TOKEN_VALIDITY = Duration.hours(1)
+TOKEN_VALIDITY = Duration.hours(1)  # the page renews ID and access tokens with the refresh token (auth.js)
 REFRESH_TOKEN_VALIDITY = Duration.hours(12)  # a working day; the page signs in again after it
+# Cognito groups (review_api/identity.py): reviewers decide; leads also override others' decisions and export.
+REVIEW_GROUPS = {
+    "reviewers": "Decide photos on the review page",
+    "leads": "Decide, override another reviewer's decision, export the reviewed photos",
+}
 
 
 class ReviewPage(Construct):
     """The review page, its sign-in, API and Lambda. Public attributes: `url`, `user_pool`, `user_pool_client`,
-    `api`, `function`, `role`, `site_bucket`, `distribution`, `web_acl` (None unless `waf`)."""
+    `groups`, `history_table`, `api`, `function`, `role`, `site_bucket`, `distribution`, `web_acl` (None unless
+    `waf`)."""
 
     def __init__(
         self,
@@ -113,6 +126,17 @@ class ReviewPage(Construct):
         self.origin: str = page_origin(self.distribution, config.domain_name)
         self.url: str = f"{self.origin}/"
         self.user_pool_client: cognito.UserPoolClient = self._client()
+        self.groups: dict[str, cognito.CfnUserPoolGroup] = {
+            name: cognito.CfnUserPoolGroup(
+                self,
+                f"Group{name.capitalize()}",
+                user_pool_id=self.user_pool.user_pool_id,
+                group_name=name,
+                description=description,
+            )
+            for name, description in REVIEW_GROUPS.items()
+        }
+        self.history_table: dynamodb.Table = self._history_table(name_prefix, data_key)
         self.log_group: logs.LogGroup = encrypted_log_group(
             self,
             "FunctionLogs",
@@ -142,10 +166,12 @@ class ReviewPage(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             environment={
                 "TABLE_NAME": table.table_name,
+                "HISTORY_TABLE_NAME": self.history_table.table_name,
                 "BUCKET_NAME": photo_bucket.bucket_name,
                 "UPLOAD_PREFIX": upload_prefix,
                 "TAXONOMY_FILE": taxonomy_file.resolve().relative_to(constants.PROJECT_ROOT).as_posix(),
                 "PRESIGNED_URL_SECONDS": str(config.presigned_url_seconds),
+                "LEASE_SECONDS": str(config.lease_seconds),
                 "POWERTOOLS_SERVICE_NAME": REVIEW_SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
             },
@@ -170,16 +196,40 @@ class ReviewPage(Construct):
         self._acknowledge()
 
     def _page_config(self) -> dict[str, object]:
-        """The page's config.json: where the API and the sign-in are (known only once they exist)."""
+        """The page's config.json: where the API and the sign-in are (known only once they exist).
+
+        `redirectUri` is the one URI the app client allows (its callback and logout URL, `self.url`): the page
+        sends exactly this, whatever path it was opened at (/index.html too), or Cognito answers
+        redirect_mismatch.
+        """
         return {
             "mode": "cloud",
             "apiBase": self.api.api_endpoint,
             "cognito": {
                 "domain": f"https://{self.user_pool_domain.domain_name}.auth.{Aws.REGION}.amazoncognito.com",
                 "clientId": self.user_pool_client.user_pool_client_id,
-                "scopes": "openid email profile",
+                "redirectUri": self.url,
+                "scopes": " ".join(scope.scope_name for scope in PAGE_SCOPES),
             },
         }
+
+    def _history_table(self, name_prefix: str, data_key: kms.IKey) -> dynamodb.Table:
+        """Every change to a decision, appended (review_api/decisions.py); the API may only add and read."""
+        return dynamodb.Table(
+            self,
+            "HistoryTable",
+            table_name=history_table_name(name_prefix),
+            partition_key=dynamodb.Attribute(name=HISTORY_PARTITION_KEY, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=HISTORY_SORT_KEY, type=dynamodb.AttributeType.NUMBER),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=data_key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            deletion_protection=True,
+            removal_policy=RemovalPolicy.RETAIN,  # the audit trail outlives the stack
+        )
 
     # -- sign-in ----------------------------------------------------------------------------------------------
 
@@ -218,7 +268,7 @@ class ReviewPage(Construct):
             ),
             o_auth=cognito.OAuthSettings(
                 flows=cognito.OAuthFlows(authorization_code_grant=True, implicit_code_grant=False),
-                scopes=[cognito.OAuthScope.OPENID, cognito.OAuthScope.EMAIL, cognito.OAuthScope.PROFILE],
+                scopes=list(PAGE_SCOPES),
                 callback_urls=[self.url],
                 logout_urls=[self.url],
             ),
@@ -279,7 +329,8 @@ class ReviewPage(Construct):
             format=(
                 '{"requestId":"$context.requestId","time":"$context.requestTime","method":"$context.httpMethod",'
                 '"path":"$context.path","status":"$context.status","latencyMs":"$context.responseLatency",'
-                '"sub":"$context.authorizer.claims.sub","ip":"$context.identity.sourceIp",'
+                '"sub":"$context.authorizer.claims.sub","email":"$context.authorizer.claims.email",'
+                '"ip":"$context.identity.sourceIp",'
                 '"error":"$context.authorizer.error"}'
             ),
         )
@@ -296,6 +347,12 @@ class ReviewPage(Construct):
         )
         self.role.add_to_policy(
             iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[table.table_arn])
+        )
+        # History: add an entry (in the decision's transaction) and read a photo's entries; never update or delete.
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:PutItem", "dynamodb:Query"], resources=[self.history_table.table_arn]
+            )
         )
         # Presigned URLs carry the role's permission: only photos under the upload prefix, any version of them.
         uploads_arn = photo_bucket.arn_for_objects(f"{upload_prefix}*")

@@ -136,9 +136,9 @@ def review_dashboard_widgets(
     They graph the EMF metrics of the review API's Lambda (review_api/handler.py), namespace `metrics_namespace`,
     dimension service=photo-review: ReviewBacklog (Count, emitted every `backlog_probe_minutes` by the scheduled
     probe), ReviewDecisionsByKind (Count, extra dimension `decision`), ReviewDecisions (Count, all kinds),
-    ReviewConflicts and ReviewUndos (Count). Agreement follows tools/review_report.py: a correction and a rejection
-    both disagree with the model. An undone decision stays counted (undos are graphed beside the decisions);
-    `python -m tools.review_report` reads the table itself and is the exact figure.
+    ReviewConflicts, ReviewOverrides and ReviewUndos (Count). Agreement follows tools/review_report.py: a
+    correction and a rejection both disagree with the model. An undone decision stays counted (undos are graphed
+    beside the decisions); `python -m tools.review_report` reads the table itself and is the exact figure.
     """
     dimensions = {"service": service}
     column = width // 3
@@ -189,6 +189,7 @@ def review_dashboard_widgets(
             left=per_hour,
             right=[
                 count("ReviewConflicts", hour, "conflicts (stale decisions refused)"),
+                count("ReviewOverrides", hour, "overrides by leads"),
                 count("ReviewUndos", hour, "undone"),
             ],
             stacked=True,

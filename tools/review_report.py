@@ -2,12 +2,17 @@
 have met a target accuracy for automatic labels.
 
     python -m tools.review_report --table photo-labeler-labels [--target-accuracy 0.95] [--json]
+        [--history-table photo-labeler-review-history]
     python -m tools.review_report --manifest reviewed-all.jsonl      # offline, from review_export's columns
 
 Agreement = the reviewer confirmed the model's label. A correction and a rejection (not a usable hotel photo) are
 both disagreements: an automatic label would have been wrong. Calibration compares each bucket's mean confidence
 with its agreement. The threshold is the lowest confidence t such that the reviewed photos with confidence >= t
 agree at least `--target-accuracy`; coverage is the share of reviewed photos at or above t.
+
+Each photo counts once, with its latest decision (an override replaces the decision it overrode; an undone one is
+gone). With `--history-table` (or a manifest exported with it) the report adds what the history shows: decisions,
+overrides and undos, and on how many photos a lead's override disagreed with the first reviewer.
 
 Limit (printed with the report): reviewers mostly see NEEDS_REVIEW photos, i.e. those BELOW the upload threshold;
 photos above it are measured only when someone reviews LABELED photos too (the page's status filter). A threshold
@@ -136,10 +141,43 @@ def threshold_for(reviewed: Iterable[Reviewed], target_accuracy: float) -> Thres
     return best
 
 
-def report(items: Iterable[Mapping[str, Any]], target_accuracy: float) -> dict[str, Any]:
+def history_summary(history: Mapping[str, list[Mapping[str, Any]]]) -> dict[str, Any]:
+    """What the review history shows: changes by kind, and overrides that disagreed with the decision they
+    replaced (a second opinion: how often two reviewers differ)."""
+    actions: dict[str, int] = defaultdict(int)
+    overridden = disagreed = 0
+    for entries in history.values():
+        for entry in entries:
+            actions[str(entry.get("action"))] += 1
+            if entry.get("action") == "override":
+                overridden += 1
+                replaced = entry.get("replaced") or {}
+                if (replaced.get("decision"), replaced.get("human_label")) != (
+                    entry.get("decision"),
+                    entry.get("human_label"),
+                ):
+                    disagreed += 1
+    return {
+        "photos": len(history),
+        "decisions": actions["decide"],
+        "overrides": overridden,
+        "undos": actions["undo"],
+        "overrides_that_disagreed": disagreed,
+    }
+
+
+def report(
+    items: Iterable[Mapping[str, Any]],
+    target_accuracy: float,
+    history: Mapping[str, list[Mapping[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    items = list(items)
+    if history is None and any("history" in item for item in items):
+        history = {str(item.get("image")): item["history"] for item in items if "history" in item}
     reviewed = [r for r in (Reviewed.from_item(item) for item in items) if r is not None]
     below = sum(r.status_before_review == "NEEDS_REVIEW" for r in reviewed)
-    return {
+    extra = {"history": history_summary(history)} if history is not None else {}
+    return extra | {
         "reviewed": len(reviewed),
         "agreement": _row("all", reviewed).to_json(),
         "per_label": [row.to_json() for row in per_label(reviewed)],
@@ -194,6 +232,13 @@ def format_report(data: Mapping[str, Any]) -> str:
         "the audited ones only. Buckets marked (few) have under "
         f"{MIN_SAMPLES} photos."
     )
+    if "history" in data:
+        history = data["history"]
+        lines.append(
+            f"History: {history['decisions']} decisions, {history['overrides']} overrides by leads "
+            f"({history['overrides_that_disagreed']} changed the label or verdict), {history['undos']} undos, "
+            f"on {history['photos']} photos."
+        )
     return "\n".join(lines)
 
 
@@ -207,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--table", help="the labels table (stack output LabelsTableName)")
     source.add_argument("--manifest", type=Path, help="a review_export manifest instead of the table")
     parser.add_argument("--target-accuracy", type=float, default=DEFAULT_TARGET_ACCURACY)
+    parser.add_argument(
+        "--history-table", default=None, help="also summarise the review history (ReviewHistoryTableName)"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--region", default=None)
     parser.add_argument("--endpoint-url", default=None, help="an emulator (moto) instead of AWS")
@@ -231,7 +279,20 @@ def main(argv: list[str] | None = None) -> int:
         except (BotoCoreError, ClientError) as error:
             print(f"error: cannot read table {args.table}: {error}", file=sys.stderr)
             return 1
-    data = report(items, args.target_accuracy)
+    history = None
+    if args.history_table:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from tools.review_export import history_by_photo
+
+        client = boto3.client("dynamodb", region_name=args.region, endpoint_url=args.endpoint_url)
+        try:
+            history = history_by_photo(client, args.history_table, progress=sys.stderr)
+        except (BotoCoreError, ClientError) as error:
+            print(f"error: cannot read table {args.history_table}: {error}", file=sys.stderr)
+            return 1
+    data = report(items, args.target_accuracy, history)
     print(json.dumps(data, indent=2) if args.json else format_report(data))
     return 0
 

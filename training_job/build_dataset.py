@@ -67,6 +67,7 @@ class SourceRow:
     label: str  # as written in the source; matched against the taxonomy later
     version_id: str | None = None  # an S3 object version to read (reviewed decisions name the version seen)
     reviewed: bool = False  # a reviewer's decision: wins over SOURCE's label for the same photo
+    rejected: bool = False  # a review_export row a reviewer rejected (not a usable hotel photo): never trained
 
 
 @dataclass
@@ -93,6 +94,7 @@ class BuildReport:
     validation_sources: list[str] = field(default_factory=list)
     reviewed_source: str | None = None
     reviewed_rows: int = 0
+    reviewed_rejected: int = 0  # rows of the review export a reviewer rejected: left out
     superseded_by_review: list[Problem] = field(default_factory=list)
 
     def problem_counts(self) -> dict[str, int]:
@@ -194,7 +196,10 @@ def _parse_manifest(
         label = label.strip() if isinstance(label, str) else ""
         version = record.get("version_id") if isinstance(record, dict) else None
         version = version if isinstance(version, str) and version else None
-        rows.append(SourceRow(ref=ref, image=resolve(image.strip()), label=label, version_id=version))
+        rejected = isinstance(record, dict) and record.get("decision") == "reject"
+        rows.append(
+            SourceRow(ref=ref, image=resolve(image.strip()), label=label, version_id=version, rejected=rejected)
+        )
     return rows, malformed
 
 
@@ -282,6 +287,9 @@ def build_dataset(
     rows, malformed = read_source(source)
     from_folder = not source.startswith("s3://") and Path(source).is_dir()
     report = BuildReport(source=source, rows_read=len(rows) + len(malformed), malformed_rows=malformed)
+    # A review export used as the source: its rejected photos are not training data (and have no label).
+    report.reviewed_rejected = sum(row.rejected for row in rows)
+    rows = [row for row in rows if not row.rejected]
     if reviewed is not None:
         rows = _reviewed_rows(reviewed, report) + rows  # first, so a reviewer's label claims its photo
     output = Path(output_dir)
@@ -389,11 +397,13 @@ def _reviewed_rows(manifest: str, report: BuildReport) -> list[SourceRow]:
     if not manifest.endswith(".jsonl"):
         raise DatasetBuildError(f"--reviewed takes the JSON-lines manifest of tools.review_export, got {manifest}")
     rows, malformed = read_source(manifest)
+    kept = [row for row in rows if not row.rejected]
     report.reviewed_source = manifest
-    report.reviewed_rows = len(rows)
-    report.rows_read += len(rows) + len(malformed)
+    report.reviewed_rows = len(kept)
+    report.reviewed_rejected += len(rows) - len(kept)
+    report.rows_read += len(kept) + len(malformed)
     report.malformed_rows += malformed
-    return [dataclasses.replace(row, reviewed=True) for row in rows]
+    return [dataclasses.replace(row, reviewed=True) for row in kept]
 
 
 def _nothing_usable(report: BuildReport) -> str:
@@ -407,6 +417,8 @@ def format_summary(report: BuildReport) -> str:
     ]
     if report.reviewed_source:
         lines.append(f"{report.reviewed_rows} rows of reviewers' decisions from {report.reviewed_source}")
+    if report.reviewed_rejected:
+        lines.append(f"{report.reviewed_rejected} photos reviewers rejected (not usable hotel photos) left out")
     for name in (
         "malformed_rows",
         "unknown_labels",

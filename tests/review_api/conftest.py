@@ -12,8 +12,7 @@ from moto import mock_aws
 # Powertools reads these when review_api.handler is imported, as Lambda sets them before the import.
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "HotelPhotos")
 
-from local_aws.emulation import create_labels_table
-from tests.review_api.review_testkit import BUCKET, REGION, TABLE, Account
+from tests.review_api.review_testkit import BUCKET, HISTORY_TABLE, REGION, TABLE, Account, create_tables
 
 
 @pytest.fixture
@@ -25,6 +24,7 @@ def api_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_DEFAULT_REGION": REGION,
         "AWS_EC2_METADATA_DISABLED": "true",
         "TABLE_NAME": TABLE,
+        "HISTORY_TABLE_NAME": HISTORY_TABLE,
         "BUCKET_NAME": BUCKET,
         "UPLOAD_PREFIX": "uploads/",
         "POWERTOOLS_METRICS_NAMESPACE": "HotelPhotos",
@@ -40,7 +40,7 @@ def account(api_env: None) -> Iterator[Account]:
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        create_labels_table(dynamodb, TABLE)
+        create_tables(dynamodb)
         from review_api import handler
 
         handler.configure(None)  # a service from an earlier test holds clients of a finished mock

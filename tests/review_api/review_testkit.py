@@ -1,5 +1,5 @@
-"""Helpers for the review tests: items as the labeller writes them, and HTTP API (payload v2) events as API
-Gateway's JWT authorizer passes them."""
+"""Helpers for the review tests: items as the labeller writes them, Cognito tokens' claim sets as AWS documents
+them, and HTTP API (payload v2) events as API Gateway's JWT authorizer passes them."""
 
 from __future__ import annotations
 
@@ -12,11 +12,94 @@ from urllib.parse import urlencode
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from PIL import Image
 
+from review_api.local import gateway_claims
+
 REGION = "us-east-1"
 BUCKET = "hotel-photos"
 TABLE = "photo-labels"
-CLAIMS = {"sub": "7d1c-ana", "email": "ana@example.com", "cognito:username": "ana"}
-OTHER_CLAIMS = {"sub": "91aa-ben", "email": "ben@example.com", "cognito:username": "ben"}
+HISTORY_TABLE = "photo-review-history"
+USER_POOL = "us-east-1_Ab12Cd34E"
+CLIENT_ID = "4example2client8id6reviewpage"
+ISSUER = f"https://cognito-idp.{REGION}.amazonaws.com/{USER_POOL}"
+# Users sign in by e-mail, so Cognito generates their usernames (UUIDs, as `sub`).
+ANA_SUB = "7d1c4e0a-3b2f-4f6e-9a51-0c2d8e6f1a11"
+BEN_SUB = "91aa2b7c-5d3e-4c1f-8b60-7e9f0a1b2c22"
+LEA_SUB = "c3f0d9e8-7a6b-4c5d-9e4f-1a2b3c4d5e33"
+
+
+def id_token_claims(
+    email: str, sub: str, groups: list[str], *, issued_at: int = 1_796_119_200, lifetime: int = 3600
+) -> dict[str, Any]:
+    """An ID token's payload as Cognito issues it after a managed-login sign-in with the `email` scope
+    (https://docs.aws.amazon.com/cognito/latest/developerguide/amazon-cognito-user-pools-using-the-id-token.html,
+    "ID token default payload"): no `cognito:groups` claim when the user is in no group."""
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "email_verified": True,
+        "iss": ISSUER,
+        "cognito:username": sub,
+        "origin_jti": f"origin-{sub[:8]}",
+        "aud": CLIENT_ID,
+        "event_id": f"event-{sub[:8]}",
+        "token_use": "id",
+        "auth_time": issued_at,
+        "exp": issued_at + lifetime,
+        "iat": issued_at,
+        "jti": f"jti-{sub[:8]}",
+        "email": email,
+    }
+    if groups:
+        claims["cognito:groups"] = groups
+    return claims
+
+
+def access_token_claims(sub: str, groups: list[str], *, issued_at: int = 1_796_119_200) -> dict[str, Any]:
+    """An access token's payload as Cognito issues it: `username` is the generated UUID, and there is no `email`
+    (https://docs.aws.amazon.com/cognito/latest/developerguide/amazon-cognito-user-pools-using-the-access-token.html,
+    "Access token default payload")."""
+    return {
+        "sub": sub,
+        "cognito:groups": groups,
+        "iss": ISSUER,
+        "version": 2,
+        "client_id": CLIENT_ID,
+        "origin_jti": f"origin-{sub[:8]}",
+        "event_id": f"event-{sub[:8]}",
+        "token_use": "access",
+        "scope": "openid profile email",
+        "auth_time": issued_at,
+        "exp": issued_at + 3600,
+        "iat": issued_at,
+        "jti": f"jti-{sub[:8]}",
+        "username": sub,
+    }
+
+
+# As API Gateway passes them to the Lambda (every value a string, review_api.local.gateway_claims).
+CLAIMS = gateway_claims(id_token_claims("ana@example.com", ANA_SUB, ["reviewers"]))
+OTHER_CLAIMS = gateway_claims(id_token_claims("ben@example.com", BEN_SUB, ["reviewers"]))
+LEAD_CLAIMS = gateway_claims(id_token_claims("lea@example.com", LEA_SUB, ["reviewers", "leads"]))
+NO_GROUP_CLAIMS = gateway_claims(id_token_claims("new@example.com", "0f0f0f0f-1111-2222-3333-444455556666", []))
+ACCESS_CLAIMS = gateway_claims(access_token_claims(ANA_SUB, ["reviewers"]))
+
+
+def create_tables(dynamodb: Any) -> None:
+    """The labels table and the review history table, as the stack defines them."""
+    from local_aws.emulation import create_labels_table
+    from stacks import review_history_table
+
+    create_labels_table(dynamodb, TABLE)
+    dynamodb.create_table(**review_history_table.create_table_kwargs(HISTORY_TABLE))
+
+
+def history_of(dynamodb: Any, uri: str) -> list[dict[str, Any]]:
+    """The history table's entries of a photo, oldest first, read directly."""
+    items = dynamodb.query(
+        TableName=HISTORY_TABLE,
+        KeyConditionExpression="image_uri = :u",
+        ExpressionAttributeValues={":u": {"S": uri}},
+    )["Items"]
+    return [{name: TypeDeserializer().deserialize(value) for name, value in item.items()} for item in items]
 
 
 def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -> bytes:

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from review_api import inputs
-from tests.review_api.review_testkit import OTHER_CLAIMS, Account, FakeContext, seed_photo
+from tests.review_api.review_testkit import LEAD_CLAIMS, OTHER_CLAIMS, Account, FakeContext, seed_photo
 
 NAMESPACE = "HotelPhotos"  # tests/review_api/conftest.py's POWERTOOLS_METRICS_NAMESPACE
 
@@ -52,7 +52,7 @@ def test_every_graphed_review_metric_is_emitted_by_the_api(
     from review_api import handler
 
     # Given a reviewer who confirms, corrects and rejects, a second reviewer refused on a stale photo, an undo,
-    # and the scheduled backlog probe
+    # a lead's override and the scheduled backlog probe
     for name in ("a", "b", "c", "d"):
         seed_photo(account.s3, account.dynamodb, f"uploads/h1/{name}.jpg")
     _, page = account.call("GET", "/api/photos")
@@ -76,7 +76,13 @@ def test_every_graphed_review_metric_is_emitted_by_the_api(
         claims=OTHER_CLAIMS,
     )
     undone = account.call("POST", f"/api/photos/{shown[1]['id']}/undo", body={"token": decided[1]["token"]})
-    assert stale[0] == 409 and undone[0] == 200
+    overridden = account.call(
+        "POST",
+        f"/api/photos/{shown[2]['id']}/decision",
+        body={"decision": "confirm", "token": decided[2]["token"], "override": True},
+        claims=LEAD_CLAIMS,
+    )
+    assert stale[0] == 409 and undone[0] == 200 and overridden[0] == 200
     handler.lambda_handler({"source": "aws.events", "detail-type": "Scheduled Event"}, FakeContext())
 
     # Then every metric the dashboard graphs is one of those, with the same namespace and dimensions

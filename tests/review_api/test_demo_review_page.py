@@ -117,6 +117,44 @@ def test_ctrl_c_stops_the_page_and_the_demo_carries_on(
         _get(seen[0])
 
 
+def test_a_decision_on_the_demos_page_is_recorded_without_a_metrics_namespace(
+    emulated: LocalAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a shell without POWERTOOLS_METRICS_NAMESPACE (Lambda sets it; `python -m scripts.demo --review` not)
+    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE", raising=False)
+    aws = emulated
+    seed_photo(
+        aws.s3,
+        aws.dynamodb,
+        "uploads/hotel-0001/a.jpg",
+        label="Pool",
+        confidence=0.41,
+        bucket=aws.bucket,
+        table=aws.table,
+    )
+    taxonomy_file = tmp_path / "taxonomy.json"
+    taxonomy_file.write_text(json.dumps({"labels": ["Pool", "Room"]}))
+    seen: dict[str, Any] = {}
+
+    def decide(url: str) -> None:
+        (photo,) = json.loads(_get(url + "api/photos")[1])["photos"]
+        body = json.dumps({"decision": "correct", "label": "Room", "token": photo["token"]}).encode()
+        request = urllib.request.Request(
+            f"{url}api/photos/{photo['id']}/decision", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            seen["decision"] = response.status, json.loads(response.read())
+        seen["queue"] = json.loads(_get(url + "api/photos")[1])["photos"]
+
+    # When the reviewer corrects the photo on the demo's page
+    demo.serve_review_page(aws, taxonomy_file=taxonomy_file, wait=decide)
+
+    # Then the decision answers 200 (no metrics namespace error after the write), and the photo left the queue
+    status, view = seen["decision"]
+    assert status == 200 and (view["decision"], view["human_label"]) == ("correct", "Room")
+    assert seen["queue"] == []
+
+
 def test_the_demo_documents_the_review_flag(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         demo.main(["--help"])

@@ -11,6 +11,7 @@ import pytest
 from review_api import core
 from review_api.inputs import photo_id
 from tests.review_api.review_testkit import (
+    ANA_SUB,
     BUCKET,
     OTHER_CLAIMS,
     REGION,
@@ -123,6 +124,7 @@ def test_filters_narrow_the_queue_and_the_count(account: Account) -> None:
         ({"min_confidence": "high"}, "min_confidence must be a number"),
         ({"min_confidence": "0.9", "max_confidence": "0.2"}, "above max_confidence"),
         ({"since": "yesterday"}, "since must be a date"),
+        ({"since": "2026-12-02", "until": "2026-12-01"}, "since 2026-12-02 is after until 2026-12-01"),
         ({"limit": "1000"}, "limit must be 1..100"),
         ({"cursor": "not-a-cursor"}, "cursor is malformed"),
     ],
@@ -187,7 +189,7 @@ def test_confirm_correct_and_reject_are_stored_with_who_and_when_beside_the_mode
             decision,
             human_label,
         )
-        assert item["reviewed_by"] == "ana@example.com" and item["reviewed_by_sub"] == "7d1c-ana"
+        assert item["reviewed_by"] == "ana@example.com" and item["reviewed_by_sub"] == ANA_SUB
         assert item["reviewed_at"].startswith("20") and item["status_before_review"] == "NEEDS_REVIEW"
         assert (item["label"], float(item["confidence"]), item["model"]) == ("Room", 0.4, "llava-next-hotel-v1")
     # and they have left the NEEDS_REVIEW queue

@@ -36,7 +36,8 @@ def test_no_model_means_no_endpoint_but_the_rest_deploys(no_model: Synthesized) 
         "StorageAccessLogBucket",
         "StorageImageBucket",
     ]
-    no_model.template.resource_count_is("AWS::DynamoDB::Table", 1)
+    # The labels table and the review page's append-only decision history.
+    assert _logical_ids(no_model, "AWS::DynamoDB::Table") == ["ReviewHistoryTable", "StorageLabelsTable"]
     no_model.template.resource_count_is("AWS::Lambda::EventSourceMapping", 1)
     machines = no_model.resources("AWS::StepFunctions::StateMachine").values()
     assert [m["Properties"]["StateMachineName"] for m in machines] == ["photo-labeler-training"]

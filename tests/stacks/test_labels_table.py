@@ -26,8 +26,12 @@ def _keys(table: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_kits_table_has_the_stacks_keys_and_indexes(no_model: Synthesized) -> None:
-    # Given the synthesised table
-    deployed = no_model.only("AWS::DynamoDB::Table")["Properties"]
+    # Given the synthesised labels table (the review page adds its history table beside it)
+    (deployed,) = [
+        table["Properties"]
+        for logical_id, table in no_model.resources("AWS::DynamoDB::Table").items()
+        if logical_id.startswith("StorageLabelsTable")
+    ]
 
     # When the kit creates its table on moto
     with mock_aws():

@@ -267,9 +267,13 @@ def test_review_widgets_graph_the_review_apis_metrics_in_the_apps_namespace(no_m
     assert metric_names(backlog) == ["ReviewBacklog"]
     assert backlog["metrics"][0][:4] == [namespace, "ReviewBacklog", "service", service]
     assert backlog["metrics"][0][-1]["stat"] == "Maximum" and backlog["metrics"][0][-1]["period"] == 900
-    # And decisions per hour by kind, with conflicts and undos beside them
+    # And decisions per hour by kind, with conflicts, leads' overrides and undos beside them
     hourly = widget(no_model, "Review decisions per hour")
-    assert metric_names(hourly) == ["ReviewDecisionsByKind"] * 3 + ["ReviewConflicts", "ReviewUndos"]
+    assert metric_names(hourly) == ["ReviewDecisionsByKind"] * 3 + [
+        "ReviewConflicts",
+        "ReviewOverrides",
+        "ReviewUndos",
+    ]
     kinds = [row[row.index("decision") + 1] for row in hourly["metrics"] if "decision" in row]
     assert kinds == ["confirm", "correct", "reject"]
     assert all(row[0] == namespace and service in row and row[-1]["period"] == 3600 for row in hourly["metrics"])

@@ -72,16 +72,16 @@ def _statements(template: Template, role_logical_id_part: str) -> list[dict[str,
 def test_the_api_role_may_query_the_status_index_update_labels_and_read_uploads_nothing_else(default: Any) -> None:
     stack, _, template = default
     statements = _statements(template, "ReviewFunctionRole")
-    by_action = {
-        action: statement["Resource"]
-        for statement in statements
-        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
-    }
+    by_action: dict[str, list[Any]] = {}
+    for statement in statements:
+        for action in [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]:
+            by_action.setdefault(action, []).append(statement["Resource"])
     assert sorted(by_action) == sorted(
         [
             "dynamodb:Query",
             "dynamodb:GetItem",
             "dynamodb:UpdateItem",
+            "dynamodb:PutItem",
             "s3:GetObject",
             "s3:GetObjectVersion",
             "s3:ListBucket",
@@ -96,7 +96,10 @@ def test_the_api_role_may_query_the_status_index_update_labels_and_read_uploads_
         ]
     )
     rendered = {action: json.dumps(stack.resolve(resource)) for action, resource in by_action.items()}
-    assert "/index/by-status" in rendered["dynamodb:Query"]
+    assert "/index/by-status" in rendered["dynamodb:Query"] and "ReviewHistoryTable" in rendered["dynamodb:Query"]
+    # The history only grows: entries are added and read, never updated or deleted
+    assert "ReviewHistoryTable" in rendered["dynamodb:PutItem"] and "Labels" not in rendered["dynamodb:PutItem"]
+    assert "ReviewHistoryTable" not in rendered["dynamodb:UpdateItem"] + rendered["dynamodb:GetItem"]
     assert (
         "index" not in rendered["dynamodb:UpdateItem"] and "StorageLabelsTable" in rendered["dynamodb:UpdateItem"]
     )
@@ -311,6 +314,7 @@ def test_waf_attaches_a_cloudfront_web_acl_and_is_refused_outside_us_east_1() ->
             "review.certificate_arn",
         ),
         ({"backlog_probe_minutes": 0}, "review.backlog_probe_minutes"),
+        ({"lease_seconds": 10}, "review.lease_seconds"),
     ],
 )
 def test_config_names_the_wrong_key(values: dict[str, Any], key: str) -> None:
@@ -326,7 +330,7 @@ def test_dashboard_widgets_show_the_backlog_and_decisions_per_hour() -> None:
     widgets = review_dashboard_widgets("HotelPhotos")
     body = json.dumps([stack.resolve(widget.to_json()) for widget in widgets])
     assert "ReviewBacklog" in body and "ReviewDecisionsByKind" in body and '"photo-review"' in body
-    assert "Review decisions per hour" in body and "3600" in body
+    assert "Review decisions per hour" in body and "3600" in body and "ReviewOverrides" in body
 
 
 def test_the_bundle_layout_imports_the_handler_with_the_configured_taxonomy(tmp_path: Path) -> None:
@@ -337,7 +341,8 @@ def test_the_bundle_layout_imports_the_handler_with_the_configured_taxonomy(tmp_
         shutil.copyfile(source, destination)
     # When Python imports the handler from the bundle root, as Lambda does, and builds its service
     code = (
-        "import os; os.environ.update(TABLE_NAME='t', BUCKET_NAME='b', AWS_DEFAULT_REGION='us-east-1',"
+        "import os; os.environ.update(TABLE_NAME='t', HISTORY_TABLE_NAME='h', BUCKET_NAME='b',"
+        " AWS_DEFAULT_REGION='us-east-1',"
         " TAXONOMY_FILE='classification/taxonomy.json', LAMBDA_TASK_ROOT=os.getcwd(),"
         " POWERTOOLS_METRICS_NAMESPACE='x');"
         "import review_api.handler as h; print(len(h.get_service().config.labels))"
@@ -373,9 +378,14 @@ def test_one_config_switch_leaves_the_review_page_out_of_the_app() -> None:
     off = synth({"photo_labeler.review.enabled": "false"})
     # Then only the first has the page, its sign-in and its outputs
     assert on.stack.review is not None and len(on.resources("AWS::Cognito::UserPool")) == 1
-    assert {"ReviewPageUrl", "ReviewUserPoolId"} <= set(on.json["Outputs"])
+    assert {"ReviewPageUrl", "ReviewUserPoolId", "ReviewHistoryTableName"} <= set(on.json["Outputs"])
     assert off.stack.review is None
-    for type_name in ("AWS::Cognito::UserPool", "AWS::CloudFront::Distribution", "AWS::ApiGatewayV2::Api"):
+    for type_name in (
+        "AWS::Cognito::UserPool",
+        "AWS::Cognito::UserPoolGroup",
+        "AWS::CloudFront::Distribution",
+        "AWS::ApiGatewayV2::Api",
+    ):
         assert off.resources(type_name) == {}
 
 

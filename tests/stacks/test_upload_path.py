@@ -140,7 +140,8 @@ def test_function_invokes_only_this_endpoint_reads_only_uploads_writes_only_this
         json.dumps({"StringLike": {"s3:prefix": [prefix]}})
         for prefix in ("uploads/*", "llava-run-7/model/model_profile.json")
     )
-    (table_id,) = with_model.resources("AWS::DynamoDB::Table")
+    # The labels table, not the review page's decision history (the function never touches that one).
+    (table_id,) = [t for t in with_model.resources("AWS::DynamoDB::Table") if t.startswith("StorageLabelsTable")]
     table = next(s for s in statements if "dynamodb:PutItem" in s["Action"])
     assert sorted(table["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
     assert table["Resource"] == {"Fn::GetAtt": [table_id, "Arn"]}

@@ -13,15 +13,16 @@ import pytest
 from moto import mock_aws
 
 from classification.contract import Taxonomy
-from local_aws.emulation import create_labels_table
 from review_api.aws import DynamoLabelTable, S3PhotoStore
 from review_api.core import ReviewConfig, ReviewService
-from review_api.inputs import ListQuery, Reviewer
-from tests.review_api.review_testkit import BUCKET, REGION, TABLE, jpeg, seed_photo
+from review_api.identity import Reviewer
+from review_api.inputs import ListQuery
+from tests.review_api.review_testkit import BUCKET, HISTORY_TABLE, REGION, TABLE, create_tables, jpeg, seed_photo
 from tools import review_export, review_report
 from training_job import build_dataset as builder
 
 REVIEWER = Reviewer(sub="7d1c-ana", name="ana@example.com")
+LEAD = Reviewer(sub="c3f0-lea", name="lea@example.com", groups=frozenset({"reviewers", "leads"}))
 
 
 @pytest.fixture
@@ -37,10 +38,10 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any, ReviewS
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        create_labels_table(dynamodb, TABLE)
+        create_tables(dynamodb)
         service = ReviewService(
             ReviewConfig(bucket=BUCKET, labels=Taxonomy.load().labels),
-            table=DynamoLabelTable(dynamodb, TABLE),
+            table=DynamoLabelTable(dynamodb, TABLE, HISTORY_TABLE),
             photos=S3PhotoStore(s3),
         )
         builder._s3_client = None  # a client made outside the mock would talk to real AWS
@@ -86,15 +87,18 @@ def test_reviewed_decisions_reach_the_next_dataset_with_the_reviewers_labels(
     assert review_export.main(["--table", TABLE, "--output", str(manifest), "--region", REGION]) == 0
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
 
-    # Then the manifest holds the confirmed and the corrected photo with the reviewers' labels and versions
+    # Then the manifest holds every decided photo with the reviewers' labels and versions, the rejected one with
+    # no label, and what the model had decided before
     assert {(r["image"].rsplit("/", 1)[1], r["label"], r["decision"]) for r in rows} == {
         ("a.jpg", "Room", "confirm"),
         ("b.jpg", "Pool", "correct"),
+        ("c.jpg", None, "reject"),
     }
     assert all(
         r["version_id"] and r["model_label"] == "Room" and r["reviewed_by"] == "ana@example.com" for r in rows
     )
-    assert "1 corrected, 1 confirmed" in capsys.readouterr().out
+    assert {r["status_before_review"] for r in rows} == {"NEEDS_REVIEW"}
+    assert "1 corrected, 1 confirmed, 1 rejected" in capsys.readouterr().out
 
     # When the next dataset is built from the old folder, where b's photo still sits under Bar, plus the decisions
     photos = tmp_path / "photos"
@@ -111,11 +115,17 @@ def test_reviewed_decisions_reach_the_next_dataset_with_the_reviewers_labels(
 
     # Then b is trained as Pool (the reviewer's label, the version they saw), the folder's Bar row is superseded,
     # and the rejected photo is absent
-    assert report.reviewed_rows == 2 and report.usable == 4
+    assert report.reviewed_rows == 2 and report.reviewed_rejected == 1 and report.usable == 4
+    assert report.unknown_labels == []
     assert [p.ref for p in report.superseded_by_review] == ["Bar/b.jpg"]
     assert report.conflicting_labels == []
     counts = {label: n["train"] + n["validation"] for label, n in report.per_label.items() if any(n.values())}
     assert counts == {"Room": 1, "Pool": 1, "Lobby": 2}
+
+    # And the export used as the dataset's only source (the day-one path) leaves the rejected photo out too,
+    # instead of reporting its empty label as unknown
+    alone = builder.build_dataset(str(manifest), tmp_path / "data-alone", taxonomy=Taxonomy.load(), progress=False)
+    assert alone.reviewed_rejected == 1 and alone.unknown_labels == [] and alone.usable == 2
 
 
 def test_export_refuses_a_wrong_output_name_and_reports_an_unreadable_table(
@@ -194,7 +204,7 @@ def test_report_reads_the_table_and_an_export_manifest_alike(
         {
             "a.jpg": {"decision": "confirm"},
             "b.jpg": {"decision": "correct", "label": "Pool"},
-            "c.jpg": {"decision": "confirm"},
+            "c.jpg": {"decision": "reject"},
         },
     )
     assert review_report.main(["--table", TABLE, "--region", REGION, "--json"]) == 0
@@ -204,5 +214,58 @@ def test_report_reads_the_table_and_an_export_manifest_alike(
     capsys.readouterr()
     assert review_report.main(["--manifest", str(manifest), "--json"]) == 0
     from_manifest = json.loads(capsys.readouterr().out)
+    # The export keeps the rejected photo, so its agreement is the table's (1 of 3), not 1 of 2
     assert from_table["per_label"] == from_manifest["per_label"]
-    assert from_table["agreement"]["agreed"] == 2 and from_table["agreement"]["reviewed"] == 3
+    assert from_table["agreement"] == from_manifest["agreement"]
+    assert (from_manifest["agreement"]["agreed"], from_manifest["agreement"]["reviewed"]) == (1, 3)
+    assert from_manifest["from_needs_review"] == 3
+
+
+def test_the_export_and_report_show_the_history_of_overrides_and_undos(
+    account: tuple[Any, Any, ReviewService], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3, dynamodb, service = account
+    seed_photo(s3, dynamodb, "uploads/h1/a.jpg", label="Room", classified_at="2026-11-30T09:00:00.000+00:00")
+    seed_photo(s3, dynamodb, "uploads/h1/b.jpg", label="Room", classified_at="2026-11-30T09:01:00.000+00:00")
+    # ana confirms a and b; a lead overrides a to Spa; ana changes her mind on b and undoes it
+    _decide_all(service, {"a.jpg": {"decision": "confirm"}, "b.jpg": {"decision": "confirm"}})
+    reviewed = {p["image_uri"].rsplit("/", 1)[1]: p for p in service.list(ListQuery(status="REVIEWED"))["photos"]}
+    service.decide(
+        reviewed["a.jpg"]["id"],
+        {"decision": "correct", "label": "Spa", "override": True, "token": reviewed["a.jpg"]["token"]},
+        LEAD,
+    )
+    changed = service.decide(
+        reviewed["b.jpg"]["id"],
+        {"decision": "correct", "label": "Bar", "token": reviewed["b.jpg"]["token"]},
+        REVIEWER,
+    )
+    service.undo(changed["id"], {"token": changed["token"]}, REVIEWER)
+
+    manifest = tmp_path / "reviewed.jsonl"
+    args = ["--table", TABLE, "--history-table", HISTORY_TABLE, "--region", REGION]
+    assert review_export.main([*args, "--output", str(manifest)]) == 0
+    rows = {
+        json.loads(line)["image"].rsplit("/", 1)[1]: json.loads(line) for line in manifest.read_text().splitlines()
+    }
+    # The latest decision per photo, with its history
+    assert (rows["a.jpg"]["label"], rows["a.jpg"]["reviewed_by"]) == ("Spa", "lea@example.com")
+    assert [(e["action"], e["by"]) for e in rows["a.jpg"]["history"]] == [
+        ("decide", "ana@example.com"),
+        ("override", "lea@example.com"),
+    ]
+    assert rows["b.jpg"]["label"] == "Room" and [e["action"] for e in rows["b.jpg"]["history"]] == [
+        "decide",
+        "decide",
+        "undo",
+    ]
+    capsys.readouterr()
+    # and the report counts what happened, from the table or from the manifest
+    assert review_report.main([*args]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "History: 3 decisions, 1 overrides by leads (1 changed the label or verdict), 1 undos, on 2 photos."
+        in text
+    )
+    assert review_report.main(["--manifest", str(manifest), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["history"]["overrides_that_disagreed"] == 1
