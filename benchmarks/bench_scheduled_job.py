@@ -128,6 +128,7 @@ def resume(taxonomy_file: Path, model_dir: Path, photos: int, batch_size: int, w
     from labeller_inputs import ObjectRef, manifest_line
     from scheduled_core import PendingRecorder
 
+    from classification.labeller_environment import LabellerEnvironment
     from local_aws.emulation import LocalAws
     from local_aws.labelling_job import LocalJob, build_bundle, kill
 
@@ -145,7 +146,7 @@ def resume(taxonomy_file: Path, model_dir: Path, photos: int, batch_size: int, w
         bucket="photos", table="labels", queue_name="q", upload_prefix="uploads/", max_receive_count=3
     ) as aws:
         recorder = PendingRecorder(
-            LabellerConfig.from_env(environ),
+            LabellerConfig.from_environment(LabellerEnvironment.from_environment(environ)),
             objects=S3ObjectStore(aws.s3),
             labels=DynamoLabelStore(aws.dynamodb, aws.table),
         )

@@ -4,8 +4,8 @@
 
 On SageMaker the container's entry point unpacks the code channel and runs this module (stacks/labelling_job.py);
 locally it runs from the bundle (or the repository, lambda/ on the path) under `SM_*` variables
-(labelling_job/job_environment.py). The labeller's settings are the Lambda's environment contract
-(classification/labeller_environment.py, ENDPOINT_MODE=scheduled: TABLE_NAME, MODEL_ID, CONFIDENCE_THRESHOLD, ...).
+(labelling_job/job_environment.py, which also reads the labeller's settings: the Lambda's environment contract,
+classification/labeller_environment.py, ENDPOINT_MODE=scheduled: TABLE_NAME, MODEL_ID, CONFIDENCE_THRESHOLD, ...).
 
 Per batch of `--batch-size` manifest lines:
   1. `WindowLabeller.prepare` each photo (reviewer's decision, already final, If-Match read, MISSING, REJECTED),
@@ -24,22 +24,21 @@ an engine failure ends it with vLLM's traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from labeller_core import ConfigError, LabellerConfig, Outcome, Prepared, TransientFault
+from labeller_core import LabellerConfig, Outcome, Prepared, TransientFault
 from labeller_inputs import ObjectRef, parse_manifest
 from scheduled_core import WindowLabeller
 from window_files import JobSummary
 
-from classification.labeller_environment import SCHEDULED, LabellerEnvironment
+from classification.labeller_environment import ConfigError, LabellerEnvironment
 from classification.model_profile import FINE_TUNE, InvalidProfile, ModelProfile, resolve_profile
 from labelling_job.job_environment import JobConfigError, JobEnvironment
 from labelling_job.progress import Progress
@@ -163,16 +162,14 @@ def _chunks(items: list[ObjectRef], size: int) -> Iterator[list[ObjectRef]]:
         yield items[start : start + size]
 
 
-def build_labeller(environ: dict[str, str], profile: ModelProfile = FINE_TUNE) -> WindowLabeller:
-    """The job's labeller on boto3 (the bundle's pinned copy): S3 reads, conditional DynamoDB writes; every photo
-    is asked in `profile`, the one recorded beside the model the job runs (classification/model_profile.py)."""
+def build_labeller(environment: LabellerEnvironment, profile: ModelProfile = FINE_TUNE) -> WindowLabeller:
+    """The job's labeller on boto3 (the bundle's pinned copy), built from JobEnvironment.labeller: S3 reads,
+    conditional DynamoDB writes; every photo is asked in `profile`, the one recorded beside the model the job runs
+    (classification/model_profile.py)."""
     import boto3
     from botocore.config import Config
     from labeller_aws import DynamoLabelStore, S3ObjectStore
 
-    environment = LabellerEnvironment.from_environment(environ)
-    if environment.endpoint_mode != SCHEDULED:
-        raise ConfigError(f"the labelling job needs ENDPOINT_MODE={SCHEDULED}, got {environment.endpoint_mode}")
     # The manifest is the job's scope (uploads and backfilled photos alike): no upload prefix applies.
     config = replace(LabellerConfig.from_environment(environment, task_root=CODE_ROOT), upload_prefix="")
     session = boto3.session.Session()
@@ -194,17 +191,17 @@ def detect_device(choice: str) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """`environ` replaces the process's environment (tests)."""
     parser = argparse.ArgumentParser(prog="python -m labelling_job.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="photos per engine call")
     parser.add_argument("--device", choices=("auto", "gpu", "cpu"), default="auto", help="default: a GPU if any")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
-    environ = dict(os.environ if environ is None else environ)
     try:
-        job = JobEnvironment.from_environ(environ)
-        labeller = build_labeller(environ, resolve_profile(job.model_dir))
+        job = JobEnvironment.from_process() if environ is None else JobEnvironment.from_environ(environ)
+        labeller = build_labeller(job.labeller, resolve_profile(job.model_dir))
     except (JobConfigError, ConfigError, InvalidProfile) as error:
         print(f"labelling job not started: {error}", file=sys.stderr, flush=True)
         return 1

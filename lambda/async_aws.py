@@ -16,7 +16,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from labeller_aws import DynamoLabelStore, S3ModelProfiles, S3ObjectStore, _error_text
 from labeller_core import (
     HUMAN_DECISION_ATTRIBUTE,
-    ConfigError,
     LabellerConfig,
     ProfileLookup,
     Status,
@@ -26,6 +25,7 @@ from labeller_core import (
 from classification.labeller_environment import (
     ENDPOINT_MODE,
     AsyncEnvironment,
+    ConfigError,
     LabellerEnvironment,
 )
 
@@ -276,9 +276,8 @@ def build_submitter(
     )
 
 
-def build_label_writer(session: Any, environ: Mapping[str, str]) -> LabelWriter:
-    """The completion Lambda's writer (async_handler.get_writer)."""
-    environment = LabellerEnvironment.from_environment(environ)
+def build_label_writer(session: Any, environment: LabellerEnvironment) -> LabelWriter:
+    """The completion Lambda's writer (async_handler.get_writer), from its parsed environment."""
     config = LabellerConfig.from_environment(environment)
     async_environment = _async_part(environment)
     settings = AsyncSettings.from_environment(async_environment)

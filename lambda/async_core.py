@@ -43,7 +43,6 @@ from async_messages import Claim, Notification, Ticket, inference_id
 from labeller_core import (
     FINAL_STATUSES,
     HUMAN_DECISION_ATTRIBUTE,
-    ConfigError,
     Labeller,
     LabellerConfig,
     Outcome,
@@ -56,17 +55,13 @@ from labeller_core import (
 )
 
 from classification.contract import InvalidAnswer
-from classification.labeller_environment import AsyncEnvironment
+from classification.labeller_environment import ASYNC, MAX_REQUEST_TTL_SECONDS, AsyncEnvironment
 from classification.model_profile import FINE_TUNE
 
 # A claim never invoked is abandoned once it is older than the longest Lambda invocation: its owner is gone.
 CLAIM_LEASE_SECONDS = 900
 DEFAULT_MAX_ATTEMPTS = 3  # inferences per photo version, the first included, before the message is dead-lettered
-# InvokeEndpointAsync's own limits (API reference): a request waits in the queue at most 6 h, runs at most 1 h.
-MAX_REQUEST_TTL_SECONDS = 21_600
-MIN_REQUEST_TTL_SECONDS = 60
-MAX_INVOCATION_TIMEOUT_SECONDS = 3_600
-DEFAULT_REQUEST_TTL_SECONDS = MAX_REQUEST_TTL_SECONDS
+DEFAULT_REQUEST_TTL_SECONDS = MAX_REQUEST_TTL_SECONDS  # InvokeEndpointAsync's longest wait in the queue, 6 h
 DEFAULT_INVOCATION_TIMEOUT_SECONDS = 600  # one photo takes ~1 s on a warm instance; 10 min is a broken one
 STALE_MARGIN_SECONDS = 900
 
@@ -145,32 +140,15 @@ class AsyncSettings:
     invocation_timeout_seconds: int = DEFAULT_INVOCATION_TIMEOUT_SECONDS
     claim_lease_seconds: int = CLAIM_LEASE_SECONDS
 
-    def __post_init__(self) -> None:
-        if not 1 <= self.max_attempts <= 10:
-            raise ConfigError(f"ASYNC_MAX_ATTEMPTS must be 1..10, got {self.max_attempts}")
-        if not MIN_REQUEST_TTL_SECONDS <= self.request_ttl_seconds <= MAX_REQUEST_TTL_SECONDS:
-            raise ConfigError(
-                f"ASYNC_REQUEST_TTL_SECONDS must be {MIN_REQUEST_TTL_SECONDS}..{MAX_REQUEST_TTL_SECONDS}, "
-                f"got {self.request_ttl_seconds}"
-            )
-        if not 1 <= self.invocation_timeout_seconds <= MAX_INVOCATION_TIMEOUT_SECONDS:
-            raise ConfigError(
-                f"ASYNC_INVOCATION_TIMEOUT_SECONDS must be 1..{MAX_INVOCATION_TIMEOUT_SECONDS}, "
-                f"got {self.invocation_timeout_seconds}"
-            )
-
     @property
     def stale_after_seconds(self) -> int:
         """After this long an invoked request can no longer be answered (queued TTL + run time + margin)."""
         return self.request_ttl_seconds + self.invocation_timeout_seconds + STALE_MARGIN_SECONDS
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> AsyncSettings:
-        return cls.from_environment(AsyncEnvironment.from_environment(environ))
-
-    @classmethod
     def from_environment(cls, environment: AsyncEnvironment) -> AsyncSettings:
-        """The limits the stack set (classification/labeller_environment.py); unset ones keep their defaults."""
+        """The limits the stack set (parsed and checked by classification/labeller_environment.py); unset ones
+        keep their defaults."""
         limits = {
             "max_attempts": environment.max_attempts,
             "request_ttl_seconds": environment.request_ttl_seconds,
@@ -184,6 +162,8 @@ class AsyncSettings:
 
 class AsyncSubmitter(Labeller):
     """Labeller whose endpoint step submits an async request and records the claim (module docstring)."""
+
+    endpoint_mode = ASYNC
 
     def __init__(
         self,

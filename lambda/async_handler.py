@@ -7,7 +7,6 @@ retry. All decisions live in async_core.LabelWriter; this module parses, wires a
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from typing import Any
 
@@ -21,6 +20,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from labeller_core import Status, TransientFault
+
+from classification.labeller_environment import LabellerEnvironment
 
 logger = Logger()
 metrics = Metrics()
@@ -36,8 +37,9 @@ _STATUS_METRICS = {
 
 @cache
 def get_writer() -> LabelWriter:
-    """Built on first use (not at import) so tests and the cold start read the final environment."""
-    return build_label_writer(boto3.session.Session(), os.environ)
+    """Built on first use (not at import) so tests and the cold start read the final environment, parsed here once
+    (a missing or malformed variable raises ConfigError naming it)."""
+    return build_label_writer(boto3.session.Session(), LabellerEnvironment.from_process())
 
 
 def _emit(completion: Completion) -> None:

@@ -7,7 +7,6 @@ events, wires the boto3-backed data access, and turns outcomes into logs (image 
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from functools import cache
 from typing import Any
@@ -37,7 +36,7 @@ from labeller_core import (
 )
 from labeller_inputs import BackfillBatch, ObjectRef, parse_s3_notification
 
-from classification.labeller_environment import ASYNC, ENDPOINT_MODE, SCHEDULED, LabellerEnvironment
+from classification.labeller_environment import ASYNC, SCHEDULED, LabellerEnvironment
 
 logger = Logger()
 metrics = Metrics()
@@ -74,9 +73,13 @@ def get_labeller(*, backfill: bool = False) -> Labeller:
 
     `backfill` matters in scheduled mode only: the backfill records PENDING from HeadObject, without a download.
     """
-    environment = LabellerEnvironment.from_environment(os.environ)  # names a missing or malformed variable
+    # The one read of the function's environment: a missing or malformed variable raises ConfigError naming it.
+    return build_labeller(LabellerEnvironment.from_process(), boto3.session.Session(), backfill=backfill)
+
+
+def build_labeller(environment: LabellerEnvironment, session: Any, *, backfill: bool = False) -> Labeller:
+    """The labeller of `environment`'s endpoint mode, on `session`'s clients."""
     config = LabellerConfig.from_environment(environment)
-    session = boto3.session.Session()
     registry = None
     if config.model_parameter_name:
         # The registry names the approved model; MODEL_ID is only the fallback until one is registered.
@@ -121,7 +124,8 @@ def label_one(ref: ObjectRef, *, reclassify: bool = False, backfill: bool = Fals
     logger.append_keys(image_uri=ref.image_uri)
     try:
         try:
-            outcome = get_labeller(backfill=backfill).process(ref, reclassify=reclassify)
+            labeller = get_labeller(backfill=backfill)
+            outcome = labeller.process(ref, reclassify=reclassify)
         except TransientFault as error:
             metrics.add_metric(name="TransientFailures", unit=MetricUnit.Count, value=1)
             logger.warning("transient failure, will be retried", extra={"error": str(error)})
@@ -130,17 +134,15 @@ def label_one(ref: ObjectRef, *, reclassify: bool = False, backfill: bool = Fals
             metrics.add_metric(name="TransientFailures", unit=MetricUnit.Count, value=1)
             logger.exception("unexpected failure, will be retried")
             raise
-        _emit(outcome)
+        _emit(outcome, labeller.endpoint_mode)
         return outcome
     finally:
         logger.remove_keys(["image_uri"])
 
 
-def _emit(outcome: Outcome) -> None:
-    if outcome.status is Status.PENDING:
-        name = _PENDING_METRICS[os.environ.get(ENDPOINT_MODE, ASYNC)]
-    else:
-        name = _STATUS_METRICS[outcome.status]
+def _emit(outcome: Outcome, endpoint_mode: str) -> None:
+    pending = outcome.status is Status.PENDING
+    name = _PENDING_METRICS[endpoint_mode] if pending else _STATUS_METRICS[outcome.status]
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
     if outcome.endpoint_ms is not None:
         metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=outcome.endpoint_ms)
@@ -192,6 +194,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     )
 
 
+def _records_pending() -> bool:
+    """Whether the backfill's labeller records PENDING (async, scheduled mode): its summary then counts them."""
+    try:
+        return get_labeller(backfill=True).endpoint_mode in _PENDING_METRICS
+    except Exception:  # no labeller (a bad environment): every item of the batch failed on it, counted transient
+        return False
+
+
 @metrics.log_metrics
 @logger.inject_lambda_context
 def backfill_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
@@ -220,7 +230,7 @@ def backfill_handler(event: dict[str, Any], context: LambdaContext) -> dict[str,
         "transient": counts["transient"],
         "deferred": counts["deferred"],
     }
-    if os.environ.get(ENDPOINT_MODE) in _PENDING_METRICS:
+    if _records_pending():
         # async: submitted, their labels arrive through async_handler; scheduled: recorded for the next window
         summary["pending"] = counts["pending"]
     logger.info("backfill batch done", extra={"summary": summary, "reclassify": batch.reclassify})

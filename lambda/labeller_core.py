@@ -42,7 +42,6 @@ maxReceiveCount, moves it to the DLQ. Nothing is written for them, so nothing is
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -56,7 +55,6 @@ from labeller_inputs import ObjectRef
 
 from classification.contract import (
     DEFAULT_CONFIDENCE_THRESHOLD,
-    DEFAULT_TAXONOMY_PATH,
     InvalidAnswer,
     Prediction,
     Taxonomy,
@@ -65,7 +63,7 @@ from classification.images import DEFAULT_MAX_PIXELS, MAX_SIDE, InvalidImage, no
 from classification.labeller_environment import (
     DEFAULT_HOTEL_ID_PATTERN,
     DEFAULT_UPLOAD_PREFIX,
-    ConfigError,
+    REALTIME,
     LabellerEnvironment,
 )
 from classification.model_profile import FINE_TUNE, ModelProfile, RoutingRule
@@ -105,11 +103,6 @@ class ObjectMissing(Exception):
 
 class ObjectSuperseded(Exception):
     """The object was replaced since the notification (its ETag no longer matches)."""
-
-
-# SSM accepts a parameter name (letters, digits, `_.-/`, at most 2,048 characters) or its ARN; anything else can
-# only be a typo, which would otherwise surface as "parameter not found" and a silent fallback to MODEL_ID.
-_PARAMETER_NAME_RE = re.compile(r"^(arn:[\w-]+:ssm:[\w-]*:\d*:parameter/\S+|[A-Za-z0-9_./-]{1,2048})$")
 
 
 # -- the injected boundaries --------------------------------------------------------------------------------
@@ -167,23 +160,6 @@ class LabellerConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     model_parameter_name: str | None = None  # the model registry (SSM String parameter) naming the current model
 
-    def __post_init__(self) -> None:
-        if not self.model_id:
-            raise ConfigError("MODEL_ID must be set: it is written to every item and drives reclassify")
-        if self.model_parameter_name is not None and not _PARAMETER_NAME_RE.match(self.model_parameter_name):
-            raise ConfigError(
-                f"MODEL_PARAMETER_NAME {self.model_parameter_name!r} is not an SSM parameter name or ARN "
-                "(letters, digits and _.-/ only)"
-            )
-        if not 0.0 <= self.confidence_threshold <= 1.0:
-            raise ConfigError(f"CONFIDENCE_THRESHOLD must be within [0, 1], got {self.confidence_threshold}")
-        if self.base_margin_threshold is not None and not 0.0 <= self.base_margin_threshold <= 1.0:
-            raise ConfigError(f"BASE_MARGIN_THRESHOLD must be within [0, 1], got {self.base_margin_threshold}")
-        if "hotel_id" not in self.hotel_id_pattern.groupindex:
-            raise ConfigError(
-                f"HOTEL_ID_PATTERN {self.hotel_id_pattern.pattern!r} needs a named group (?P<hotel_id>...)"
-            )
-
     def routing_rule(self, profile: ModelProfile) -> RoutingRule:
         """The served model's profile's rule with this deployment's thresholds."""
         return profile.routing_rule(
@@ -191,33 +167,18 @@ class LabellerConfig:
         )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], *, task_root: Path | None = None) -> LabellerConfig:
-        """Build from the function's environment (classification/labeller_environment.py); ConfigError names the
-        bad variable. Whether TABLE_NAME and ENDPOINT_NAME are set is the handler's check, not the config's."""
-        environment = LabellerEnvironment.from_environment(environ, require=False)
-        return cls.from_environment(environment, task_root=task_root or Path(environ.get("LAMBDA_TASK_ROOT", ".")))
-
-    @classmethod
     def from_environment(cls, env: LabellerEnvironment, *, task_root: Path | None = None) -> LabellerConfig:
-        """Build from the parsed environment; a relative TAXONOMY_FILE is under `task_root` (the function's)."""
-        pattern_text = DEFAULT_HOTEL_ID_PATTERN if env.hotel_id_pattern is None else env.hotel_id_pattern
-        try:
-            pattern = re.compile(pattern_text)
-        except re.error as error:
-            raise ConfigError(f"HOTEL_ID_PATTERN {pattern_text!r} is not a valid regex: {error}") from error
-        if env.taxonomy_file:
-            path = Path(env.taxonomy_file)
-            if not path.is_absolute():
-                path = (task_root or Path(os.environ.get("LAMBDA_TASK_ROOT", "."))) / path
-        else:
-            path = DEFAULT_TAXONOMY_PATH
+        """Build from the parsed, validated environment (classification/labeller_environment.py); a relative
+        TAXONOMY_FILE is under `task_root`, by default the function's (LAMBDA_TASK_ROOT)."""
         return cls(
             model_id=env.model_id,
-            taxonomy=Taxonomy.load(path),
+            taxonomy=Taxonomy.load(env.taxonomy_path(task_root)),
             confidence_threshold=env.confidence_threshold,
             base_margin_threshold=env.base_margin_threshold,
             upload_prefix=DEFAULT_UPLOAD_PREFIX if env.upload_prefix is None else env.upload_prefix,
-            hotel_id_pattern=pattern,
+            hotel_id_pattern=re.compile(
+                DEFAULT_HOTEL_ID_PATTERN if env.hotel_id_pattern is None else env.hotel_id_pattern
+            ),
             model_parameter_name=env.model_parameter_name,
         )
 
@@ -271,6 +232,9 @@ class Labeller:
     # A MISSING result may replace a PENDING item of the same version (scheduled mode: the photo a window was
     # asked to label is gone, a terminal status); elsewhere MISSING is written only when the table has nothing.
     missing_replaces_pending = False
+    # The endpoint mode (classification/labeller_environment.py) whose step in between this class implements: what
+    # its PENDING outcomes mean (the handler's metric names).
+    endpoint_mode: str = REALTIME
 
     def __init__(
         self,

@@ -8,9 +8,7 @@ labeller's), `POWERTOOLS_SERVICE_NAME`.
 
 from __future__ import annotations
 
-import os
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,8 +17,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from labeller_aws import ENDPOINT_CLIENT_CONFIG, SageMakerEndpoint
 from probe_core import ProbeFailed, probe_photo, run_probe
 
-from classification.contract import DEFAULT_TAXONOMY_PATH, Taxonomy
-from classification.labeller_environment import TAXONOMY_FILE
+from classification.contract import Taxonomy
+from classification.labeller_environment import ProbeEnvironment
 
 logger = Logger()
 
@@ -28,9 +26,7 @@ logger = Logger()
 @cache
 def _taxonomy() -> Taxonomy:
     """The taxonomy the labeller serves: TAXONOMY_FILE under the task root, else the bundled default."""
-    relative = os.environ.get(TAXONOMY_FILE)
-    path = Path(os.environ.get("LAMBDA_TASK_ROOT", ".")) / relative if relative else DEFAULT_TAXONOMY_PATH
-    return Taxonomy.load(path)
+    return Taxonomy.load(ProbeEnvironment.from_process().taxonomy_path())
 
 
 @logger.inject_lambda_context

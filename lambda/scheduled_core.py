@@ -42,6 +42,8 @@ from labeller_core import (
 )
 from labeller_inputs import ObjectRef
 
+from classification.labeller_environment import SCHEDULED
+
 PENDING_REASON = "waiting for the next labelling window"
 
 
@@ -60,6 +62,8 @@ class PendingStore(LabelStore, Protocol):
 
 class PendingRecorder(Labeller):
     """Scheduled mode's upload (`validate=True`) and backfill (`validate=False`) labeller (module docstring)."""
+
+    endpoint_mode = SCHEDULED
 
     def __init__(
         self,
@@ -139,6 +143,7 @@ class WindowLabeller(Labeller):
     """The labelling job's labeller: `prepare` and `record` around the offline engine (module docstring)."""
 
     missing_replaces_pending = True
+    endpoint_mode = SCHEDULED
 
     def __init__(
         self,

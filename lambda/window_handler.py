@@ -12,7 +12,6 @@ pending-age alarm watches it) and, per report, `PhotosLabeled`, `PhotosNeedsRevi
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from typing import Any
 
@@ -23,11 +22,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from window_aws import DynamoPendingIndex, S3WorkStore
 from window_core import Window, WindowSettings
 
+from classification.labeller_environment import WindowEnvironment
+
 logger = Logger()
 metrics = Metrics()
 
-TABLE_NAME = "TABLE_NAME"
-WORK_BUCKET = "WORK_BUCKET"
 # Report counts -> metric names (the labellers' names where they mean the same, docs/interfaces.md).
 REPORT_METRICS = {
     "labeled": "PhotosLabeled",
@@ -42,13 +41,12 @@ REPORT_METRICS = {
 
 @cache
 def get_window() -> Window:
-    missing = [name for name in (TABLE_NAME, WORK_BUCKET) if not os.environ.get(name)]
-    if missing:
-        raise ValueError(f"environment variables not set: {', '.join(missing)}")
+    """Built on first use from the function's environment, parsed here once (ConfigError names what is missing)."""
+    environment = WindowEnvironment.from_process()
     session = boto3.session.Session()
     return Window(
-        index=DynamoPendingIndex(session.client("dynamodb"), os.environ[TABLE_NAME]),
-        store=S3WorkStore(session.client("s3"), os.environ[WORK_BUCKET]),
+        index=DynamoPendingIndex(session.client("dynamodb"), environment.table_name),
+        store=S3WorkStore(session.client("s3"), environment.work_bucket),
     )
 
 

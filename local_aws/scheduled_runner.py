@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from classification.labeller_environment import LabellerEnvironment, WindowEnvironment
 from local_aws.emulation import LocalAws
 from local_aws.labelling_job import LocalJob, build_bundle
 from local_aws.lambda_runner import (
@@ -68,11 +69,14 @@ def label_scheduled(
     began = time.monotonic()
     work_bucket = f"{config.name_prefix}-labelling-work"
     aws.s3.create_bucket(Bucket=work_bucket)
+    # The stack's contract (classification/labeller_environment.py), as stacks/labelling_window.py writes it.
     window_environment = {
-        "TABLE_NAME": aws.table,
-        "WORK_BUCKET": work_bucket,
-        "POWERTOOLS_SERVICE_NAME": "photo-labeler-window",
-        "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
+        **WindowEnvironment(
+            table_name=aws.table,
+            work_bucket=work_bucket,
+            service_name="photo-labeler-window",
+            metrics_namespace=config.metrics_namespace,
+        ).to_environment(),
         **{name: value for name, value in environment.items() if name.startswith("AWS_")},
     }
     with patched_environ(window_environment), lambda_module("window_handler", log) as window:
@@ -131,13 +135,15 @@ def _run_job(
             for entry in listed
         }
     )
-    labeller = {
-        "ENDPOINT_MODE": "scheduled",
-        "TABLE_NAME": aws.table,
-        "MODEL_ID": MODEL_ID,
-        "CONFIDENCE_THRESHOLD": str(config.upload.confidence_threshold),
-        "TAXONOMY_FILE": str(taxonomy_file.resolve()),
-    }
+    # As the window's job state writes it (stacks/labelling_window_states.py), with the taxonomy as a local path.
+    labeller = LabellerEnvironment(
+        table_name=aws.table,
+        endpoint_name="",
+        model_id=MODEL_ID,
+        confidence_threshold=config.upload.confidence_threshold,
+        taxonomy_file=str(taxonomy_file.resolve()),
+        scheduled=True,
+    ).to_environment()
     say(
         f"      labelling job: vLLM's offline engine on {model_dir.name}, batches of "
         f"{config.scheduled.batch_size} (log {log.name}) ..."

@@ -35,6 +35,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from classification.labeller_environment import WindowEnvironment
 from stacks import constants
 from stacks.alarm_topic import alarm_name
 from stacks.config_sections import ScheduledLabellingConfig
@@ -191,12 +192,12 @@ class LabellingWindow(Construct):
             timeout=Duration.seconds(WINDOW_FUNCTION_TIMEOUT_SECONDS),
             memory_size=WINDOW_FUNCTION_MEMORY_MB,
             log_group=log_group,
-            environment={
-                "TABLE_NAME": labeller.table.table_name,
-                "WORK_BUCKET": self.work_bucket.bucket_name,
-                "POWERTOOLS_SERVICE_NAME": WINDOW_SERVICE_NAME,
-                "POWERTOOLS_METRICS_NAMESPACE": labeller.metrics_namespace,
-            },
+            environment=WindowEnvironment(
+                table_name=labeller.table.table_name,
+                work_bucket=self.work_bucket.bucket_name,
+                service_name=WINDOW_SERVICE_NAME,
+                metrics_namespace=labeller.metrics_namespace,
+            ).to_environment(),
         )
         status_index = f"{labeller.table.table_arn}/index/{constants.GSI_BY_STATUS}"
         role.add_to_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=[status_index]))

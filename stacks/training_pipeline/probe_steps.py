@@ -30,6 +30,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from classification.labeller_environment import ProbeEnvironment
 from stacks.encrypted_logs import encrypted_log_group
 from stacks.labeller_function import ARCHITECTURE, RUNTIME
 from stacks.lambda_role import lambda_role
@@ -37,6 +38,7 @@ from stacks.nag import acknowledge, nag_resource
 from stacks.training_pipeline.names import TRAINING_JOB_NAME_MAX, sagemaker_arn
 
 PROBE_HANDLER = "probe_handler.lambda_handler"
+PROBE_SERVICE_NAME = "photo-labeler-probe"  # its log lines' `service`
 PROBE_POLL_SECONDS = 60  # DescribeEndpoint cadence while the probe endpoint loads the model
 PROBE_FUNCTION_TIMEOUT_SECONDS = 300  # two requests of <= 60 s each, two attempts apiece (ENDPOINT_CLIENT_CONFIG)
 PROBE_FUNCTION_MEMORY_MB = 512  # one generated photo through Pillow
@@ -89,7 +91,9 @@ def build_probe_function(
         timeout=Duration.seconds(PROBE_FUNCTION_TIMEOUT_SECONDS),
         memory_size=PROBE_FUNCTION_MEMORY_MB,
         log_group=log_group,
-        environment={"TAXONOMY_FILE": taxonomy_file, "POWERTOOLS_SERVICE_NAME": "photo-labeler-probe"},
+        environment=ProbeEnvironment(
+            taxonomy_file=taxonomy_file, service_name=PROBE_SERVICE_NAME
+        ).to_environment(),
     )
     acknowledge(
         function,

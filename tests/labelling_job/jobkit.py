@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from labeller_aws import DynamoLabelStore, S3ObjectStore
-from labeller_core import LabellerConfig, Status
+from labeller_core import Status
 from labeller_inputs import ObjectRef
-from labeller_testkit import BUCKET, MODEL_ID, TABLE, Aws, photo, vllm_answer
+from labeller_testkit import BUCKET, MODEL_ID, TABLE, Aws, labeller_config, photo, vllm_answer
 from PIL import Image
 from scheduled_core import PendingRecorder
 
@@ -32,7 +32,7 @@ def record_pending(aws: Aws, key: str, body: bytes, *, validate: bool = True) ->
     """Upload a photo and record it PENDING as the scheduled upload (or backfill) Lambda does; its manifest ref."""
     aws.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
     recorder = PendingRecorder(
-        LabellerConfig.from_env(JOB_ENVIRON),
+        labeller_config(JOB_ENVIRON),
         objects=S3ObjectStore(aws.s3),
         labels=DynamoLabelStore(aws.dynamodb, TABLE),
         validate=validate,

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 from labeller_aws import DynamoLabelStore, S3ObjectStore
-from labeller_core import LabellerConfig, encode_request
+from labeller_core import encode_request
 from labeller_inputs import ObjectRef, manifest_line
+from labeller_testkit import labeller_config
 from scheduled_core import PendingRecorder
 from training_testkit import COLOURS, colour_photo
 from window_files import JobSummary, summary_name
@@ -91,7 +92,7 @@ def test_the_job_labels_a_window_like_the_served_path(
     }
     # Given new photos of every label, recorded PENDING by the scheduled upload labeller (moto's server)
     recorder = PendingRecorder(
-        LabellerConfig.from_env(environ),
+        labeller_config(environ),
         objects=S3ObjectStore(local_aws.s3),
         labels=DynamoLabelStore(local_aws.dynamodb, local_aws.table),
     )

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from jobkit import JOB_ENVIRON
+from labeller_testkit import TABLE
 from window_files import JobSummary
 
 from classification.contract import Taxonomy
@@ -40,9 +42,13 @@ def test_on_sagemaker_the_job_reads_resourceconfig_and_the_channel_folders(tmp_p
     (root / "input" / "data" / "manifest" / "shard-00000.jsonl").write_text("")
     (root / "input" / "data" / "manifest" / "README").write_text("not a shard")
     # When the job reads its environment
-    job = JobEnvironment.from_environ({"LABELLING_ROOT": str(root), "TRAINING_JOB_NAME": "photo-labeler-label-1"})
-    # Then it knows its host among the hosts, its channels, its shards and the checkpoint folder
+    job = JobEnvironment.from_environ(
+        {**JOB_ENVIRON, "LABELLING_ROOT": str(root), "TRAINING_JOB_NAME": "photo-labeler-label-1"}
+    )
+    # Then it knows its host among the hosts, its channels, its shards, the checkpoint folder and the labeller's
+    # settings (the window's variables, scheduled mode)
     assert (job.current_host, job.hosts, job.job_name) == ("algo-2", ("algo-1", "algo-2"), "photo-labeler-label-1")
+    assert (job.labeller.endpoint_mode, job.labeller.table_name) == ("scheduled", TABLE)
     shards = [path.relative_to(job.manifest_dir).as_posix() for path in job.manifest_files()]
     assert shards == ["nested/shard-00001.jsonl", "shard-00000.jsonl"]
     assert job.checkpoint_dir == root / "checkpoints"
@@ -60,15 +66,15 @@ def test_a_missing_input_is_named_in_one_line(tmp_path: Path, change: object, me
     root = opt_ml(tmp_path)
     change(root)  # type: ignore[operator]
     if message is None:  # an empty manifest channel is a valid (empty) shard set
-        assert JobEnvironment.from_environ({"LABELLING_ROOT": str(root)}).manifest_files() == []
+        assert JobEnvironment.from_environ({**JOB_ENVIRON, "LABELLING_ROOT": str(root)}).manifest_files() == []
         return
     with pytest.raises(JobConfigError, match=message):
-        JobEnvironment.from_environ({"LABELLING_ROOT": str(root)})
+        JobEnvironment.from_environ({**JOB_ENVIRON, "LABELLING_ROOT": str(root)})
 
 
 def test_sm_variables_win_and_a_host_outside_the_hosts_is_refused(tmp_path: Path) -> None:
     root = opt_ml(tmp_path)
-    local = {"LABELLING_ROOT": str(root), "SM_CURRENT_HOST": "algo-1", "SM_HOSTS": '["algo-1"]'}
+    local = {**JOB_ENVIRON, "LABELLING_ROOT": str(root), "SM_CURRENT_HOST": "algo-1", "SM_HOSTS": '["algo-1"]'}
     assert JobEnvironment.from_environ(local).hosts == ("algo-1",)
     with pytest.raises(JobConfigError, match="not among the hosts"):
         JobEnvironment.from_environ({**local, "SM_CURRENT_HOST": "algo-9"})
@@ -206,8 +212,6 @@ def test_the_engine_renders_each_profiles_request_as_the_server_would() -> None:
 def test_a_model_whose_profile_record_names_no_profile_stops_the_job_before_the_engine(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from jobkit import JOB_ENVIRON
-
     from labelling_job import run
 
     # Given a model channel whose model_profile.json names an unknown profile
@@ -220,3 +224,41 @@ def test_a_model_whose_profile_record_names_no_profile_stops_the_job_before_the_
     assert capsys.readouterr().err.strip() == (
         "labelling job not started: unknown model profile 'tuned'; known: fine-tune, base, base-prefilled"
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"TABLE_NAME": ""}, "environment variables not set: TABLE_NAME"),
+        ({"CONFIDENCE_THRESHOLD": "1.5"}, "CONFIDENCE_THRESHOLD must be within [0, 1], got 1.5"),
+        (
+            {"ENDPOINT_MODE": "realtime", "ENDPOINT_NAME": "photo-labeler"},
+            "the labelling job needs ENDPOINT_MODE=scheduled, got realtime",
+        ),
+    ],
+)
+def test_a_bad_labeller_variable_stops_the_job_in_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, str], message: str
+) -> None:
+    from labelling_job import run
+
+    # Given the window's channels, and its labeller variables with one missing, malformed or of another mode
+    root = opt_ml(tmp_path)
+    # When the job starts, Then it stops before loading anything, naming the variable
+    assert run.main(["--device", "cpu"], environ={**JOB_ENVIRON, **change, "LABELLING_ROOT": str(root)}) == 1
+    assert capsys.readouterr().err.strip() == f"labelling job not started: {message}"
+
+
+def test_the_job_reads_its_own_process_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labelling_job import run
+
+    # Given the container's environment (no `environ` handed in) naming a model whose profile is unknown
+    root = opt_ml(tmp_path)
+    (root / "input" / "data" / "model" / "model_profile.json").write_text('{"profile": "tuned"}')
+    for name, value in {**JOB_ENVIRON, "LABELLING_ROOT": str(root)}.items():
+        monkeypatch.setenv(name, value)
+    # When the job starts, Then it got as far as the model's profile: its channels and settings came from there
+    assert run.main(["--device", "cpu"]) == 1
+    assert "unknown model profile 'tuned'" in capsys.readouterr().err

@@ -14,9 +14,13 @@ from labeller_inputs import ObjectRef, manifest_line
 from labeller_testkit import BUCKET, Aws
 from window_files import JobSummary
 
+from classification.labeller_environment import LabellerEnvironment
 from classification.model_profile import BASE, resolve_profile
 from labelling_job.progress import Progress
 from labelling_job.run import LabellingRun, build_labeller, read_manifest
+
+# The job's labeller settings, parsed as JobEnvironment parses them at the job's start.
+JOB_LABELLER = LabellerEnvironment.from_environment(JOB_ENVIRON)
 
 
 class Interrupted(BaseException):
@@ -25,7 +29,7 @@ class Interrupted(BaseException):
 
 def labelling_run(model: ColourModel, checkpoint: Path, *, batch_size: int = 2) -> LabellingRun:
     return LabellingRun(
-        build_labeller(JOB_ENVIRON),
+        build_labeller(JOB_LABELLER),
         model,
         Progress(checkpoint, "algo-1"),
         batch_size=batch_size,
@@ -171,7 +175,7 @@ def test_a_job_running_a_base_model_asks_in_its_recorded_profile(aws: Aws, tmp_p
     model = _BaseAnswers()
 
     # When the job's labeller (built as run.main builds it) labels them
-    labeller = build_labeller(JOB_ENVIRON, resolve_profile(model_dir))
+    labeller = build_labeller(JOB_LABELLER, resolve_profile(model_dir))
     run = LabellingRun(labeller, model, Progress(tmp_path / "cp", "algo-1"), batch_size=2, say=lambda _: None)
     run.run(refs, JobSummary(host="algo-1", photos=len(refs)))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -12,8 +13,8 @@ import handler
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from labeller_aws import DynamoLabelStore, S3ObjectStore, SageMakerEndpoint
-from labeller_core import Labeller, LabellerConfig, StoredObject
-from labeller_testkit import BUCKET, ENDPOINT, REGION, TABLE, Aws, FakeContext
+from labeller_core import Labeller, StoredObject
+from labeller_testkit import BUCKET, ENDPOINT, REGION, TABLE, Aws, FakeContext, labeller_config
 
 from local_aws.lambda_runner import sqs_event
 
@@ -122,7 +123,7 @@ def use_labeller(
     """Serve the handler a labeller on moto whose downloads are counted (and whose model source is given)."""
     objects = CountingObjects(aws.s3)
     labeller = Labeller(
-        LabellerConfig.from_env(handler.os.environ),
+        labeller_config(os.environ),
         objects=objects,
         endpoint=SageMakerEndpoint(boto3.client("sagemaker-runtime", region_name=REGION), ENDPOINT),
         labels=DynamoLabelStore(aws.dynamodb, TABLE),

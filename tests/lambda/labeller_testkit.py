@@ -5,11 +5,16 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from labeller_core import LabellerConfig
 from moto.core import DEFAULT_ACCOUNT_ID
 from PIL import Image
+
+from classification.labeller_environment import LabellerEnvironment
 
 REGION = "us-east-1"
 BUCKET = "hotel-photos"
@@ -17,6 +22,11 @@ TRAINING_BUCKET = "hotel-photos-training"  # the model store: models, staged bas
 TABLE = "photo-labels"
 ENDPOINT = "photo-labeler-endpoint"
 MODEL_ID = "llava-next-hotel-v1"
+
+
+def labeller_config(environ: Mapping[str, str], *, task_root: Path | None = None) -> LabellerConfig:
+    """The labeller's settings from a function's environment, parsed by the contract as the handlers parse it."""
+    return LabellerConfig.from_environment(LabellerEnvironment.from_environment(environ), task_root=task_root)
 
 
 def photo(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:

@@ -16,11 +16,12 @@ from async_aws import S3RequestStore, SageMakerAsyncEndpoint
 from async_testkit import ASYNC_BUCKET, REQUEST_PREFIX, Submission, create_async_bucket, failure_notification
 from async_testkit import success_notification as notification_of
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-from labeller_core import ConfigError, TransientFault
+from labeller_core import TransientFault
 from labeller_testkit import BUCKET, ENDPOINT, REGION, Aws, FakeContext, photo, vllm_answer
 from moto.core import DEFAULT_ACCOUNT_ID
 from test_labeller_handler import emitted_metrics, lambda_event, log_lines, make_queue, receive
 
+from classification.labeller_environment import ConfigError
 from local_aws.lambda_runner import sqs_event
 
 

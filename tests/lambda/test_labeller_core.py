@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from labeller_core import (
-    ConfigError,
     Labeller,
     LabellerConfig,
     Status,
@@ -19,9 +18,10 @@ from labeller_core import (
     format_last_modified,
 )
 from labeller_inputs import ObjectRef
-from labeller_testkit import MODEL_ID, photo, vllm_answer
+from labeller_testkit import MODEL_ID, labeller_config, photo, vllm_answer
 
 from classification.contract import Taxonomy
+from classification.labeller_environment import DEFAULT_HOTEL_ID_PATTERN, DEFAULT_UPLOAD_PREFIX, ConfigError
 
 TAXONOMY = Taxonomy.load()
 MODIFIED = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
@@ -92,33 +92,38 @@ def make_labeller(
     return labeller, endpoint, labels
 
 
-def test_config_from_env_names_the_bad_variable(tmp_path: Path) -> None:
-    base = {"MODEL_ID": MODEL_ID}
-    with pytest.raises(ConfigError, match="MODEL_ID"):
-        LabellerConfig.from_env({})
-    with pytest.raises(ConfigError, match="CONFIDENCE_THRESHOLD"):
-        LabellerConfig.from_env({**base, "CONFIDENCE_THRESHOLD": "high"})
-    with pytest.raises(ConfigError, match="CONFIDENCE_THRESHOLD"):
-        LabellerConfig.from_env({**base, "CONFIDENCE_THRESHOLD": "1.5"})
-    with pytest.raises(ConfigError, match="BASE_MARGIN_THRESHOLD must be within"):
-        LabellerConfig.from_env({**base, "BASE_MARGIN_THRESHOLD": "-0.1"})
-    assert LabellerConfig.from_env({**base, "BASE_MARGIN_THRESHOLD": "0.4"}).base_margin_threshold == 0.4
-    assert LabellerConfig.from_env(base).base_margin_threshold is None
-    with pytest.raises(ConfigError, match="hotel_id"):
-        LabellerConfig.from_env({**base, "HOTEL_ID_PATTERN": r"^uploads/([^/]+)/"})
-    with pytest.raises(ConfigError, match="not a valid regex"):
-        LabellerConfig.from_env({**base, "HOTEL_ID_PATTERN": r"(?P<hotel_id>"})
-    with pytest.raises(ConfigError, match="MODEL_PARAMETER_NAME"):
-        LabellerConfig.from_env({**base, "MODEL_PARAMETER_NAME": "/photos/model current"})
-    assert LabellerConfig.from_env({**base, "MODEL_PARAMETER_NAME": ""}).model_parameter_name is None
+def test_the_config_carries_the_parsed_environment_and_finds_the_taxonomy_under_the_task_root(
+    tmp_path: Path,
+) -> None:
+    # Given the variables a realtime labeller cannot run without
+    base = {"TABLE_NAME": "photo-labels", "ENDPOINT_NAME": "photo-labeler", "MODEL_ID": MODEL_ID}
+    # Then unset optional ones take the labeller's defaults
+    config = labeller_config(base)
+    assert (config.model_id, config.upload_prefix, config.hotel_id_pattern.pattern) == (
+        MODEL_ID,
+        DEFAULT_UPLOAD_PREFIX,
+        DEFAULT_HOTEL_ID_PATTERN,
+    )
+    assert (config.base_margin_threshold, config.model_parameter_name, config.taxonomy) == (None, None, TAXONOMY)
+    # and set ones arrive typed; an empty prefix is a prefix (the whole bucket), an empty registry name is unset
+    assert labeller_config({**base, "BASE_MARGIN_THRESHOLD": "0.4"}).base_margin_threshold == 0.4
+    assert labeller_config({**base, "UPLOAD_PREFIX": ""}).upload_prefix == ""
+    assert labeller_config({**base, "MODEL_PARAMETER_NAME": ""}).model_parameter_name is None
     registry = "/hotel-photos/model/current"
-    assert LabellerConfig.from_env({**base, "MODEL_PARAMETER_NAME": registry}).model_parameter_name == registry
+    assert labeller_config({**base, "MODEL_PARAMETER_NAME": registry}).model_parameter_name == registry
     arn = "arn:aws:ssm:us-east-1:123456789012:parameter/hotel-photos/model/current"
-    assert LabellerConfig.from_env({**base, "MODEL_PARAMETER_NAME": arn}).model_parameter_name == arn
+    assert labeller_config({**base, "MODEL_PARAMETER_NAME": arn}).model_parameter_name == arn
+    # A relative TAXONOMY_FILE is under the task root the caller names, else the runtime's LAMBDA_TASK_ROOT
     (tmp_path / "classification").mkdir()
     (tmp_path / "classification" / "mine.json").write_text('{"labels": ["Room", "Pool"]}', encoding="utf-8")
-    config = LabellerConfig.from_env({**base, "TAXONOMY_FILE": "classification/mine.json"}, task_root=tmp_path)
-    assert config.taxonomy.labels == ("Room", "Pool")
+    mine = {**base, "TAXONOMY_FILE": "classification/mine.json"}
+    assert labeller_config(mine, task_root=tmp_path).taxonomy.labels == ("Room", "Pool")
+    assert labeller_config({**mine, "LAMBDA_TASK_ROOT": str(tmp_path)}).taxonomy.labels == ("Room", "Pool")
+    # A bad variable never reaches a config: the contract refuses it, naming it
+    # (every message: tests/classification/test_labeller_environment.py)
+    for variable, value in (("CONFIDENCE_THRESHOLD", "1.5"), ("HOTEL_ID_PATTERN", r"^uploads/([^/]+)/")):
+        with pytest.raises(ConfigError, match=variable):
+            labeller_config({**base, variable: value})
 
 
 def test_confident_answer_is_labeled_and_a_weak_one_needs_review() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import random
 import time
 from collections import Counter
@@ -16,13 +17,14 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 from botocore.response import StreamingBody
 from handler_testkit import drain, emitted_metrics, lambda_event, log_lines, make_queue, receive, run_batch
 from labeller_aws import DynamoLabelStore, S3ObjectStore, SageMakerEndpoint
-from labeller_core import Labeller, LabellerConfig
+from labeller_core import Labeller
 from labeller_testkit import (
     BUCKET,
     ENDPOINT,
     MODEL_ID,
     Aws,
     FakeContext,
+    labeller_config,
     photo,
     queue_endpoint_reply,
     vllm_answer,
@@ -110,7 +112,7 @@ def test_a_newer_version_replaces_the_label_and_a_late_event_of_the_old_one_does
 
 def test_an_older_result_never_overwrites_a_newer_one_even_when_written_last(aws: Aws) -> None:
     # Given a labeller that read version 1, while version 2 was labelled in the meantime
-    store = DynamoLabelStore(aws.dynamodb, handler.os.environ["TABLE_NAME"])
+    store = DynamoLabelStore(aws.dynamodb, os.environ["TABLE_NAME"])
     newer = {
         "image_uri": f"s3://{BUCKET}/uploads/h/x.jpg",
         "status": "LABELED",
@@ -262,10 +264,10 @@ def test_under_heavy_endpoint_faults_every_upload_ends_with_exactly_one_correct_
     queue, dlq = make_queue(aws, max_receive=20)
     flaky = FlakyRuntime(failure_rate=0.4, seed=7)
     labeller = Labeller(
-        LabellerConfig.from_env(handler.os.environ),
+        labeller_config(os.environ),
         objects=S3ObjectStore(aws.s3),
         endpoint=SageMakerEndpoint(flaky, ENDPOINT),
-        labels=DynamoLabelStore(aws.dynamodb, handler.os.environ["TABLE_NAME"]),
+        labels=DynamoLabelStore(aws.dynamodb, os.environ["TABLE_NAME"]),
     )
     monkeypatch.setattr(handler, "get_labeller", lambda **_: labeller)
     expected = {f"uploads/h{i % 5}/photo-{i:02d}.jpg": LABELS[i % len(LABELS)] for i in range(60)}

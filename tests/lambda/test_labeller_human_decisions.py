@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import handler
+import pytest
 from labeller_aws import DynamoLabelStore
 from labeller_core import HUMAN_DECISION_ATTRIBUTE
 from labeller_testkit import BUCKET, MODEL_ID, TABLE, Aws, FakeContext, photo, queue_endpoint_reply, vllm_answer
@@ -36,7 +37,9 @@ def test_the_labeller_and_the_review_api_name_the_same_decision_attribute() -> N
     assert HUMAN_DECISION_ATTRIBUTE == DECISION_ATTRIBUTE
 
 
-def test_a_reviewed_photo_is_left_alone_by_a_new_upload_a_backfill_and_a_reclassify(aws: Aws) -> None:
+def test_a_reviewed_photo_is_left_alone_by_a_new_upload_a_backfill_and_a_reclassify(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a photo the model found uncertain, then a reviewer corrected to Spa
     key = "uploads/h1/a.jpg"
     aws.s3.put_object(Bucket=BUCKET, Key=key, Body=photo((0, 0, 0)))
@@ -50,7 +53,7 @@ def test_a_reviewed_photo_is_left_alone_by_a_new_upload_a_backfill_and_a_reclass
     reclassify = {"Items": [{"Key": key}], "BatchInput": {"bucket": BUCKET, "reclassify": True}}
     summaries = [handler.backfill_handler(event, FakeContext())]
     handler.get_labeller.cache_clear()
-    handler.os.environ["MODEL_ID"] = "llava-next-hotel-v2"
+    monkeypatch.setenv("MODEL_ID", "llava-next-hotel-v2")
     summaries.append(handler.backfill_handler(reclassify, FakeContext()))
     aws.s3.put_object(Bucket=BUCKET, Key=key, Body=photo((240, 240, 240)))
     summaries.append(handler.backfill_handler(event, FakeContext()))

@@ -4,6 +4,7 @@ reclassify backfill that relabels what the base model labelled once the first fi
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import boto3
@@ -11,7 +12,7 @@ import handler
 import pytest
 from botocore.exceptions import ClientError
 from labeller_aws import DynamoLabelStore, S3ModelProfiles, S3ObjectStore
-from labeller_core import Labeller, LabellerConfig, TransientFault
+from labeller_core import Labeller, TransientFault
 from labeller_inputs import ObjectRef
 from labeller_testkit import (
     BUCKET,
@@ -22,6 +23,7 @@ from labeller_testkit import (
     Aws,
     FakeContext,
     base_answer,
+    labeller_config,
     photo,
     queue_endpoint_reply,
     vllm_answer,
@@ -156,7 +158,7 @@ def test_the_request_sent_is_the_profile_of_the_model_that_answers_it(
     answer = base_answer("Room", 0.7, "Lobby", 0.2) if profile is BASE else vllm_answer("Room")
     endpoint = _RecordingEndpoint(answer)
     labeller = Labeller(
-        LabellerConfig.from_env(handler.os.environ),
+        labeller_config(os.environ),
         objects=S3ObjectStore(aws.s3),
         endpoint=endpoint,
         labels=DynamoLabelStore(aws.dynamodb, TABLE),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -11,7 +12,7 @@ from handler_testkit import CountingObjects, emitted_metrics, log_lines, make_qu
 from labeller_aws import DynamoLabelStore, S3ObjectStore
 from labeller_core import LabellerConfig, Outcome, Prepared, Status, encode_request
 from labeller_inputs import ObjectRef
-from labeller_testkit import BUCKET, MODEL_ID, TABLE, Aws, FakeContext, photo, vllm_answer
+from labeller_testkit import BUCKET, MODEL_ID, TABLE, Aws, FakeContext, labeller_config, photo, vllm_answer
 from scheduled_core import PENDING_REASON, PendingRecorder, WindowLabeller
 
 from classification.images import InvalidImage, normalize
@@ -29,7 +30,7 @@ def scheduled(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
 
 def recorder(aws: Aws, *, validate: bool = True, config: LabellerConfig | None = None) -> PendingRecorder:
     return PendingRecorder(
-        config or LabellerConfig.from_env(handler.os.environ),
+        config or labeller_config(os.environ),
         objects=CountingObjects(aws.s3),
         labels=DynamoLabelStore(aws.dynamodb, TABLE),
         validate=validate,
@@ -37,7 +38,7 @@ def recorder(aws: Aws, *, validate: bool = True, config: LabellerConfig | None =
 
 
 def window_labeller(aws: Aws) -> WindowLabeller:
-    config = LabellerConfig.from_env({**handler.os.environ, "UPLOAD_PREFIX": ""})
+    config = labeller_config({**os.environ, "UPLOAD_PREFIX": ""})
     return WindowLabeller(config, objects=S3ObjectStore(aws.s3), labels=DynamoLabelStore(aws.dynamodb, TABLE))
 
 
@@ -201,8 +202,8 @@ def test_the_backfill_records_pending_from_a_head_request_without_downloading(sc
     ref = upload(scheduled, "archive/h8/old.jpg", photo((0, 120, 240)))
     big = upload(scheduled, "archive/h8/huge.jpg", b"x" * 2048)
     gone = ObjectRef(BUCKET, "archive/h8/gone.jpg", "0" * 32)
-    environ = {**handler.os.environ, "UPLOAD_PREFIX": "", "HOTEL_ID_PATTERN": r"^archive/(?P<hotel_id>[^/]+)/"}
-    config = replace(LabellerConfig.from_env(environ), max_object_bytes=1024)
+    environ = {**os.environ, "UPLOAD_PREFIX": "", "HOTEL_ID_PATTERN": r"^archive/(?P<hotel_id>[^/]+)/"}
+    config = replace(labeller_config(environ), max_object_bytes=1024)
     labeller = recorder(scheduled, validate=False, config=config)
 
     # When the backfill's labeller records them
