@@ -12,12 +12,12 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from stacks import constants
-from stacks.container_images import grant_ecr_pull
-from stacks.model_store import ModelStore
-from stacks.nag import acknowledge, nag_resource
-from stacks.rollout import RolloutAlarms
-from stacks.training_image import default_training_images
+from stacks.common import constants
+from stacks.common.container_images import grant_ecr_pull
+from stacks.common.nag import acknowledge, nag_resource
+from stacks.common.training_image import default_training_images
+from stacks.serving.rollout import RolloutAlarms
+from stacks.storage.model_store import ModelStore
 from stacks.training_pipeline.names import (
     SYNC_RULE,
     TRAINING_LOG_GROUP,

@@ -21,8 +21,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from stacks.inference_endpoint import InferenceEndpoint
-from stacks.rollout import RolloutAlarms
+from stacks.serving.inference_endpoint import InferenceEndpoint
+from stacks.serving.rollout import RolloutAlarms
 from stacks.training_pipeline.names import ROLLOUT_POLL_SECONDS, sagemaker_arn
 from stacks.training_pipeline.probe_steps import build_probe
 from stacks.training_pipeline.roles import pass_role_statement

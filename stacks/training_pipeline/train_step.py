@@ -17,9 +17,8 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from stacks import constants
+from stacks.common import constants
 from stacks.config import TrainingPipelineConfig
-from stacks.training_asset import ENTRY_POINT
 from stacks.training_pipeline.names import (
     CHECKPOINT_LOCAL_PATH,
     METRIC_DEFINITIONS,
@@ -27,6 +26,7 @@ from stacks.training_pipeline.names import (
     SERVED_CHANNEL,
     TRAIN_CHANNEL,
 )
+from stacks.training_pipeline.training_asset import ENTRY_POINT
 
 
 def training_arguments(

@@ -20,7 +20,7 @@ from classification.contract import Taxonomy
 from labelling_job.engine import MIN_LOGPROB, chat_options, chat_response
 from labelling_job.job_environment import JobConfigError, JobEnvironment
 from labelling_job.progress import Progress
-from stacks.labelling_job_code import BOOTSTRAP, ENTRYPOINT
+from stacks.labelling.job_code import BOOTSTRAP, ENTRYPOINT
 
 
 def opt_ml(root: Path, *, hosts: list[str] | None = None) -> Path:
