@@ -21,6 +21,11 @@ from aws_cdk import aws_lambda as lambda_
 from stacks.common import constants
 
 Runner = Callable[[Sequence[str]], None]
+# Every function of the app runs what this bundler fetched, cp312 wheels for x86_64
+# (constants.LAMBDA_WHEEL_PLATFORMS): the runtime and the architecture are fixed here, beside them.
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+ARCHITECTURE = lambda_.Architecture.X86_64
+assert RUNTIME.name == f"python{constants.LAMBDA_PYTHON_VERSION}", "runtime and bundled wheels disagree"
 
 
 class BundlingError(RuntimeError):
@@ -128,4 +133,12 @@ def inputs_hash(bundler: PipLocalBundling) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["BundlingError", "PipLocalBundling", "function_code", "function_source_files", "inputs_hash"]
+__all__ = [
+    "ARCHITECTURE",
+    "RUNTIME",
+    "BundlingError",
+    "PipLocalBundling",
+    "function_code",
+    "function_source_files",
+    "inputs_hash",
+]

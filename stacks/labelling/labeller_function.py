@@ -21,19 +21,13 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from classification.labeller_environment import LabellerEnvironment
-from stacks.common import constants
 from stacks.common.encrypted_logs import encrypted_log_group
+from stacks.common.lambda_bundling import ARCHITECTURE, RUNTIME
 from stacks.common.lambda_role import lambda_role
 from stacks.common.nag import acknowledge, nag_resource
 from stacks.serving.async_inference import AsyncInferenceStorage
 from stacks.serving.inference_endpoint import InferenceEndpoint
 from stacks.storage.model_store import ModelStore, ProfileRecords
-
-# The bundler fetches cp312 wheels for x86_64 (constants.LAMBDA_WHEEL_PLATFORMS): runtime and architecture
-# must match them.
-RUNTIME = lambda_.Runtime.PYTHON_3_12
-ARCHITECTURE = lambda_.Architecture.X86_64
-assert RUNTIME.name == f"python{constants.LAMBDA_PYTHON_VERSION}", "runtime and bundled wheels disagree"
 
 
 @dataclass(frozen=True)
@@ -190,4 +184,4 @@ class LabellerFunction(Construct):
             props.profile_records.grant_read(self.role, self.role)
 
 
-__all__ = ["ARCHITECTURE", "RUNTIME", "LabellerFunction", "LabellerProps", "photo_list_statement"]
+__all__ = ["LabellerFunction", "LabellerProps", "photo_list_statement"]

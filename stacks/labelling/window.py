@@ -39,13 +39,14 @@ from classification.labeller_environment import WindowEnvironment
 from stacks.common import constants
 from stacks.common.container_images import regional_image_uri
 from stacks.common.encrypted_logs import encrypted_log_group
+from stacks.common.lambda_bundling import ARCHITECTURE, RUNTIME
 from stacks.common.lambda_role import lambda_role
 from stacks.common.lmi_image import LmiImageTable, default_table
 from stacks.common.nag import acknowledge, nag_resource
 from stacks.config.sections import ScheduledLabellingConfig
 from stacks.labelling.job import WINDOWS_PREFIX, build_job_role, job_name_pattern
 from stacks.labelling.job_code import labelling_code_asset
-from stacks.labelling.labeller_function import ARCHITECTURE, RUNTIME, LabellerProps
+from stacks.labelling.labeller_function import LabellerProps
 from stacks.labelling.window_states import WindowStates
 from stacks.monitoring.alarm_topic import alarm_name
 from stacks.storage.model_store import ModelStore

@@ -35,6 +35,7 @@ from constructs import Construct
 
 from stacks.common import constants
 from stacks.common.encrypted_logs import encrypted_log_group
+from stacks.common.lambda_bundling import RUNTIME
 from stacks.common.lambda_role import lambda_role
 from stacks.common.nag import acknowledge, nag_resource
 from stacks.config import ConfigError, ReviewPageConfig
@@ -43,7 +44,6 @@ from stacks.review.history_table import SORT_KEY as HISTORY_SORT_KEY
 from stacks.review.history_table import table_name as history_table_name
 from stacks.review.parts import (
     REVIEW_SERVICE_NAME,
-    RUNTIME,
     review_function_code,
     review_log_group_name,
     review_web_acl,

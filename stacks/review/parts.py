@@ -15,13 +15,11 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from stacks.common import constants
-from stacks.common.lambda_bundling import PipLocalBundling, inputs_hash
+from stacks.common.lambda_bundling import RUNTIME, PipLocalBundling, inputs_hash
 from stacks.config import ReviewPageConfig
 
 REVIEW_API_DIR = constants.PROJECT_ROOT / "review_api"
 REVIEW_SERVICE_NAME = "photo-review"  # the EMF dimension `service` of the review API's metrics
-RUNTIME = lambda_.Runtime.PYTHON_3_12
-assert RUNTIME.name == f"python{constants.LAMBDA_PYTHON_VERSION}", "runtime and bundled wheels disagree"
 WAF_RATE_LIMIT_PER_5_MIN = 2000  # per client IP; a reviewer's page makes a few requests per photo
 
 

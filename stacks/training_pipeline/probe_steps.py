@@ -32,9 +32,9 @@ from constructs import Construct
 
 from classification.labeller_environment import ProbeEnvironment
 from stacks.common.encrypted_logs import encrypted_log_group
+from stacks.common.lambda_bundling import ARCHITECTURE, RUNTIME
 from stacks.common.lambda_role import lambda_role
 from stacks.common.nag import acknowledge, nag_resource
-from stacks.labelling.labeller_function import ARCHITECTURE, RUNTIME
 from stacks.training_pipeline.names import TRAINING_JOB_NAME_MAX, sagemaker_arn
 
 PROBE_HANDLER = "probe_handler.lambda_handler"
