@@ -10,5 +10,7 @@ lambda_bundling.py  Docker-free bundling of Lambda code: pinned wheels, then the
 container_images.py per-region Deep Learning Container image URIs and the grant to pull them
 lmi_image.py        the DJL LMI image per region (data/djl_lmi_images.json)
 training_image.py   the Hugging Face training image per region (data/hf_training_images.json)
+sagemaker_jobs.py   what every SageMaker training job shares (the pipeline's and the labelling windows'): fixed
+                    names, ARNs, the job role's logs and metrics, a state machine's .sync grants
 data/               the committed image tables and the scripts that refresh them
 """

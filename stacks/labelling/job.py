@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -28,10 +28,10 @@ from constructs import Construct
 
 from stacks.common.container_images import grant_ecr_pull
 from stacks.common.nag import acknowledge, nag_resource
+from stacks.common.sagemaker_jobs import CHECKPOINT_LOCAL_PATH, grant_job_logs_and_metrics
 from stacks.config.sections import ScheduledLabellingConfig
 from stacks.labelling.job_code import CODE_CHANNEL_NAME, ENTRYPOINT
 from stacks.labelling.labeller_function import photo_list_statement
-from stacks.training_pipeline.names import CHECKPOINT_LOCAL_PATH, TRAINING_LOG_GROUP, TRAINING_METRICS_NAMESPACE
 
 WINDOWS_PREFIX = "windows/"  # lambda/window_files.py WINDOWS_PREFIX: everything of a window lives under it
 MANIFEST_CHANNEL = "manifest"  # labelling_job/job_environment.py reads these channel names
@@ -193,31 +193,7 @@ def build_job_role(
         )
     )
     grant_ecr_pull(role, image_uri, image_repository)
-    streams = stack.format_arn(
-        service="logs",
-        resource="log-group",
-        resource_name=f"{TRAINING_LOG_GROUP}:log-stream:{job_name_pattern(name_prefix)}*",
-        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-    )
-    group = stack.format_arn(
-        service="logs",
-        resource="log-group",
-        resource_name=f"{TRAINING_LOG_GROUP}:*",
-        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[streams])
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"], resources=[group])
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=["cloudwatch:PutMetricData"],
-            resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": TRAINING_METRICS_NAMESPACE}},
-        )
-    )
+    streams, group = grant_job_logs_and_metrics(role, job_names=f"{job_name_pattern(name_prefix)}*")
     reasons[nag_resource(scope, streams)] = (
         "SageMaker names one log stream per job and host at run time; the grant is limited to this app's "
         "labelling jobs (their name prefix) in SageMaker's training log group."

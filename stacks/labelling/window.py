@@ -43,6 +43,7 @@ from stacks.common.lambda_bundling import ARCHITECTURE, RUNTIME
 from stacks.common.lambda_role import lambda_role
 from stacks.common.lmi_image import LmiImageTable, default_table
 from stacks.common.nag import acknowledge, nag_resource
+from stacks.common.sagemaker_jobs import grant_sync_training_job, sagemaker_arn
 from stacks.config.sections import ScheduledLabellingConfig
 from stacks.labelling.job import WINDOWS_PREFIX, build_job_role, job_name_pattern
 from stacks.labelling.job_code import labelling_code_asset
@@ -50,7 +51,6 @@ from stacks.labelling.labeller_function import LabellerProps
 from stacks.labelling.window_states import WindowStates
 from stacks.monitoring.alarm_topic import alarm_name
 from stacks.storage.model_store import ModelStore
-from stacks.training_pipeline.names import SYNC_RULE, sagemaker_arn
 
 WINDOW_HANDLER = "window_handler.lambda_handler"  # lambda/window_handler.py
 WINDOW_SERVICE_NAME = "photo-labeler-window"  # its metrics' `service` dimension
@@ -266,34 +266,7 @@ class LabellingWindow(Construct):
 
     def _grant_state_machine(self) -> None:
         role = self.state_machine.role
-        stack = Stack.of(self)
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                # .sync tags the job it starts and reads the tags back (aws-cdk issue 32294); Describe/Stop for
-                # polling and for stopping a job when the execution is stopped.
-                actions=[
-                    "sagemaker:CreateTrainingJob",
-                    "sagemaker:DescribeTrainingJob",
-                    "sagemaker:StopTrainingJob",
-                    "sagemaker:AddTags",
-                    "sagemaker:ListTags",
-                ],
-                resources=[self.job_arn],
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=[self.job_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-            )
-        )
-        rule_arn = stack.format_arn(service="events", resource="rule", resource_name=SYNC_RULE)
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"], resources=[rule_arn]
-            )
-        )
+        grant_sync_training_job(role, job_arn=self.job_arn, job_role=self.job_role)
         reasons = {
             nag_resource(self, self.job_arn): (
                 "Each window creates (and describes) labelling jobs with new names; the grant is limited to this "

@@ -35,7 +35,8 @@ from stacks.common.encrypted_logs import encrypted_log_group
 from stacks.common.lambda_bundling import ARCHITECTURE, RUNTIME
 from stacks.common.lambda_role import lambda_role
 from stacks.common.nag import acknowledge, nag_resource
-from stacks.training_pipeline.names import TRAINING_JOB_NAME_MAX, sagemaker_arn
+from stacks.common.sagemaker_jobs import sagemaker_arn
+from stacks.training_pipeline.names import TRAINING_JOB_NAME_MAX
 
 PROBE_HANDLER = "probe_handler.lambda_handler"
 PROBE_SERVICE_NAME = "photo-labeler-probe"  # its log lines' `service`

@@ -18,9 +18,9 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.common import constants
+from stacks.common.sagemaker_jobs import CHECKPOINT_LOCAL_PATH
 from stacks.config import TrainingPipelineConfig
 from stacks.training_pipeline.names import (
-    CHECKPOINT_LOCAL_PATH,
     METRIC_DEFINITIONS,
     MODEL_CHANNEL,
     SERVED_CHANNEL,
