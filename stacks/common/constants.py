@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stacks.storage import labels_table
-
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONTEXT_KEY = "photo_labeler"  # the cdk.json context object that holds the whole configuration
 MODEL_CODE_DIR = PROJECT_ROOT / "model_code"
@@ -64,9 +62,6 @@ MAX_ITEMS_PER_BATCH = 1_000  # our bound: one batch's Lambda must finish in 15 m
 # --- Storage ---------------------------------------------------------------------------------------------------
 ABORT_INCOMPLETE_UPLOAD_DAYS = 7
 ACCESS_LOG_PREFIX = "image-bucket/"
-# The labels table's keys and indexes are defined once, in stacks/storage/labels_table.py;
-# stacks/review/page.py names this.
-GSI_BY_STATUS = labels_table.BY_STATUS.name
 
 # --- Training bucket layout (stacks/storage/model_store.py) ------------------------------------------------------
 DATASETS_PREFIX = "datasets/"  # DatasetDicts written by training_job.build_dataset

@@ -8,8 +8,7 @@ labelling_job/requirements.txt for the image's Python, then the sources, at the 
     labelling_job/            the job (run.py, engine.py, progress.py, job_environment.py)
     labeller_core.py ...      the labeller's own modules, as the Lambda bundle places them (LAMBDA_MODULES)
     classification/           the contract and the configured taxonomy
-    stacks/serving/serving_properties.py (+ common/constants.py, storage/labels_table.py)
-    model_code/serving.properties
+    stacks/serving/serving_properties.py (+ common/constants.py), model_code/serving.properties
     boto3/, botocore/, ...    the bundled dependencies
 
 The asset reaches the container as the `code` input channel (a file under /opt/ml/input/data/code/), and
@@ -46,8 +45,6 @@ STACKS_MODULES = (
     "common/constants.py",
     "serving/__init__.py",
     "serving/serving_properties.py",
-    "storage/__init__.py",
-    "storage/labels_table.py",
 )
 ENTRY_MODULE = "labelling_job.run"
 CODE_CHANNEL_NAME = "code"  # the input channel the bundle arrives on (BOOTSTRAP reads input/data/code/)

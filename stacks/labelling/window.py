@@ -50,6 +50,7 @@ from stacks.labelling.job_code import labelling_code_asset
 from stacks.labelling.labeller_function import LabellerProps
 from stacks.labelling.window_states import WindowStates
 from stacks.monitoring.alarm_topic import alarm_name
+from stacks.storage import labels_table
 from stacks.storage.model_store import ModelStore
 
 WINDOW_HANDLER = "window_handler.lambda_handler"  # lambda/window_handler.py
@@ -200,7 +201,7 @@ class LabellingWindow(Construct):
                 metrics_namespace=labeller.metrics_namespace,
             ).to_environment(),
         )
-        status_index = f"{labeller.table.table_arn}/index/{constants.GSI_BY_STATUS}"
+        status_index = f"{labeller.table.table_arn}/index/{labels_table.BY_STATUS.name}"
         role.add_to_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=[status_index]))
         windows = self.work_bucket.arn_for_objects(f"{WINDOWS_PREFIX}*")
         role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject", "s3:GetObject"], resources=[windows]))

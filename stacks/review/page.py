@@ -55,6 +55,7 @@ from stacks.review.site import (
     site_distribution,
     standard_logs_possible,
 )
+from stacks.storage import labels_table
 
 REVIEW_HANDLER = "review_api.handler.lambda_handler"
 # `email` puts the e-mail in the ID token the page sends (review_api/identity.py); `openid` yields an ID token.
@@ -342,7 +343,7 @@ class ReviewPage(Construct):
         # The queue: Query on the by-status index only; decisions: GetItem + conditional UpdateItem on the table.
         self.role.add_to_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:Query"], resources=[f"{table.table_arn}/index/{constants.GSI_BY_STATUS}"]
+                actions=["dynamodb:Query"], resources=[f"{table.table_arn}/index/{labels_table.BY_STATUS.name}"]
             )
         )
         self.role.add_to_policy(
