@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -18,7 +17,7 @@ from stacks.common import constants
 from stacks.common.key_policy import scope_service_statements
 from stacks.config import UploadPathConfig
 from stacks.labelling.labeller_function import LabellerFunction, LabellerProps
-from stacks.monitoring.alarm_topic import alarm_name
+from stacks.monitoring.alarm_topic import alarm_name, dead_letter_alarm
 
 
 class UploadPath(Construct):
@@ -121,22 +120,13 @@ class UploadPath(Construct):
         )
 
     def _build_dlq_alarm(self, topic: sns.ITopic, name_prefix: str) -> cloudwatch.Alarm:
-        alarm = cloudwatch.Alarm(
+        return dead_letter_alarm(
             self,
-            "DeadLetterQueueAlarm",
-            alarm_name=alarm_name(name_prefix, "upload-dlq"),
-            alarm_description=(
+            self.dead_letter_queue,
+            name=alarm_name(name_prefix, "upload-dlq"),
+            description=(
                 "Uploads failed labelling after every retry and wait in the dead-letter queue: check the "
                 "function's logs and the endpoint, then redrive the DLQ."
             ),
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=Duration.seconds(constants.ALARM_PERIOD_SECONDS), statistic=cloudwatch.Stats.MAXIMUM
-            ),
-            threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            topic=topic,
         )
-        alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
-        alarm.add_ok_action(cloudwatch_actions.SnsAction(topic))
-        return alarm

@@ -16,11 +16,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+
+from stacks.common import constants
 
 CLOUDWATCH_PRINCIPAL = "cloudwatch.amazonaws.com"
 
@@ -79,4 +84,27 @@ def build_alarm_topic(scope: Construct, construct_id: str, *, name_prefix: str, 
     return topic
 
 
-__all__ = ["CLOUDWATCH_PRINCIPAL", "alarm_arn_pattern", "alarm_name", "build_alarm_topic"]
+def dead_letter_alarm(
+    scope: Construct, queue: sqs.IQueue, *, name: str, description: str, topic: sns.ITopic
+) -> cloudwatch.Alarm:
+    """`DeadLetterQueueAlarm`: any message in the dead-letter queue `queue` notifies `topic`, and again when it is
+    empty. `name` comes from `alarm_name`; `description` says what failed and the operator's first action."""
+    alarm = cloudwatch.Alarm(
+        scope,
+        "DeadLetterQueueAlarm",
+        alarm_name=name,
+        alarm_description=description,
+        metric=queue.metric_approximate_number_of_messages_visible(
+            period=Duration.seconds(constants.ALARM_PERIOD_SECONDS), statistic=cloudwatch.Stats.MAXIMUM
+        ),
+        threshold=0,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluation_periods=1,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+    alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+    alarm.add_ok_action(cloudwatch_actions.SnsAction(topic))
+    return alarm
+
+
+__all__ = ["CLOUDWATCH_PRINCIPAL", "alarm_arn_pattern", "alarm_name", "build_alarm_topic", "dead_letter_alarm"]

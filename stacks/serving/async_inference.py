@@ -17,7 +17,6 @@ from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -31,7 +30,7 @@ from stacks.common import constants
 from stacks.common.key_policy import scope_service_statements
 from stacks.common.nag import acknowledge, nag_resource
 from stacks.config.sections import AsyncInferenceConfig
-from stacks.monitoring.alarm_topic import alarm_name
+from stacks.monitoring.alarm_topic import alarm_name, dead_letter_alarm
 
 REQUEST_PREFIX = DEFAULT_REQUEST_PREFIX  # requests/: the Lambda's default for an unset ASYNC_REQUEST_PREFIX
 OUTPUT_PREFIX = "responses/"
@@ -207,26 +206,17 @@ class AsyncInferenceStorage(Construct):
         return sns.Topic(self, construct_id, topic_name=name, master_key=self.topic_key, enforce_ssl=True)
 
     def _dlq_alarm(self, topic: sns.ITopic, name_prefix: str) -> cloudwatch.Alarm:
-        alarm = cloudwatch.Alarm(
+        return dead_letter_alarm(
             self,
-            "DeadLetterQueueAlarm",
-            alarm_name=alarm_name(name_prefix, "async-dlq"),
-            alarm_description=(
+            self.dead_letter_queue,
+            name=alarm_name(name_prefix, "async-dlq"),
+            description=(
                 "Async inference notifications failed every retry (inference failed max_attempts times, or the "
                 "label writer cannot record them): see the label writer's logs; re-run the backfill over the "
                 "photos' prefix to submit them again."
             ),
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=Duration.seconds(constants.ALARM_PERIOD_SECONDS), statistic=cloudwatch.Stats.MAXIMUM
-            ),
-            threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            topic=topic,
         )
-        alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
-        alarm.add_ok_action(cloudwatch_actions.SnsAction(topic))
-        return alarm
 
 
 __all__ = ["AsyncInferenceConfig", "AsyncInferenceStorage"]
