@@ -16,6 +16,16 @@ def acknowledge(scope: IConstruct, rule_id: str, reason: str) -> None:
     Validations.of(scope).acknowledge(Acknowledgment(id=rule_id, reason=reason))
 
 
+def acknowledge_lambda_tracing(role: IConstruct) -> None:
+    """The one wildcard every traced function's role carries: X-Ray's actions, which name no resource."""
+    acknowledge(
+        role,
+        "AwsSolutions-IAM5[Resource::*]",
+        "Lambda active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which support no "
+        "resource-level permissions (added by aws-cdk-lib for Tracing.ACTIVE).",
+    )
+
+
 def nag_resource(scope: IConstruct, value: str) -> str:
     """How cdk-nag spells a (possibly tokenized) ARN inside a finding id, e.g. `AwsSolutions-IAM5[Resource::...]`.
 

@@ -21,7 +21,7 @@ from classification.labeller_environment import LabellerEnvironment
 from stacks.common import constants
 from stacks.common.encrypted_logs import encrypted_log_group
 from stacks.common.lambda_role import lambda_role
-from stacks.common.nag import acknowledge, nag_resource
+from stacks.common.nag import acknowledge, acknowledge_lambda_tracing, nag_resource
 from stacks.labelling.labeller_function import LabellerProps
 from stacks.serving.async_inference import OUTPUT_PREFIX, REQUEST_PREFIX, AsyncInferenceStorage
 
@@ -143,9 +143,4 @@ class AsyncLabelWriter(Construct):
                 f"AwsSolutions-IAM5[Resource::{nag_resource(self, arn)}]",
                 f"The label writer {what}; the grant is limited to that prefix of the async inference bucket.",
             )
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Lambda active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which support no "
-            "resource-level permissions (added by aws-cdk-lib for Tracing.ACTIVE).",
-        )
+        acknowledge_lambda_tracing(role)

@@ -24,7 +24,7 @@ from classification.labeller_environment import LabellerEnvironment
 from stacks.common.encrypted_logs import encrypted_log_group
 from stacks.common.lambda_bundling import ARCHITECTURE, RUNTIME
 from stacks.common.lambda_role import lambda_role
-from stacks.common.nag import acknowledge, nag_resource
+from stacks.common.nag import acknowledge, acknowledge_lambda_tracing, nag_resource
 from stacks.serving.async_inference import AsyncInferenceStorage
 from stacks.serving.inference_endpoint import InferenceEndpoint
 from stacks.storage.model_store import ModelStore, ProfileRecords
@@ -137,12 +137,7 @@ class LabellerFunction(Construct):
             environment=self.environment.to_environment(),
         )
         self._grant(props, photo_prefix, photo_read_reason)
-        acknowledge(
-            self.role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Lambda active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which support no "
-            "resource-level permissions (added by aws-cdk-lib for Tracing.ACTIVE).",
-        )
+        acknowledge_lambda_tracing(self.role)
         acknowledge(
             self.function,
             "AwsSolutions-L1",

@@ -37,7 +37,7 @@ from stacks.common import constants
 from stacks.common.encrypted_logs import encrypted_log_group
 from stacks.common.lambda_bundling import RUNTIME
 from stacks.common.lambda_role import lambda_role
-from stacks.common.nag import acknowledge, nag_resource
+from stacks.common.nag import acknowledge, acknowledge_lambda_tracing, nag_resource
 from stacks.config import ConfigError, ReviewPageConfig
 from stacks.review.history_table import PARTITION_KEY as HISTORY_PARTITION_KEY
 from stacks.review.history_table import SORT_KEY as HISTORY_SORT_KEY
@@ -417,12 +417,7 @@ class ReviewPage(Construct):
             "The Plus feature plan (threat protection) is billed per active user; a few admin-created reviewers "
             "signing in with a 12-character password and required TOTP MFA are covered by the Essentials plan.",
         )
-        acknowledge(
-            self.role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Lambda active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which support no "
-            "resource-level permissions (added by aws-cdk-lib for Tracing.ACTIVE).",
-        )
+        acknowledge_lambda_tracing(self.role)
         acknowledge(
             self.function,
             "AwsSolutions-L1",
