@@ -11,8 +11,12 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stacks.common import constants
+
+if TYPE_CHECKING:
+    from constructs import Construct
 
 
 class UnsupportedImage(ValueError):
@@ -77,6 +81,22 @@ class LmiImageTable:
         from stacks.common.container_images import ecr_image_uri
 
         return ecr_image_uri(account, region, self.dns_suffixes[region], self.repository, tag)
+
+    def image_uri(self, scope: Construct, version: str) -> str:
+        """The URI for the stack of `scope`: a literal when its region is known, else a region mapping lookup.
+        Raises UnsupportedImage naming the supported regions when the stack's region has no such image."""
+        from stacks.common.container_images import regional_image_uri
+
+        release = self.release(version)
+        return regional_image_uri(
+            scope,
+            "LmiImageRegistry",
+            registries=release.registries,
+            dns_suffixes=self.dns_suffixes,
+            repository=self.repository,
+            tag=release.tag,
+            literal=lambda region: self.uri(version, region),
+        )
 
 
 @cache

@@ -37,7 +37,6 @@ from constructs import Construct
 
 from classification.labeller_environment import WindowEnvironment
 from stacks.common import constants
-from stacks.common.container_images import regional_image_uri
 from stacks.common.encrypted_logs import encrypted_log_group
 from stacks.common.lambda_bundling import ARCHITECTURE, RUNTIME
 from stacks.common.lambda_role import lambda_role
@@ -89,16 +88,7 @@ class LabellingWindow(Construct):
         self.pinned_model_uri = pinned_model_uri
         self.work_bucket: s3.Bucket = self._build_work_bucket(access_log_bucket)
         table = image_table or default_table()
-        release = table.release(lmi_image_version)
-        self.image_uri: str = regional_image_uri(
-            self,
-            "LmiImageRegistry",
-            registries=release.registries,
-            dns_suffixes=table.dns_suffixes,
-            repository=table.repository,
-            tag=release.tag,
-            literal=lambda region: table.uri(lmi_image_version, region),
-        )
+        self.image_uri: str = table.image_uri(self, lmi_image_version)
         self.code = labelling_code_asset(
             self, "Code", taxonomy_file=constants.PROJECT_ROOT / labeller.taxonomy_file
         )

@@ -25,7 +25,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.common import constants
-from stacks.common.container_images import grant_ecr_pull, regional_image_uri
+from stacks.common.container_images import grant_ecr_pull
 from stacks.common.lmi_image import LmiImageTable, default_table
 from stacks.common.nag import acknowledge, nag_resource
 from stacks.config import EndpointSettings
@@ -73,7 +73,7 @@ class InferenceEndpoint(Construct):
         self.endpoint_name = endpoint_name
         self.model_data_uri = model_data_uri
         self.serving_environment: dict[str, str] = serving_properties.to_environment(options)
-        self.image_uri: str = self._image_uri(image_table or default_table(), config.lmi_image_version)
+        self.image_uri: str = (image_table or default_table()).image_uri(self, config.lmi_image_version)
         # A model URI resolved at deploy time (the training pipeline's registry) is not a literal prefix: the
         # caller then names the prefix every registered model lives under.
         self.role: iam.Role = self._build_role(
@@ -116,19 +116,6 @@ class InferenceEndpoint(Construct):
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
         return iam.Grant.add_to_principal(
             grantee=grantee, actions=[self.invoke_action], resource_arns=[self.endpoint_arn]
-        )
-
-    def _image_uri(self, table: LmiImageTable, version: str) -> str:
-        release = table.release(version)
-        return regional_image_uri(
-            self,
-            "LmiImageRegistry",
-            registries=release.registries,
-            dns_suffixes=table.dns_suffixes,
-            repository=table.repository,
-            tag=release.tag,
-            # raises UnsupportedImage naming the supported regions
-            literal=lambda region: table.uri(version, region),
         )
 
     def _build_role(self, endpoint_name: str, model_data_uri: str, table: LmiImageTable) -> iam.Role:
