@@ -12,10 +12,10 @@ import sys
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from stacks import constants
+from stacks.common import constants
 from stacks.config import AppConfig, ConfigError
 from stacks.photo_labeller_stack import PhotoLabellerStack
-from stacks.serving_properties import InvalidServingProperties
+from stacks.serving.serving_properties import InvalidServingProperties
 
 
 def build_app(app: cdk.App | None = None) -> tuple[cdk.App, PhotoLabellerStack]:

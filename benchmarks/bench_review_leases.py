@@ -43,7 +43,7 @@ from review_api.aws import DynamoLabelTable  # noqa: E402
 from review_api.core import ReviewConfig, ReviewService  # noqa: E402
 from review_api.identity import Reviewer  # noqa: E402
 from review_api.inputs import Conflict, ListQuery  # noqa: E402
-from stacks import review_history_table  # noqa: E402
+from stacks.review import history_table  # noqa: E402
 
 BUCKET, TABLE, HISTORY = "bench-photos", "bench-labels", "bench-review-history"
 
@@ -99,7 +99,7 @@ def run(strategy: str, reviewers: int, photos: int, think: float, batch: int) ->
     with mock_aws():
         raw = boto3.client("dynamodb")
         create_labels_table(raw, TABLE)
-        raw.create_table(**review_history_table.create_table_kwargs(HISTORY))
+        raw.create_table(**history_table.create_table_kwargs(HISTORY))
         seed(raw, photos)
         lock = threading.Lock()
         service = ReviewService(

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from classification.model_profile import ModelProfile
 
 DEFAULT_TAXONOMY_PATH = Path(__file__).with_name("taxonomy.json")
-# Below it a label is stored NEEDS_REVIEW: the app's upload.confidence_threshold default (stacks/config.py) and the
-# labeller's fallback when CONFIDENCE_THRESHOLD is unset.
+# Below it a label is stored NEEDS_REVIEW: the app's upload.confidence_threshold default
+# (stacks/config/app_config.py) and the labeller's fallback when CONFIDENCE_THRESHOLD is unset.
 DEFAULT_CONFIDENCE_THRESHOLD = 0.8
 
 # The seed's prompt: a fill-in-the-blank phrased like CLIP's "this is a photo of {}" (the seed measured ~5 %

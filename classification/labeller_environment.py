@@ -1,9 +1,10 @@
 """The functions' environment: one contract for the stack that writes it and the code that reads it.
 
 The stack builds one of the dataclasses below and sets its `to_environment()` as the function's variables:
-- `LabellerEnvironment`: the upload and backfill labellers (stacks/labeller_function.py), the async label writer
-  (stacks/async_label_writer.py) and a scheduled window's labelling job (stacks/labelling_window_states.py);
-- `WindowEnvironment`: a scheduled window's steps (stacks/labelling_window.py);
+- `LabellerEnvironment`: the upload and backfill labellers (stacks/labelling/labeller_function.py), the async label
+  writer (stacks/labelling/async_label_writer.py) and a scheduled window's labelling job
+  (stacks/labelling/window_states.py);
+- `WindowEnvironment`: a scheduled window's steps (stacks/labelling/window.py);
 - `ProbeEnvironment`: the rollout probe (stacks/training_pipeline/probe_steps.py).
 The code reads them back here and nowhere else: each handler parses its environment once, when it builds its
 clients (`from_process()`: lambda/handler.py, async_handler.py, window_handler.py, probe_handler.py; the labelling

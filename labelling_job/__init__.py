@@ -6,7 +6,7 @@ whose container is the endpoint's LMI image, running vLLM's offline engine over 
 - `engine`: vLLM's offline engine configured by model_code/serving.properties, answering the Lambda's requests.
 - `progress`: the checkpoint (finished photo versions, per-host counts) that survives a Spot interruption.
 
-The bundle (stacks/labelling_job.py) holds this package, lambda/*.py at its root (the labeller's own code),
-classification/, stacks/serving_properties.py with model_code/serving.properties, and the pinned boto3 of
+The bundle (stacks/labelling/job.py) holds this package, lambda/*.py at its root (the labeller's own code),
+classification/, stacks/serving/serving_properties.py with model_code/serving.properties, and the pinned boto3 of
 requirements.txt. Standard library only in this file.
 """

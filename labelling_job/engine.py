@@ -1,8 +1,8 @@
 """vLLM's offline engine, configured like the endpoint, answering the Lambda's own requests.
 
-Configuration: model_code/serving.properties through `stacks.serving_properties.engine_args` (the mapping LMI
-applies), spelled as LMI's command line (`cli_args`) and parsed by vLLM's own argument parser, so every value has
-the type vLLM's server would give it. The only local choice is the server's on a CPU: eager mode.
+Configuration: model_code/serving.properties through `stacks.serving.serving_properties.engine_args` (the mapping
+LMI applies), spelled as LMI's command line (`cli_args`) and parsed by vLLM's own argument parser, so every value
+has the type vLLM's server would give it. The only local choice is the server's on a CPU: eager mode.
 
 A request is the body `labeller_core.encode_request` builds (what the endpoint receives); the engine gets its
 `messages` unchanged (`LLM.chat`, the same chat parsing as the server) and the sampling parameters vLLM's server
@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from stacks import serving_properties
-from stacks.serving_properties import cli_args
+from stacks.serving import serving_properties
+from stacks.serving.serving_properties import cli_args
 
 # vLLM's server clamps a logprob to this (a -inf would not survive JSON).
 MIN_LOGPROB = -9999.0

@@ -2,7 +2,7 @@
 
     python -m labelling_job.run [--batch-size 64] [--device auto|gpu|cpu]
 
-On SageMaker the container's entry point unpacks the code channel and runs this module (stacks/labelling_job.py);
+On SageMaker the container's entry point unpacks the code channel and runs this module (stacks/labelling/job.py);
 locally it runs from the bundle (or the repository, lambda/ on the path) under `SM_*` variables
 (labelling_job/job_environment.py, which also reads the labeller's settings: the Lambda's environment contract,
 classification/labeller_environment.py, ENDPOINT_MODE=scheduled: TABLE_NAME, MODEL_ID, CONFIDENCE_THRESHOLD, ...).

@@ -54,8 +54,8 @@ _STATUS_METRICS = {
 _PENDING_METRICS = {ASYNC: "PhotosSubmitted", SCHEDULED: "PhotosPending"}
 
 
-# One record's worst case (two endpoint attempts of 65 s plus S3/DynamoDB): a record is started only while it
-# still fits in the invocation. stacks/constants.LABELLER_RECORD_WORST_CASE_SECONDS is the same figure at synth.
+# One record's worst case (two endpoint attempts of 65 s plus S3/DynamoDB): a record is started only while it still
+# fits in the invocation. stacks/common/constants.LABELLER_RECORD_WORST_CASE_SECONDS is the same figure at synth.
 RECORD_WORST_CASE_MS = BACKFILL_TIME_MARGIN_MS
 
 

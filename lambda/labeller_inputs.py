@@ -82,7 +82,7 @@ class BackfillBatch:
     def parse(cls, event: Mapping[str, Any]) -> BackfillBatch:
         """A Distributed Map batch: {"Items": [...], "BatchInput": {"bucket", "reclassify"?, "key_encoding"?}}.
 
-        Items as the item readers emit them (stacks/backfill.py passes them through unchanged):
+        Items as the item readers emit them (stacks/labelling/backfill.py passes them through unchanged):
         - ListObjectsV2 (prefix input): {"Etag": '"<md5>"', "Key", "LastModified": <epoch s>, "Size",
           "StorageClass"}; the bucket is BatchInput.bucket. Step Functions spells it `Etag`; `ETag` works too.
         - S3 Inventory manifest: the report's columns as strings, {"Bucket", "Key", "Size", "LastModifiedDate",

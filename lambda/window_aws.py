@@ -8,7 +8,8 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 from window_core import PENDING
 
-# The labels table's status index (stacks/labels_table.py BY_STATUS; tests/lambda/test_window.py holds the copy).
+# The labels table's status index (stacks/storage/labels_table.py BY_STATUS;
+# tests/lambda/test_window.py holds the copy).
 STATUS_INDEX = "by-status"
 PAGE_SIZE = 1000  # items per Query page: PENDING items are small (< 1 KB), well under Query's 1 MB page
 

@@ -1,4 +1,4 @@
-"""A scheduled window's Lambda steps (stacks/labelling_window.py runs them in order). No boto3 here.
+"""A scheduled window's Lambda steps (stacks/labelling/window.py runs them in order). No boto3 here.
 
 - survey: how many photos wait (counted up to a limit) and how long the oldest has waited; the state machine
   decides from it whether this window starts a job (docs/scheduled-mode.md, "Windows").

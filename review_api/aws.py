@@ -15,9 +15,10 @@ from botocore.exceptions import ClientError
 
 from review_api.inputs import Expected, Filters
 
-# stacks/labels_table.BY_STATUS (not bundled with this Lambda); the review tests query a table built from it.
+# stacks/storage/labels_table.BY_STATUS (not bundled with this Lambda); the review tests
+# query a table built from it.
 STATUS_INDEX = "by-status"
-# stacks/review_history_table.py (likewise): partition image_uri, sort seq (N), one item per change.
+# stacks/review/history_table.py (likewise): partition image_uri, sort seq (N), one item per change.
 HISTORY_SORT_KEY = "seq"
 LEASE_ATTRIBUTES = ("lease_sub", "lease_by", "lease_until")
 

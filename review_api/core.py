@@ -49,8 +49,8 @@ QUERY_PAGE_ITEMS = 200
 # A count reads DynamoDB's 1-MB pages (~2,500 labels-table items each); tests set a smaller page.
 COUNT_PAGE_ITEMS: int | None = None
 # Seconds a listing or a claim may keep paging through the index, and "N left" may keep counting, per request.
-# Together with a page of presigned URLs they stay well inside the API function's 15-s timeout (stacks/review.py
-# API_TIMEOUT_SECONDS, a test holds the sum) and HTTP API's 30-s integration limit.
+# Together with a page of presigned URLs they stay well inside the API function's 15-s timeout
+# (stacks/review/page.py API_TIMEOUT_SECONDS, a test holds the sum) and HTTP API's 30-s integration limit.
 LIST_BUDGET_SECONDS = 5.0
 COUNT_BUDGET_SECONDS = 3.0
 # The scheduled backlog probe has the whole invocation (15 s) for its count.

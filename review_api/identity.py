@@ -17,8 +17,8 @@ API Gateway passes every claim as a string: `"cognito:groups": "[reviewers leads
 aws-solutions-library-samples/guidance-for-claude-code-with-amazon-bedrock#802, floci-io/floci#2011), `exp` as
 `"1796122800"`. `groups_of` reads that form and a JSON list alike.
 
-Groups (created by stacks/review.py): `reviewers` decide; `leads` also override another reviewer's decision and
-export. A signed-in user in neither group is refused (403) on every route but /api/me.
+Groups (created by stacks/review/page.py): `reviewers` decide; `leads` also override another reviewer's decision
+and export. A signed-in user in neither group is refused (403) on every route but /api/me.
 """
 
 from __future__ import annotations

@@ -81,21 +81,21 @@ def local_claims(reviewer: str, groups: Sequence[str]) -> dict[str, str]:
 
 
 def default_history_table(table: str) -> str:
-    """The stack's naming: `<prefix>-labels` -> `<prefix>-review-history` (stacks/review_history_table.py)."""
+    """The stack's naming: `<prefix>-labels` -> `<prefix>-review-history` (stacks/review/history_table.py)."""
     prefix = table[: -len("-labels")] if table.endswith("-labels") else table
     return f"{prefix}-review-history"
 
 
 def ensure_history_table(dynamodb: Any, name: str) -> None:
     """Create the history table on an emulator if it is missing (the stack creates it in AWS)."""
-    from stacks import review_history_table
+    from stacks.review import history_table
 
     try:
         dynamodb.describe_table(TableName=name)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
             raise
-        dynamodb.create_table(**review_history_table.create_table_kwargs(name))
+        dynamodb.create_table(**history_table.create_table_kwargs(name))
 
 
 class _Server(ThreadingHTTPServer):

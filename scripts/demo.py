@@ -14,8 +14,8 @@ the first fine-tune (docs/day-one.md).
    engine args from model_code/serving.properties as LMI maps them, SageMaker Runtime's InvokeEndpoint route);
 3. starts AWS emulation (local_aws/: moto's server on 127.0.0.1) with the resources the CDK app defines —
    versioned image bucket, upload queue with its dead-letter queue, labels table with the `by-hotel` and
-   `by-status` indexes (stacks/labels_table.py) — and the S3 -> SQS ObjectCreated notification on the upload
-   prefix of cdk.json;
+   `by-status` indexes (stacks/storage/labels_table.py) — and the S3 -> SQS ObjectCreated notification on the
+   upload prefix of cdk.json;
 4. uploads new photos of every label plus bad files (corrupt JPEG, zero bytes, text, PDF);
 5. drives the real Lambda handler (lambda/handler.py `lambda_handler`, unmodified, its boto3 clients pointed at
    the emulation and the backend through `AWS_ENDPOINT_URL*` variables) from the queue the way Lambda's SQS
@@ -71,7 +71,7 @@ from local_aws.photos import HOTELS, PALETTE, make_uploads, unsure_uploads, writ
 from local_aws.scheduled_runner import label_scheduled
 from local_aws.training import REPO_ROOT, TRAIN_CONFIG, cpu_training_args, subprocess_env
 from scripts.demo_report import Row, accuracy, format_table, result_rows, write_csv
-from stacks import labels_table
+from stacks.storage import labels_table
 
 # The tiny model learns 8 colours in ~1.5 minutes of CPU training; all 26 labels need ~3x longer.
 DEFAULT_LABELS = 8

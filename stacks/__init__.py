@@ -1,15 +1,20 @@
-"""The CDK app's constructs: one module per capability, composed by `photo_labeller_stack.PhotoLabellerStack` in
-the order of the README's diagram.
+"""The CDK app: one package per capability, composed by `photo_labeller_stack.PhotoLabellerStack` in the order
+of the architecture diagram. Each package's `__init__.py` maps its modules and imports nothing (config/ re-exports
+its model), so importing one module (the config model, the labels table's keys, serving.properties' reader) never
+pulls in the constructs beside it.
 
-- Capabilities: `storage.py` (image bucket, labels table from `labels_table.py`), `model_store.py`,
-  `inference_endpoint.py` + `rollout.py`, `upload_path.py`, `backfill.py` (both labellers' Lambda:
-  `labeller_function.py`), `training_pipeline/`, `review.py` (+ `review_site.py`, `review_parts.py`),
-  `monitoring.py` (+ `monitoring_metrics.py`, `monitoring_dashboard.py`), `async_inference.py`,
-  `async_scaling.py` and `async_label_writer.py` for `endpoint.mode: async`, `labelling_window.py` (+
-  `labelling_window_states.py`, `labelling_job.py`, `labelling_job_code.py`) for `endpoint.mode: scheduled`.
-- The config model: `config.py` declares every section (`config_sections.py`), `config_parsing.py` converts and
-  checks; `constants.py` holds fixed names.
-- Building blocks: `encrypted_logs.py`, `lambda_role.py`, `key_policy.py`, `container_images.py` (+ the per-region
-  tables `lmi_image.py`, `training_image.py`, `data/`), `nag.py`; synth-time checks (`endpoint_load.py`,
-  `serving_properties.py`); Docker-free bundling (`lambda_bundling.py`, `training_asset.py`).
+    photo_labeller_stack.py  the composition root: one construct per capability, wired together
+    config/             the typed configuration model, read once in app.py (CDK-free: tools import it)
+    storage/            the image bucket, the labels table, the model store and registry
+    serving/            the SageMaker endpoint, its rollout, serving.properties, async inference and scaling
+    labelling/          the labeller Lambda and every path that feeds it: uploads, backfill, async, scheduled
+    review/             the review page, its API, sign-in and history table
+    monitoring/         the alarm topic, the alarms and the operations dashboard
+    training_pipeline/  train, gate, probe, roll out and register a model (Step Functions)
+    common/             building blocks with no capability of their own: constants, keys, encrypted logs, nag,
+                        Lambda bundling and roles, the per-region container image tables
+
+Capabilities import `common/` and `config/`, and each other only downwards: labelling and the training pipeline
+use serving and storage; serving, labelling and the pipeline send alarms to monitoring's topic; monitoring graphs
+review's metrics. `common/` imports no capability package (tests/stacks/test_layout.py holds both rules).
 """

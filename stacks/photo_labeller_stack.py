@@ -8,25 +8,26 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from stacks import constants, serving_properties
-from stacks.alarm_topic import build_alarm_topic
-from stacks.async_inference import AsyncInferenceStorage
-from stacks.async_label_writer import AsyncLabelWriter
-from stacks.async_scaling import AsyncScaling
-from stacks.backfill import BACKFILL_SERVICE_NAME, Backfill
+from stacks.common import constants
+from stacks.common.lambda_bundling import function_code
+from stacks.common.nag import acknowledge
 from stacks.config import AppConfig
-from stacks.endpoint_load import check_endpoint_load
-from stacks.inference_endpoint import InferenceEndpoint
-from stacks.labeller_function import LabellerProps
-from stacks.labelling_window import WINDOW_SERVICE_NAME, LabellingWindow
-from stacks.lambda_bundling import function_code
-from stacks.model_store import ModelStore, ProfileRecords
-from stacks.monitoring import AsyncRef, EndpointRef, Monitoring, WindowRef
-from stacks.nag import acknowledge
-from stacks.review import ReviewPage
-from stacks.storage import Storage
-from stacks.training_pipeline import TrainingPipeline
-from stacks.upload_path import UploadPath
+from stacks.labelling.async_label_writer import AsyncLabelWriter
+from stacks.labelling.backfill import BACKFILL_SERVICE_NAME, Backfill
+from stacks.labelling.labeller_function import LabellerProps
+from stacks.labelling.upload_path import UploadPath
+from stacks.labelling.window import WINDOW_SERVICE_NAME, LabellingWindow
+from stacks.monitoring.alarm_topic import build_alarm_topic
+from stacks.monitoring.alarms import AsyncRef, EndpointRef, Monitoring, WindowRef
+from stacks.review.page import ReviewPage
+from stacks.serving import serving_properties
+from stacks.serving.async_inference import AsyncInferenceStorage
+from stacks.serving.async_scaling import AsyncScaling
+from stacks.serving.endpoint_load import check_endpoint_load
+from stacks.serving.inference_endpoint import InferenceEndpoint
+from stacks.storage.model_store import ModelStore, ProfileRecords
+from stacks.storage.photo_store import Storage
+from stacks.training_pipeline.pipeline import TrainingPipeline
 
 NO_MODEL_ID = "none"  # MODEL_ID when no model is deployed yet (the Lambda is then never invoked)
 
@@ -50,9 +51,10 @@ class PhotoLabellerStack(Stack):
             description="Hotel photo labeller: image store, labels table, LLaVA-NeXT endpoint, upload path",
         )
         self.config = config
-        # Carries endpoint.mode and instance_type: changing either replaces the endpoint (stacks/config.py).
+        # Carries endpoint.mode and instance_type: changing either replaces the endpoint
+        # (stacks/config/app_config.py).
         self.endpoint_name = config.endpoint_name
-        # endpoint.mode scheduled: no endpoint at all; windows label PENDING photos (stacks/labelling_window.py).
+        # endpoint.mode scheduled: no endpoint at all; windows label PENDING photos (stacks/labelling/window.py).
         self.scheduled = config.endpoint.mode == "scheduled"
         if not self.scheduled:
             # Checked with or without an endpoint: the deploy that adds the model must not be the one that fails.

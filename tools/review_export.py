@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from review_api.export import EXPORT_STATUSES, manifest_row
-from stacks import labels_table
+from stacks.storage import labels_table
 
 STATUS_INDEX = labels_table.BY_STATUS.name
 REVIEWED, REVIEW_REJECTED = EXPORT_STATUSES

@@ -45,7 +45,7 @@ from typing import Any, TextIO
 
 from classification.image_tokens import GRID_PINPOINTS
 from classification.model_profile import BASE, PROFILE_FILE, PROFILES, ModelProfile, profile_named
-from stacks import constants
+from stacks.common import constants
 
 DEFAULT_REPO = "llava-hf/llava-v1.6-mistral-7b-hf"  # training_job/configs/sft_llava_next.yaml model_name_or_path
 DEFAULT_REVISION = "main"  # resolved to a commit, which names the staged copy

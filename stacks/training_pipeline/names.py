@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from aws_cdk import Stack
 from aws_cdk import aws_logs as logs
-from constructs import Construct
 
 TRAINING_JOB_NAME_MAX = 63  # CreateTrainingJob / CreateModel / CreateEndpointConfig name limit
 ROLLOUT_POLL_SECONDS = 60  # DescribeEndpoint cadence while a blue/green deployment runs
 STATE_MACHINE_SLACK_SECONDS = 3600  # on top of training + rollout: queueing, model creation, API calls
 PIPELINE_LOG_RETENTION = logs.RetentionDays.ONE_YEAR  # runs are rare; keep a year of audit trail
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"  # SageMaker's default; launch.py's default --checkpoint_dir
 TRAIN_CHANNEL = "train"  # SM_CHANNEL_TRAIN in launch.py
 MODEL_CHANNEL = "model"  # SM_CHANNEL_MODEL in launch.py (optional base weights)
 SERVED_CHANNEL = "served"  # SM_CHANNEL_SERVED in launch.py: the served model, the evaluation's baseline
-TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-TRAINING_METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
-SYNC_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"  # the .sync integration's managed rule
 # The keys an execution input may have (docs/training-pipeline.md); anything else is refused.
 INPUT_KEYS = (
     "dataset_s3_uri",
@@ -33,8 +27,3 @@ METRIC_DEFINITIONS = (
     {"Name": "eval_invalid_answers", "Regex": "eval_invalid_answers=([0-9]+)"},
     {"Name": "train_loss", "Regex": "'loss': '?([0-9.]+(e-?[0-9]+)?)"},
 )
-
-
-def sagemaker_arn(scope: Construct, resource: str, name: str) -> str:
-    """arn:<partition>:sagemaker:<region>:<account>:<resource>/<name> of the scope's stack."""
-    return Stack.of(scope).format_arn(service="sagemaker", resource=resource, resource_name=name)

@@ -21,15 +21,14 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from stacks import constants
-from stacks.alarm_topic import alarm_name
+from stacks.common import constants
+from stacks.common.encrypted_logs import encrypted_log_group
+from stacks.common.training_image import TrainingImageTable, default_training_images
 from stacks.config import TrainingPipelineConfig
-from stacks.encrypted_logs import encrypted_log_group
-from stacks.inference_endpoint import InferenceEndpoint
-from stacks.model_store import ModelStore
-from stacks.rollout import RolloutAlarms
-from stacks.training_asset import training_code_asset
-from stacks.training_image import TrainingImageTable, default_training_images
+from stacks.monitoring.alarm_topic import alarm_name
+from stacks.serving.inference_endpoint import InferenceEndpoint
+from stacks.serving.rollout import RolloutAlarms
+from stacks.storage.model_store import ModelStore
 from stacks.training_pipeline.names import PIPELINE_LOG_RETENTION, STATE_MACHINE_SLACK_SECONDS
 from stacks.training_pipeline.probe_steps import (
     acknowledge_probe_invoke,
@@ -42,6 +41,7 @@ from stacks.training_pipeline.roles import build_training_role, grant_state_mach
 from stacks.training_pipeline.rollout_steps import RolloutTarget, build_rollout
 from stacks.training_pipeline.served_gate import METRICS_FIELDS, build_read_served_model, build_served_gate
 from stacks.training_pipeline.train_step import build_train_state
+from stacks.training_pipeline.training_asset import training_code_asset
 
 
 class TrainingPipeline(Construct):
@@ -122,7 +122,7 @@ class TrainingPipeline(Construct):
     # --- resources ------------------------------------------------------------------------------------------
 
     def _build_log_group(self) -> logs.LogGroup:
-        # The key policy admits CloudWatch Logs for this one log group only (stacks/encrypted_logs.py).
+        # The key policy admits CloudWatch Logs for this one log group only (stacks/common/encrypted_logs.py).
         return encrypted_log_group(
             self,
             "Logs",

@@ -31,11 +31,12 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from classification.labeller_environment import ProbeEnvironment
-from stacks.encrypted_logs import encrypted_log_group
-from stacks.labeller_function import ARCHITECTURE, RUNTIME
-from stacks.lambda_role import lambda_role
-from stacks.nag import acknowledge, nag_resource
-from stacks.training_pipeline.names import TRAINING_JOB_NAME_MAX, sagemaker_arn
+from stacks.common.encrypted_logs import encrypted_log_group
+from stacks.common.lambda_bundling import ARCHITECTURE, RUNTIME
+from stacks.common.lambda_role import lambda_role
+from stacks.common.nag import acknowledge, nag_resource
+from stacks.common.sagemaker_jobs import sagemaker_arn
+from stacks.training_pipeline.names import TRAINING_JOB_NAME_MAX
 
 PROBE_HANDLER = "probe_handler.lambda_handler"
 PROBE_SERVICE_NAME = "photo-labeler-probe"  # its log lines' `service`

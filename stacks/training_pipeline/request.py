@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from stacks import constants
+from stacks.common import constants
 from stacks.config import TrainingPipelineConfig
-from stacks.config_sections import RESERVED_HYPERPARAMETERS
+from stacks.config.sections import RESERVED_HYPERPARAMETERS
 from stacks.training_pipeline.names import INPUT_KEYS, TRAINING_JOB_NAME_MAX
 
 JSONATA_DIR = Path(__file__).resolve().parent

@@ -7,23 +7,18 @@ remaining wildcard cannot be narrower.
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from stacks import constants
-from stacks.container_images import grant_ecr_pull
-from stacks.model_store import ModelStore
-from stacks.nag import acknowledge, nag_resource
-from stacks.rollout import RolloutAlarms
-from stacks.training_image import default_training_images
-from stacks.training_pipeline.names import (
-    SYNC_RULE,
-    TRAINING_LOG_GROUP,
-    TRAINING_METRICS_NAMESPACE,
-    sagemaker_arn,
-)
+from stacks.common import constants
+from stacks.common.container_images import grant_ecr_pull
+from stacks.common.nag import acknowledge, nag_resource
+from stacks.common.sagemaker_jobs import grant_job_logs_and_metrics, grant_sync_training_job, sagemaker_arn
+from stacks.common.training_image import default_training_images
+from stacks.serving.rollout import RolloutAlarms
+from stacks.storage.model_store import ModelStore
 
 
 def build_training_role(
@@ -97,33 +92,7 @@ def build_training_role(
         )
     )
     grant_ecr_pull(role, image_uri, default_training_images().repository)
-    log_group_arn = stack.format_arn(
-        service="logs",
-        resource="log-group",
-        resource_name=f"{TRAINING_LOG_GROUP}:log-stream:{name_prefix}-*",
-        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group_arn])
-    )
-    training_log_group_arn = stack.format_arn(
-        service="logs",
-        resource="log-group",
-        resource_name=f"{TRAINING_LOG_GROUP}:*",
-        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"], resources=[training_log_group_arn]
-        )
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=["cloudwatch:PutMetricData"],
-            resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": TRAINING_METRICS_NAMESPACE}},
-        )
-    )
+    log_group_arn, training_log_group_arn = grant_job_logs_and_metrics(role, job_names=f"{name_prefix}-*")
     policy_statement_ids = [
         nag_resource(scope, bucket.arn_for_objects(f"{prefix}*"))
         for prefix in (
@@ -168,15 +137,6 @@ def build_training_role(
     return role
 
 
-def pass_role_statement(role: iam.IRole) -> iam.PolicyStatement:
-    """iam:PassRole on `role`, to SageMaker only."""
-    return iam.PolicyStatement(
-        actions=["iam:PassRole"],
-        resources=[role.role_arn],
-        conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-    )
-
-
 def grant_state_machine(
     scope: Construct,
     role: iam.IRole,
@@ -188,31 +148,9 @@ def grant_state_machine(
     rolls_out: bool,
 ) -> None:
     """What the state machine's role needs beyond the grants its CallAwsService tasks add themselves."""
-    stack = Stack.of(scope)
     models_arn = store.bucket.arn_for_objects(f"{constants.MODELS_PREFIX}*")
     job_arn = sagemaker_arn(scope, "training-job", f"{name_prefix}-*")
-    role.add_to_principal_policy(
-        iam.PolicyStatement(
-            # .sync tags the job it starts (MANAGED_BY_AWS) and reads the tags back: without AddTags every
-            # run fails (aws-cdk issue 32294, fixed in the L2 task by PR 32536). AWS's documented policy grants
-            # ListTags on "*"; this app's jobs are the only ones it needs.
-            actions=[
-                "sagemaker:CreateTrainingJob",
-                "sagemaker:DescribeTrainingJob",
-                "sagemaker:StopTrainingJob",
-                "sagemaker:AddTags",
-                "sagemaker:ListTags",
-            ],
-            resources=[job_arn],
-        )
-    )
-    role.add_to_principal_policy(pass_role_statement(training_role))
-    rule_arn = stack.format_arn(service="events", resource="rule", resource_name=SYNC_RULE)
-    role.add_to_principal_policy(
-        iam.PolicyStatement(
-            actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"], resources=[rule_arn]
-        )
-    )
+    grant_sync_training_job(role, job_arn=job_arn, job_role=training_role)
     store.data_key.grant_decrypt(role)  # metrics.json is SSE-KMS
     if alarms is not None:
         # UpdateEndpoint's AutoRollbackConfiguration names these alarms; the caller must be able to read them.

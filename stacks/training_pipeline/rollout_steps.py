@@ -21,11 +21,11 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from stacks.inference_endpoint import InferenceEndpoint
-from stacks.rollout import RolloutAlarms
-from stacks.training_pipeline.names import ROLLOUT_POLL_SECONDS, sagemaker_arn
+from stacks.common.sagemaker_jobs import pass_role_statement, sagemaker_arn
+from stacks.serving.inference_endpoint import InferenceEndpoint
+from stacks.serving.rollout import RolloutAlarms
+from stacks.training_pipeline.names import ROLLOUT_POLL_SECONDS
 from stacks.training_pipeline.probe_steps import build_probe
-from stacks.training_pipeline.roles import pass_role_statement
 
 # The ProductionVariant fields a rollout copies from the CDK endpoint config (Python name → API name).
 _PASSABLE_VARIANT_FIELDS = {

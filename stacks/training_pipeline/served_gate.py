@@ -20,7 +20,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from stacks.model_store import ModelStore
+from stacks.storage.model_store import ModelStore
 
 # Step Functions names an AWS SDK integration's error `<Service>.<Error>Exception`, the suffix added even where
 # the API's own code has none (SSM's is ParameterNotFound): docs.aws.amazon.com/step-functions/latest/dg/

@@ -17,16 +17,16 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from stacks import constants
+from stacks.common import constants
+from stacks.common.sagemaker_jobs import CHECKPOINT_LOCAL_PATH
 from stacks.config import TrainingPipelineConfig
-from stacks.training_asset import ENTRY_POINT
 from stacks.training_pipeline.names import (
-    CHECKPOINT_LOCAL_PATH,
     METRIC_DEFINITIONS,
     MODEL_CHANNEL,
     SERVED_CHANNEL,
     TRAIN_CHANNEL,
 )
+from stacks.training_pipeline.training_asset import ENTRY_POINT
 
 
 def training_arguments(

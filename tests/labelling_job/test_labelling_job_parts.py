@@ -20,7 +20,8 @@ from classification.contract import Taxonomy
 from labelling_job.engine import MIN_LOGPROB, chat_options, chat_response
 from labelling_job.job_environment import JobConfigError, JobEnvironment
 from labelling_job.progress import Progress
-from stacks.labelling_job_code import BOOTSTRAP, ENTRYPOINT
+from stacks.common.constants import CLASSIFICATION_DIR
+from stacks.labelling.job_code import BOOTSTRAP, ENTRYPOINT, source_files
 
 
 def opt_ml(root: Path, *, hosts: list[str] | None = None) -> Path:
@@ -125,6 +126,28 @@ def test_the_entry_point_fits_sagemakers_limit_and_runs_the_job_from_the_code_ch
     # Then the code is unpacked under the root's code/ and the module runs as __main__
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(str(tmp_path / "code" / "labelling_job"))
+
+
+def test_the_stacks_modules_the_bundle_carries_are_all_the_engine_needs(tmp_path: Path) -> None:
+    # Given only what the job's bundle holds of stacks/ and model_code/, laid out as the bundle lays it out
+    for source, target in source_files(CLASSIFICATION_DIR / "taxonomy.json"):
+        if target.startswith(("stacks/", "model_code/")):
+            (tmp_path / target).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / target).write_bytes(source.read_bytes())
+    # When an isolated interpreter (no working directory or PYTHONPATH on its path) imports what engine.py imports
+    # from the bundle and reads serving.properties as the job does
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from stacks.serving import serving_properties\n"
+        "properties = serving_properties.load()\n"
+        "print(serving_properties.__file__, len(properties), any('cdk' in m for m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    # Then every module it needs is in the bundle, serving.properties is found beside them, and no CDK was needed
+    assert result.returncode == 0, result.stderr
+    module, count, cdk = result.stdout.split()
+    assert module == str(tmp_path / "stacks" / "serving" / "serving_properties.py")
+    assert int(count) > 0 and cdk == "False"
 
 
 @dataclass

@@ -330,6 +330,6 @@ def test_records_that_no_longer_fit_the_invocation_are_reported_failed_without_b
 
 
 def test_the_record_budget_matches_the_one_synth_checks_the_timeout_against() -> None:
-    from stacks import constants
+    from stacks.common import constants
 
     assert handler.RECORD_WORST_CASE_MS == constants.LABELLER_RECORD_WORST_CASE_SECONDS * 1000

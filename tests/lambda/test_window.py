@@ -12,7 +12,7 @@ from window_aws import STATUS_INDEX, DynamoPendingIndex, S3WorkStore
 from window_core import Window, WindowSettings
 from window_files import JobSummary
 
-from stacks import labels_table
+from stacks.storage import labels_table
 
 WORK = "photo-labeler-work"
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)

@@ -226,7 +226,7 @@ def test_boto3_invoke_endpoint_reaches_the_engine_through_sagemaker_runtimes_rou
 
 
 def test_the_engine_runs_with_serving_properties_engine_args(vllm_server: Any) -> None:
-    from stacks import serving_properties
+    from stacks.serving import serving_properties
 
     # Given the engine args LMI derives from serving.properties, in the CPU mapping
     expected = serving_properties.engine_args(serving_properties.load(), device="cpu")

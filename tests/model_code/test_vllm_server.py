@@ -11,7 +11,7 @@ import pytest
 
 from model_code import sagemaker_routes, vllm_server
 from model_code.sagemaker_routes import SageMakerRuntimeRoutes
-from stacks import serving_properties
+from stacks.serving import serving_properties
 
 # -- the command line ---------------------------------------------------------------------------------------------
 

@@ -86,10 +86,10 @@ ACCESS_CLAIMS = gateway_claims(access_token_claims(ANA_SUB, ["reviewers"]))
 def create_tables(dynamodb: Any) -> None:
     """The labels table and the review history table, as the stack defines them."""
     from local_aws.emulation import create_labels_table
-    from stacks import review_history_table
+    from stacks.review import history_table
 
     create_labels_table(dynamodb, TABLE)
-    dynamodb.create_table(**review_history_table.create_table_kwargs(HISTORY_TABLE))
+    dynamodb.create_table(**history_table.create_table_kwargs(HISTORY_TABLE))
 
 
 def history_of(dynamodb: Any, uri: str) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The dashboard's review widgets (stacks/review_parts.py) graph exactly metrics this API emits."""
+"""The dashboard's review widgets (stacks/review/parts.py) graph exactly metrics this API emits."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _graphed() -> set[tuple[str, str, frozenset[tuple[str, str]]]]:
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     import aws_cdk as cdk
 
-    from stacks.review_parts import review_dashboard_widgets
+    from stacks.review.parts import review_dashboard_widgets
 
     stack = cdk.Stack(cdk.App(), "Widgets")
     found = set()

@@ -220,7 +220,7 @@ def test_when_the_time_budget_is_spent_the_answer_says_so_and_the_cursor_goes_on
 
 def test_the_time_budgets_fit_the_api_functions_timeout() -> None:
     from review_api.handler import RESPONSE_MARGIN_SECONDS
-    from stacks.review import API_TIMEOUT_SECONDS
+    from stacks.review.page import API_TIMEOUT_SECONDS
 
     assert core.LIST_BUDGET_SECONDS + core.COUNT_BUDGET_SECONDS + RESPONSE_MARGIN_SECONDS < API_TIMEOUT_SECONDS
     assert core.BACKLOG_BUDGET_SECONDS < API_TIMEOUT_SECONDS

@@ -146,7 +146,7 @@ def test_each_photo_links_the_exact_labelled_version_for_a_few_minutes(account: 
     # Then the URL is presigned (SigV4, 300 s) for the labelled version, and fetching it gives that version
     assert query["versionId"] == [item["version_id"]]
     assert query["X-Amz-Expires"] == ["300"] and query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
-    # on a host the page's Content-Security-Policy admits (stacks/review.py, img-src)
+    # on a host the page's Content-Security-Policy admits (stacks/review/page.py, img-src)
     assert url.netloc in {f"{BUCKET}.s3.{REGION}.amazonaws.com", f"{BUCKET}.s3.amazonaws.com"}
     fetched = account.s3.get_object(Bucket=BUCKET, Key="uploads/h1/v.jpg", VersionId=query["versionId"][0])
     assert fetched["ETag"].strip('"') == item["etag"]

@@ -28,7 +28,7 @@ def _free_port() -> int:
 @contextmanager
 def _cloud_page(endpoint: str, **settings: Any) -> Iterator[tuple[StandIn, str]]:
     """The page in cloud mode: config.json names the stand-in as Cognito and the page's root as the one redirect
-    URI, which is also the client's only callback URL (stacks/review.py writes both from the same value)."""
+    URI, which is also the client's only callback URL (stacks/review/page.py writes both from the same value)."""
     port = _free_port()
     root = f"http://127.0.0.1:{port}/"
     with cognito_standin(callback_urls=[root], **settings) as standin:

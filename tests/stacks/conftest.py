@@ -151,13 +151,15 @@ def canary() -> Synthesized:
 
 @pytest.fixture(scope="session")
 def async_mode() -> Synthesized:
-    """endpoint.mode async with a model, scaling to zero (stacks/async_inference.py, stacks/async_scaling.py)."""
+    """endpoint.mode async with a model, scaling to zero (stacks/serving/async_inference.py,
+    stacks/serving/async_scaling.py)."""
     return synth(ASYNC_MODE)
 
 
 @pytest.fixture(scope="session")
 def scheduled_mode() -> Synthesized:
-    """endpoint.mode scheduled, a pinned model: no endpoint, Spot labelling windows (labelling_window.py)."""
+    """endpoint.mode scheduled, a pinned model: no endpoint, Spot labelling windows
+    (stacks/labelling/window.py)."""
     return synth(SCHEDULED_MODE)
 
 

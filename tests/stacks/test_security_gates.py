@@ -16,7 +16,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from app import build_app
-from stacks import nag
+from stacks.common import nag
 from tests.stacks.conftest import (
     ASYNC_MODE,
     CANARY,
@@ -40,7 +40,8 @@ def test_cdk_nag_finds_nothing_unacknowledged(variant: str, request: pytest.Fixt
 
 
 class _RecordedAcknowledgements:
-    """Stands in for aws_cdk.Validations in stacks/nag.py: records acknowledgements instead of applying them."""
+    """Stands in for aws_cdk.Validations in stacks/common/nag.py: records acknowledgements
+    instead of applying them."""
 
     made: ClassVar[list[tuple[str, str]]] = []
 
@@ -219,7 +220,9 @@ def test_ecr_pull_grants_name_the_image_account_never_any_account(
                 account = arn.split(":")[4]
                 repository = arn.rsplit("/", 1)[1]
                 table = "djl_lmi_images.json" if repository == "djl-inference" else "hf_training_images.json"
-                registries = json.dumps(json.loads((PROJECT_ROOT / "stacks" / "data" / table).read_text()))
+                registries = json.dumps(
+                    json.loads((PROJECT_ROOT / "stacks" / "common" / "data" / table).read_text())
+                )
                 found.append((repository, account))
                 assert account != "*" and f'"{region}": "{account}"' in registries, arn
     assert {repository for repository, _ in found} >= {"huggingface-pytorch-training"}

@@ -1,6 +1,6 @@
 """The generated documentation pages are what their generator writes today (`python -m tools.docs` regenerates
 them): the configuration reference, the command-line reference and the cost chart. The alarm list, which needs the
-synthesised templates, is held by tests/stacks/test_alarm_list.py."""
+synthesised templates, is held by tests/stacks/monitoring/test_alarm_list.py."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def test_no_generated_page_depends_on_this_machine() -> None:
     # pages are the same wherever they are regenerated (the staleness tests compare bytes)
     for generated in GENERATED:
         if generated.path.endswith("alarms.md"):
-            continue  # needs a synth; tests/stacks/test_alarm_list.py
+            continue  # needs a synth; tests/stacks/monitoring/test_alarm_list.py
         text = generated.render()
         assert str(PROJECT_ROOT) not in text, generated.path
         assert text == generated.render(), generated.path

@@ -20,7 +20,8 @@ ALL_MODES = (REAL_TIME, ASYNC, SCHEDULED)
 SCALE_IN_ALARM_MINUTES = 15.0  # target tracking scales in after 15 one-minute datapoints below the target
 COLD_START_MINUTES = 10.0  # a new ml.g5.xlarge: provisioning + LMI image pull + 15 GB of weights (assumed)
 ASYNC_IDLE_MINUTES = SCALE_IN_ALARM_MINUTES  # an idle async endpoint reaches 0 instances after the scale-in alarm
-# stacks/async_scaling.py: HasBacklogWithoutCapacity >= 1 for 2 of 2 one-minute periods starts the first instance.
+# stacks/serving/async_scaling.py: HasBacklogWithoutCapacity >= 1 for 2 of 2 one-minute periods
+# starts the first instance.
 SCALE_FROM_ZERO_ALARM_MINUTES = 2.0
 
 

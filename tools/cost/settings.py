@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from stacks.config import AppConfig
-from stacks.config_parsing import ConfigError
+from stacks.config.parsing import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CDK_JSON = PROJECT_ROOT / "cdk.json"

@@ -107,7 +107,8 @@ def recommendations(perf: Performance, settings: Settings) -> list[Recommendatio
             "Lambda architecture",
             "x86_64",
             "arm64",
-            "20 % cheaper GB-s; needs aarch64 wheels in the bundler (stacks/constants.LAMBDA_WHEEL_PLATFORMS)",
+            "20 % cheaper GB-s; needs aarch64 wheels in the bundler"
+            " (stacks/common/constants.LAMBDA_WHEEL_PLATFORMS)",
         ),
         Recommendation(
             "backfill.max_concurrency",
