@@ -42,7 +42,7 @@ from stacks.common.lambda_bundling import ARCHITECTURE, RUNTIME
 from stacks.common.lambda_role import lambda_role
 from stacks.common.lmi_image import LmiImageTable, default_table
 from stacks.common.nag import acknowledge, nag_resource
-from stacks.common.sagemaker_jobs import grant_sync_training_job, sagemaker_arn
+from stacks.common.sagemaker_jobs import TRAINING_LOG_GROUP, grant_sync_training_job, sagemaker_arn
 from stacks.config.sections import ScheduledLabellingConfig
 from stacks.labelling.job import WINDOWS_PREFIX, build_job_role, job_name_pattern
 from stacks.labelling.job_code import labelling_code_asset
@@ -334,7 +334,7 @@ class LabellingWindow(Construct):
             alarm_description=(
                 "A labelling window failed (the job failed or ran out of time, or no model is registered): its "
                 "unlabelled photos stay PENDING for the next window. The execution's cause names the job; its "
-                f"logs are in {SAGEMAKER_TRAINING_LOGS}."
+                f"logs are in {TRAINING_LOG_GROUP}."
             ),
             metric=cloudwatch.MathExpression(
                 expression="FILL(failed, 0) + FILL(timedout, 0)",
@@ -356,7 +356,5 @@ class LabellingWindow(Construct):
         alarm.add_ok_action(action)
         return alarm
 
-
-SAGEMAKER_TRAINING_LOGS = "/aws/sagemaker/TrainingJobs"
 
 __all__ = ["WINDOW_SERVICE_NAME", "LabellingWindow"]
