@@ -24,7 +24,6 @@ from collections.abc import Sequence
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -48,7 +47,7 @@ from stacks.labelling.job import WINDOWS_PREFIX, build_job_role, job_name_patter
 from stacks.labelling.job_code import labelling_code_asset
 from stacks.labelling.labeller_function import LabellerProps
 from stacks.labelling.window_states import WindowStates
-from stacks.monitoring.alarm_topic import alarm_name
+from stacks.monitoring.alarm_topic import alarm_name, notify
 from stacks.storage import labels_table
 from stacks.storage.model_store import ModelStore
 
@@ -319,7 +318,7 @@ class LabellingWindow(Construct):
             # Every backlog check surveys first, a running window or not: silence means nothing is checking.
             treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
         )
-        return self._notify(alarm, topic)
+        return notify(alarm, topic)
 
     def _failed_alarm(self, topic: sns.ITopic) -> cloudwatch.Alarm:
         period = Duration.minutes(5)
@@ -347,14 +346,7 @@ class LabellingWindow(Construct):
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        return self._notify(alarm, topic)
-
-    @staticmethod
-    def _notify(alarm: cloudwatch.Alarm, topic: sns.ITopic) -> cloudwatch.Alarm:
-        action = cloudwatch_actions.SnsAction(topic)
-        alarm.add_alarm_action(action)
-        alarm.add_ok_action(action)
-        return alarm
+        return notify(alarm, topic)
 
 
 __all__ = ["WINDOW_SERVICE_NAME", "LabellingWindow"]
