@@ -49,6 +49,7 @@ from stacks.labelling.labeller_function import LabellerProps
 from stacks.labelling.window_states import WindowStates
 from stacks.monitoring.alarm_topic import alarm_name, notify
 from stacks.storage import labels_table
+from stacks.storage.derived_bucket import derived_bucket
 from stacks.storage.model_store import ModelStore
 
 WINDOW_HANDLER = "window_handler.lambda_handler"  # lambda/window_handler.py
@@ -132,27 +133,16 @@ class LabellingWindow(Construct):
 
     def _build_work_bucket(self, access_log_bucket: s3.IBucket) -> s3.Bucket:
         # Its own bucket: manifests name photos and hotels, and the job role's grants on it cover nothing else.
-        return s3.Bucket(
+        # Derived data (the labels table is the record), kept like the backfill's results bucket.
+        return derived_bucket(
             self,
             "WorkBucket",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=self.labeller.data_key,
-            bucket_key_enabled=True,  # checkpoint files are many and small: one KMS call per bucket-key period
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=access_log_bucket,
-            server_access_logs_prefix="labelling-work/",
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-windows",
-                    prefix=WINDOWS_PREFIX,
-                    expiration=Duration.days(self.config.work_retention_days),
-                    abort_incomplete_multipart_upload_after=Duration.days(constants.ABORT_INCOMPLETE_UPLOAD_DAYS),
-                )
-            ],
-            # Derived data (the labels table is the record), kept like the backfill's results bucket.
-            removal_policy=RemovalPolicy.RETAIN,
+            key=self.labeller.data_key,
+            access_log_bucket=access_log_bucket,
+            access_log_prefix="labelling-work/",
+            expiry_rule_id="expire-windows",
+            expire_after_days=self.config.work_retention_days,
+            expiring_prefix=WINDOWS_PREFIX,
         )
 
     def _build_function(self) -> lambda_.Function:
