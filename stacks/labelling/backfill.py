@@ -39,11 +39,11 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from stacks.common import constants
 from stacks.common.encrypted_logs import encrypted_log_group
 from stacks.common.nag import acknowledge, nag_resource
 from stacks.config import BackfillConfig
 from stacks.labelling.labeller_function import LabellerFunction, LabellerProps, photo_list_statement
+from stacks.storage.derived_bucket import derived_bucket
 
 # --- literals with units --------------------------------------------------------------------------------------
 BACKFILL_HANDLER = "handler.backfill_handler"  # docs/interfaces.md
@@ -152,26 +152,15 @@ class Backfill(Construct):
 
     def _build_results_bucket(self, data_key: kms.IKey, access_log_bucket: s3.IBucket) -> s3.Bucket:
         # Its own bucket: the ResultWriter's grant (bucket/*) then covers only results, never photos.
-        return s3.Bucket(
+        # Results are derived data (the labels table is the record), but an operator may still be redriving.
+        return derived_bucket(
             self,
             "ResultsBucket",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=data_key,
-            bucket_key_enabled=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=access_log_bucket,
-            server_access_logs_prefix=RESULTS_ACCESS_LOG_PREFIX,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-backfill-results",
-                    expiration=Duration.days(self.config.results_retention_days),
-                    abort_incomplete_multipart_upload_after=Duration.days(constants.ABORT_INCOMPLETE_UPLOAD_DAYS),
-                )
-            ],
-            # Results are derived data (the labels table is the record), but an operator may still be redriving.
-            removal_policy=RemovalPolicy.RETAIN,
+            key=data_key,
+            access_log_bucket=access_log_bucket,
+            access_log_prefix=RESULTS_ACCESS_LOG_PREFIX,
+            expiry_rule_id="expire-backfill-results",
+            expire_after_days=self.config.results_retention_days,
         )
 
     # -- the state machine ----------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from stacks.common.sagemaker_jobs import CHECKPOINT_LOCAL_PATH, grant_job_logs_a
 from stacks.config.sections import ScheduledLabellingConfig
 from stacks.labelling.job_code import CODE_CHANNEL_NAME, ENTRYPOINT
 from stacks.labelling.labeller_function import photo_list_statement
+from stacks.storage.model_store import grant_read_model
 
 WINDOWS_PREFIX = "windows/"  # lambda/window_files.py WINDOWS_PREFIX: everything of a window lives under it
 MANIFEST_CHANNEL = "manifest"  # labelling_job/job_environment.py reads these channel names
@@ -173,17 +174,7 @@ def build_job_role(
             conditions={"StringLike": {"s3:prefix": [code.s3_object_key]}},
         )
     )
-    model_bucket, _, model_key = model_prefix_uri.removeprefix("s3://").partition("/")
-    model_bucket_arn = stack.format_arn(service="s3", region="", account="", resource=model_bucket)
-    model_arn = f"{model_bucket_arn}/{model_key}*"
-    role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[model_arn]))
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=["s3:ListBucket"],
-            resources=[model_bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{model_key}*"]}},
-        )
-    )
+    model_arn = grant_read_model(role, model_prefix_uri)
     reasons[nag_resource(scope, model_arn)] = (
         "The job reads the weights of the model it labels with: every file under that model's S3 prefix."
     )

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -42,14 +41,15 @@ from stacks.common.lambda_bundling import ARCHITECTURE, RUNTIME
 from stacks.common.lambda_role import lambda_role
 from stacks.common.lmi_image import LmiImageTable, default_table
 from stacks.common.nag import acknowledge, nag_resource
-from stacks.common.sagemaker_jobs import grant_sync_training_job, sagemaker_arn
+from stacks.common.sagemaker_jobs import TRAINING_LOG_GROUP, grant_sync_training_job, sagemaker_arn
 from stacks.config.sections import ScheduledLabellingConfig
 from stacks.labelling.job import WINDOWS_PREFIX, build_job_role, job_name_pattern
 from stacks.labelling.job_code import labelling_code_asset
 from stacks.labelling.labeller_function import LabellerProps
 from stacks.labelling.window_states import WindowStates
-from stacks.monitoring.alarm_topic import alarm_name
+from stacks.monitoring.alarm_topic import alarm_name, notify
 from stacks.storage import labels_table
+from stacks.storage.derived_bucket import derived_bucket
 from stacks.storage.model_store import ModelStore
 
 WINDOW_HANDLER = "window_handler.lambda_handler"  # lambda/window_handler.py
@@ -133,27 +133,16 @@ class LabellingWindow(Construct):
 
     def _build_work_bucket(self, access_log_bucket: s3.IBucket) -> s3.Bucket:
         # Its own bucket: manifests name photos and hotels, and the job role's grants on it cover nothing else.
-        return s3.Bucket(
+        # Derived data (the labels table is the record), kept like the backfill's results bucket.
+        return derived_bucket(
             self,
             "WorkBucket",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=self.labeller.data_key,
-            bucket_key_enabled=True,  # checkpoint files are many and small: one KMS call per bucket-key period
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=access_log_bucket,
-            server_access_logs_prefix="labelling-work/",
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-windows",
-                    prefix=WINDOWS_PREFIX,
-                    expiration=Duration.days(self.config.work_retention_days),
-                    abort_incomplete_multipart_upload_after=Duration.days(constants.ABORT_INCOMPLETE_UPLOAD_DAYS),
-                )
-            ],
-            # Derived data (the labels table is the record), kept like the backfill's results bucket.
-            removal_policy=RemovalPolicy.RETAIN,
+            key=self.labeller.data_key,
+            access_log_bucket=access_log_bucket,
+            access_log_prefix="labelling-work/",
+            expiry_rule_id="expire-windows",
+            expire_after_days=self.config.work_retention_days,
+            expiring_prefix=WINDOWS_PREFIX,
         )
 
     def _build_function(self) -> lambda_.Function:
@@ -319,7 +308,7 @@ class LabellingWindow(Construct):
             # Every backlog check surveys first, a running window or not: silence means nothing is checking.
             treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
         )
-        return self._notify(alarm, topic)
+        return notify(alarm, topic)
 
     def _failed_alarm(self, topic: sns.ITopic) -> cloudwatch.Alarm:
         period = Duration.minutes(5)
@@ -334,7 +323,7 @@ class LabellingWindow(Construct):
             alarm_description=(
                 "A labelling window failed (the job failed or ran out of time, or no model is registered): its "
                 "unlabelled photos stay PENDING for the next window. The execution's cause names the job; its "
-                f"logs are in {SAGEMAKER_TRAINING_LOGS}."
+                f"logs are in {TRAINING_LOG_GROUP}."
             ),
             metric=cloudwatch.MathExpression(
                 expression="FILL(failed, 0) + FILL(timedout, 0)",
@@ -347,16 +336,7 @@ class LabellingWindow(Construct):
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        return self._notify(alarm, topic)
+        return notify(alarm, topic)
 
-    @staticmethod
-    def _notify(alarm: cloudwatch.Alarm, topic: sns.ITopic) -> cloudwatch.Alarm:
-        action = cloudwatch_actions.SnsAction(topic)
-        alarm.add_alarm_action(action)
-        alarm.add_ok_action(action)
-        return alarm
-
-
-SAGEMAKER_TRAINING_LOGS = "/aws/sagemaker/TrainingJobs"
 
 __all__ = ["WINDOW_SERVICE_NAME", "LabellingWindow"]

@@ -102,9 +102,22 @@ def dead_letter_alarm(
         evaluation_periods=1,
         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
     )
-    alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
-    alarm.add_ok_action(cloudwatch_actions.SnsAction(topic))
+    return notify(alarm, topic)
+
+
+def notify(alarm: cloudwatch.Alarm, topic: sns.ITopic) -> cloudwatch.Alarm:
+    """`alarm` notifies `topic` when it fires and again when it clears (the runbook's alarms all do both)."""
+    action = cloudwatch_actions.SnsAction(topic)
+    alarm.add_alarm_action(action)
+    alarm.add_ok_action(action)
     return alarm
 
 
-__all__ = ["CLOUDWATCH_PRINCIPAL", "alarm_arn_pattern", "alarm_name", "build_alarm_topic", "dead_letter_alarm"]
+__all__ = [
+    "CLOUDWATCH_PRINCIPAL",
+    "alarm_arn_pattern",
+    "alarm_name",
+    "build_alarm_topic",
+    "dead_letter_alarm",
+    "notify",
+]

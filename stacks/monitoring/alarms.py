@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
@@ -28,7 +27,7 @@ from constructs import Construct
 
 from stacks.common import constants
 from stacks.config import MonitoringConfig
-from stacks.monitoring.alarm_topic import alarm_name
+from stacks.monitoring.alarm_topic import alarm_name, notify
 from stacks.monitoring.dashboard import (
     DASHBOARD_WIDTH,
     async_widgets,
@@ -96,7 +95,7 @@ class Monitoring(Construct):
         self._services = {"uploads": constants.POWERTOOLS_SERVICE_NAME}
         if backfill_service_name is not None:
             self._services["backfill"] = backfill_service_name
-        self._action = cloudwatch_actions.SnsAction(alarm_topic)
+        self._alarm_topic = alarm_topic
 
         self.queue_age_alarm: cloudwatch.Alarm | None = None
         self.stall_alarm: cloudwatch.Alarm | None = None
@@ -137,9 +136,7 @@ class Monitoring(Construct):
     # -- alarms ---------------------------------------------------------------------------------------------
 
     def _notify(self, alarm: cloudwatch.Alarm) -> cloudwatch.Alarm:
-        alarm.add_alarm_action(self._action)
-        alarm.add_ok_action(self._action)
-        return alarm
+        return notify(alarm, self._alarm_topic)
 
     def _queue_age_alarm(self) -> cloudwatch.Alarm:
         threshold = self.config.queue_age_alarm_seconds

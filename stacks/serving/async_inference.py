@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -31,6 +31,7 @@ from stacks.common.key_policy import scope_service_statements
 from stacks.common.nag import acknowledge, nag_resource
 from stacks.config.sections import AsyncInferenceConfig
 from stacks.monitoring.alarm_topic import alarm_name, dead_letter_alarm
+from stacks.storage.derived_bucket import derived_bucket
 
 REQUEST_PREFIX = DEFAULT_REQUEST_PREFIX  # requests/: the Lambda's default for an unset ASYNC_REQUEST_PREFIX
 OUTPUT_PREFIX = "responses/"
@@ -180,26 +181,15 @@ class AsyncInferenceStorage(Construct):
     # -- resources ----------------------------------------------------------------------------------------
 
     def _build_bucket(self, access_log_bucket: s3.IBucket) -> s3.Bucket:
-        return s3.Bucket(
+        # Requests hold normalised photos: the bucket outlives a stack deletion until an operator empties it.
+        return derived_bucket(
             self,
             "Bucket",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=self.data_key,
-            bucket_key_enabled=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=access_log_bucket,
-            server_access_logs_prefix=ACCESS_LOG_PREFIX,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-async-inference-objects",
-                    expiration=Duration.days(self.config.object_retention_days),
-                    abort_incomplete_multipart_upload_after=Duration.days(constants.ABORT_INCOMPLETE_UPLOAD_DAYS),
-                )
-            ],
-            # Requests hold normalised photos: the bucket outlives a stack deletion until an operator empties it.
-            removal_policy=RemovalPolicy.RETAIN,
+            key=self.data_key,
+            access_log_bucket=access_log_bucket,
+            access_log_prefix=ACCESS_LOG_PREFIX,
+            expiry_rule_id="expire-async-inference-objects",
+            expire_after_days=self.config.object_retention_days,
         )
 
     def _topic(self, construct_id: str, name: str) -> sns.Topic:

@@ -31,6 +31,7 @@ from stacks.common.nag import acknowledge, nag_resource
 from stacks.config import EndpointSettings
 from stacks.serving import serving_properties
 from stacks.serving.rollout import RolloutAlarms, RolloutPolicy
+from stacks.storage.model_store import grant_read_model
 
 # Where a canary that the endpoint's capacity cannot hold is reported.
 CANARY_CONFIG_KEY = "photo_labeler.endpoint.rollout_canary_percent"
@@ -119,25 +120,13 @@ class InferenceEndpoint(Construct):
         )
 
     def _build_role(self, endpoint_name: str, model_data_uri: str, table: LmiImageTable) -> iam.Role:
-        stack = Stack.of(self)
-        bucket, _, key_prefix = model_data_uri.removeprefix("s3://").partition("/")
         role = iam.Role(
             self,
             "ExecutionRole",
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"SageMaker model {endpoint_name}: read its weights, pull the LMI image, write logs",
         )
-        bucket_arn = stack.format_arn(service="s3", region="", account="", resource=bucket)
-        objects_arn = f"{bucket_arn}/{key_prefix}*"
-        role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects_arn]))
-        # S3Prefix model data is listed before it is copied; the condition keeps the listing inside the prefix.
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{key_prefix}*"]}},
-            )
-        )
+        objects_arn = grant_read_model(role, model_data_uri)
         # The image lives in an AWS-owned account that differs by region: the grant names this region's one.
         grant_ecr_pull(role, self.image_uri, table.repository)
         self._grant_logs(role, endpoint_name)

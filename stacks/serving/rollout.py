@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.common import constants
 from stacks.config.parsing import ConfigError
+from stacks.monitoring.alarm_topic import notify
 
 if TYPE_CHECKING:
     from stacks.config import EndpointSettings
@@ -147,10 +147,8 @@ class RolloutAlarms(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         if alarm_topic is not None:
-            action = cloudwatch_actions.SnsAction(alarm_topic)
             for alarm in self.alarms:
-                alarm.add_alarm_action(action)
-                alarm.add_ok_action(action)
+                notify(alarm, alarm_topic)
 
     @property
     def alarm_names(self) -> list[str]:

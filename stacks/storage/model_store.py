@@ -119,6 +119,27 @@ class ModelStore(Construct):
         return parameter.value_as_string
 
 
+def grant_read_model(role: iam.Role, model_data_uri: str) -> str:
+    """s3:GetObject on every file under a model's prefix (`s3://bucket/prefix/`, any bucket), and s3:ListBucket
+    kept inside that prefix: SageMaker lists S3Prefix model data and S3 channels before it reads them.
+
+    The endpoint's model and scheduled mode's labelling job both read their weights this way. Returns the objects'
+    ARN, for the caller's cdk-nag reason.
+    """
+    bucket, _, key_prefix = model_data_uri.removeprefix("s3://").partition("/")
+    bucket_arn = Stack.of(role).format_arn(service="s3", region="", account="", resource=bucket)
+    objects_arn = f"{bucket_arn}/{key_prefix}*"
+    role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects_arn]))
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{key_prefix}*"]}},
+        )
+    )
+    return objects_arn
+
+
 @dataclass(frozen=True)
 class ProfileRecords:
     """Where the model_profile.json of each model the endpoint may serve lives (classification/model_profile.py).
@@ -160,4 +181,4 @@ class ProfileRecords:
                 )
 
 
-__all__ = ["ModelStore", "ProfileRecords", "registry_parameter_name"]
+__all__ = ["ModelStore", "ProfileRecords", "grant_read_model", "registry_parameter_name"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
@@ -25,7 +24,7 @@ from stacks.common import constants
 from stacks.common.encrypted_logs import encrypted_log_group
 from stacks.common.training_image import TrainingImageTable, default_training_images
 from stacks.config import TrainingPipelineConfig
-from stacks.monitoring.alarm_topic import alarm_name
+from stacks.monitoring.alarm_topic import alarm_name, notify
 from stacks.serving.inference_endpoint import InferenceEndpoint
 from stacks.serving.rollout import RolloutAlarms
 from stacks.storage.model_store import ModelStore
@@ -172,9 +171,7 @@ class TrainingPipeline(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         if alarm_topic is not None:
-            action = cloudwatch_actions.SnsAction(alarm_topic)
-            alarm.add_alarm_action(action)
-            alarm.add_ok_action(action)
+            notify(alarm, alarm_topic)
         self.failure_alarm: cloudwatch.Alarm = alarm
 
     # --- the definition -------------------------------------------------------------------------------------

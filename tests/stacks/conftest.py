@@ -52,18 +52,24 @@ SCHEDULED_REGISTRY = {
     "photo_labeler.scheduled.on_demand_fallback": "false",
     "photo_labeler.backfill.source_prefix": "archive/",
 }
-# Every config variant whose template differs in kind: the deploy-time gates run on each (session fixtures).
-VARIANTS = (
-    "no_model",
-    "with_model",
-    "registry",
-    "regional",
-    "scoped_backfill",
-    "canary",
-    "async_mode",
-    "scheduled_mode",
-    "scheduled_registry",
-)
+# Every config variant whose template differs in kind, by the name of its session fixture below: the deploy-time
+# gates run on each (the fixtures' templates, or a fresh synth of the same overrides).
+VARIANT_OVERRIDES: dict[str, dict[str, str]] = {
+    "no_model": {},
+    "with_model": {"photo_labeler.endpoint.model_data_uri": MODEL_URI},
+    "registry": {"photo_labeler.training.serve_registered_model": "true"},
+    "regional": {
+        "photo_labeler.endpoint.model_data_uri": MODEL_URI,
+        "photo_labeler.region": "ap-east-1",
+        "photo_labeler.account": "123456789012",
+    },
+    "scoped_backfill": SCOPED_BACKFILL,
+    "canary": CANARY,
+    "async_mode": ASYNC_MODE,
+    "scheduled_mode": SCHEDULED_MODE,
+    "scheduled_registry": SCHEDULED_REGISTRY,
+}
+VARIANTS = tuple(VARIANT_OVERRIDES)
 
 
 @dataclass(frozen=True)
@@ -116,25 +122,19 @@ def no_model() -> Synthesized:
 @pytest.fixture(scope="session")
 def with_model() -> Synthesized:
     """Environment-agnostic, with a model: the full system."""
-    return synth({"photo_labeler.endpoint.model_data_uri": MODEL_URI})
+    return synth(VARIANT_OVERRIDES["with_model"])
 
 
 @pytest.fixture(scope="session")
 def registry() -> Synthesized:
     """Environment-agnostic, the endpoint serving the training pipeline's registry: the pipeline rolls out."""
-    return synth({"photo_labeler.training.serve_registered_model": "true"})
+    return synth(VARIANT_OVERRIDES["registry"])
 
 
 @pytest.fixture(scope="session")
 def regional() -> Synthesized:
     """Pinned to ap-east-1, whose LMI image lives in a non-default ECR account."""
-    return synth(
-        {
-            "photo_labeler.endpoint.model_data_uri": MODEL_URI,
-            "photo_labeler.region": "ap-east-1",
-            "photo_labeler.account": "123456789012",
-        }
-    )
+    return synth(VARIANT_OVERRIDES["regional"])
 
 
 @pytest.fixture(scope="session")

@@ -18,13 +18,9 @@ from constructs import IConstruct
 from app import build_app
 from stacks.common import nag
 from tests.stacks.conftest import (
-    ASYNC_MODE,
-    CANARY,
     MODEL_URI,
     PROJECT_ROOT,
-    SCHEDULED_MODE,
-    SCHEDULED_REGISTRY,
-    SCOPED_BACKFILL,
+    VARIANT_OVERRIDES,
     VARIANTS,
     Synthesized,
     cdk_json_context,
@@ -56,42 +52,14 @@ class _RecordedAcknowledgements:
         self.made.append((self._path, acknowledgment.id))
 
 
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        {},
-        {"photo_labeler.endpoint.model_data_uri": MODEL_URI},
-        {"photo_labeler.training.serve_registered_model": "true"},
-        {
-            "photo_labeler.endpoint.model_data_uri": MODEL_URI,
-            "photo_labeler.region": "ap-east-1",
-            "photo_labeler.account": "123456789012",
-        },
-        SCOPED_BACKFILL,
-        CANARY,
-        ASYNC_MODE,
-        SCHEDULED_MODE,
-        SCHEDULED_REGISTRY,
-    ],
-    ids=[
-        "no_model",
-        "with_model",
-        "registry",
-        "regional",
-        "scoped_backfill",
-        "canary",
-        "async_mode",
-        "scheduled_mode",
-        "scheduled_registry",
-    ],
-)
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_every_acknowledgement_suppresses_a_finding_cdk_nag_really_reports(
-    overrides: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    variant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the stack built with every acknowledgement recorded instead of applied
     monkeypatch.setattr(nag, "Validations", _RecordedAcknowledgements)
     monkeypatch.setattr(_RecordedAcknowledgements, "made", [])
-    context = {**cdk_json_context(), "aws:cdk:bundling-stacks": [], **overrides}
+    context = {**cdk_json_context(), "aws:cdk:bundling-stacks": [], **VARIANT_OVERRIDES[variant]}
     _app, stack = build_app(cdk.App(context=context))
     # When cdk-nag checks it
     findings = [
