@@ -28,7 +28,7 @@ from local_aws.lambda_runner import (
     MODEL_ID,
     DrainStats,
     LambdaContext,
-    drain_queue,
+    drain_uploads,
     lambda_environment,
     lambda_module,
     patched_environ,
@@ -55,15 +55,7 @@ def label_scheduled(
     environment = lambda_environment(
         aws, sagemaker_runtime_url=aws.endpoint_url, taxonomy_file=taxonomy_file, config=config, scheduled=True
     )
-    with patched_environ(environment), lambda_module("handler", log) as handler:
-        drain = drain_queue(
-            aws,
-            handler,
-            batch_size=config.upload.batch_size,
-            function_timeout_seconds=config.upload.function_timeout_seconds,
-            log=log,
-            progress=progress,
-        )
+    drain = drain_uploads(aws, environment, config=config, log=log, progress=progress)
     say(f"      uploads recorded: {_statuses(aws)}")
 
     began = time.monotonic()
