@@ -7,9 +7,10 @@
 `--day-one` runs scripts/demo_day_one.py instead: from the base model with no training set, through review, to
 the first fine-tune (docs/day-one.md).
 
-1. builds a tiny LLaVA-NeXT (training_job/tiny_model.py) and fine-tunes it with the project's own training
-   entry point (`python -m training_job.train`, the real config file plus CPU overrides) on generated photos
-   whose label is visible in the pixels (one colour per label), prepared by training_job/build_dataset.py;
+1. builds a tiny LLaVA-NeXT (training_job/tiny_model.py) and fine-tunes it (scripts/demo_training.py) with the
+   project's own training entry point (`python -m training_job.train`, the real config file plus CPU overrides)
+   on generated photos whose label is visible in the pixels (one colour per label), prepared by
+   training_job/build_dataset.py;
 2. serves it with the real engine, vLLM's CPU build (model_code/vllm_server.py: the serving venv .venv-serve,
    engine args from model_code/serving.properties as LMI maps them, SageMaker Runtime's InvokeEndpoint route);
 3. starts AWS emulation (local_aws/: moto's server on 127.0.0.1) with the resources the CDK app defines —
@@ -47,11 +48,9 @@ scheduled_runner.py).
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,7 +58,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
@@ -67,127 +66,17 @@ from classification.contract import Taxonomy
 from local_aws import load_app_config
 from local_aws.emulation import REGION, LocalAws
 from local_aws.lambda_runner import ENDPOINT_NAME, DrainStats, label_async, label_realtime
-from local_aws.photos import HOTELS, PALETTE, make_uploads, unsure_uploads, write_training_photos
+from local_aws.photos import HOTELS, PALETTE, make_uploads, unsure_uploads
 from local_aws.scheduled_runner import label_scheduled
-from local_aws.training import REPO_ROOT, TRAIN_CONFIG, cpu_training_args, subprocess_env
-from scripts.demo_report import Row, accuracy, format_table, result_rows, write_csv
+from local_aws.training import REPO_ROOT
+from scripts.demo_report import Row, accuracy, format_table, result_rows, say, write_csv
+from scripts.demo_training import train_model
 from stacks.storage import labels_table
 
 # The tiny model learns 8 colours in ~1.5 minutes of CPU training; all 26 labels need ~3x longer.
 DEFAULT_LABELS = 8
 # Photos mixing two labels' colours: the model is unsure of them, so the review page ends the demo with work.
 UNSURE_PHOTOS = 6
-
-
-# -- model --------------------------------------------------------------------------------------------------------
-
-
-def train_model(
-    workdir: Path,
-    taxonomy: Taxonomy,
-    *,
-    per_label: int,
-    epochs: int,
-    seed: int,
-    log: TextIO,
-    batch_size: int = 4,
-    learning_rate: float = 3e-3,
-) -> Path:
-    """Tiny model -> dataset -> `python -m training_job.train`; returns the servable model directory."""
-    from training_job.build_dataset import build_dataset
-    from training_job.tiny_model import build_tiny_model
-
-    rng = np.random.default_rng(seed)
-    base = build_tiny_model(workdir / "tiny-base", taxonomy, profile="compact")
-    photos = write_training_photos(workdir / "training-photos", taxonomy, per_label, rng)
-    dataset = workdir / "dataset"
-    # build_dataset's default split holds back at least one photo per label (evaluation needs a validation split).
-    report = build_dataset(str(photos), dataset, taxonomy=taxonomy, progress=False)
-    _say(f"      dataset: {report.train} training photos, {len(taxonomy.labels)} labels")
-    return run_training(
-        workdir,
-        base,
-        dataset,
-        epochs=epochs,
-        seed=seed,
-        log=log,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-    )
-
-
-def run_training(
-    workdir: Path,
-    base: Path,
-    dataset: Path,
-    *,
-    epochs: int,
-    seed: int,
-    log: TextIO,
-    batch_size: int = 4,
-    learning_rate: float = 3e-3,
-) -> Path:
-    """`python -m training_job.train` of `base` on `dataset` (CPU settings), progress on stdout, the rest in `log`;
-    returns the servable model directory (workdir/model)."""
-    model_dir = workdir / "model"
-    command = [
-        sys.executable,
-        "-m",
-        "training_job.train",
-        "--config",
-        str(TRAIN_CONFIG),
-        "--model_name_or_path",
-        str(base),
-        "--dataset_name",
-        str(dataset),
-        "--output_dir",
-        str(workdir / "checkpoints"),
-        "--final_model_dir",
-        str(model_dir),
-        "--image_token_profile",
-        "compact",
-        "--num_train_epochs",
-        str(epochs),
-        "--seed",
-        str(seed),
-        "--per_device_train_batch_size",
-        str(batch_size),
-        # A constant rate: the seed's linear decay spends half of a short CPU run at a rate too small to matter.
-        *cpu_training_args(learning_rate=learning_rate, lr_scheduler_type="constant"),
-    ]
-    log.write("$ " + " ".join(command) + "\n")
-    log.flush()
-    process = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    assert process.stdout is not None
-    try:
-        for line in process.stdout:
-            log.write(line)
-            progress = _training_progress(line)
-            if progress:
-                _say(progress)
-    finally:
-        if process.poll() is None and sys.exc_info()[0] is not None:
-            process.kill()  # interrupted (Ctrl-C): never leave a training process behind
-    if process.wait() != 0:
-        log.flush()
-        raise RuntimeError(f"training failed with exit code {process.returncode}; see {log.name}")
-    return model_dir
-
-
-def _training_progress(line: str) -> str | None:
-    """The trainer's per-step log dict ({'loss': '0.41', 'epoch': '2.5', ...}) as one short progress line."""
-    if not line.startswith("{'loss'"):
-        return None
-    try:
-        values = ast.literal_eval(line.strip())
-        return (
-            f"      epoch {float(values['epoch']):5.2f}  loss {float(values['loss']):.3f}  "
-            f"answer-token accuracy {float(values['mean_token_accuracy']):.2f}"
-        )
-    except (ValueError, SyntaxError, KeyError, TypeError):
-        return None
 
 
 # -- the demo -----------------------------------------------------------------------------------------------------
@@ -230,15 +119,11 @@ def serve_review_page(
         upload_prefix=aws.upload_prefix,
         taxonomy_file=taxonomy_file,
     ) as server:
-        _say(f"[review] {waiting} photo(s) wait for a reviewer: open {server.url} (LOCAL MODE); Ctrl-C stops it")
+        say(f"[review] {waiting} photo(s) wait for a reviewer: open {server.url} (LOCAL MODE); Ctrl-C stops it")
         try:
             wait(server.url)
         except KeyboardInterrupt:
-            _say("[review] stopped")
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
+            say("[review] stopped")
 
 
 class _NoServer:
@@ -287,7 +172,7 @@ def run_demo(
     seconds["train"] = 0.0
     if served is None:
         with (workdir / "train.log").open("w", encoding="utf-8") as train_log:
-            _say(
+            say(
                 f"[1/5] training a tiny LLaVA-NeXT on {len(taxonomy.labels)} labels x {train_per_label} photos ..."
             )
             began = time.monotonic()
@@ -296,17 +181,17 @@ def run_demo(
             )
             seconds["train"] = time.monotonic() - began
         if mode == "scheduled":
-            _say("[2/5] starting the AWS emulation (no endpoint: the labelling job runs its own engine) ...")
+            say("[2/5] starting the AWS emulation (no endpoint: the labelling job runs its own engine) ...")
             engine: Any = contextlib.nullcontext(_NoServer())
         else:
-            _say("[2/5] starting the serving engine (vLLM, CPU) and the AWS emulation ...")
+            say("[2/5] starting the serving engine (vLLM, CPU) and the AWS emulation ...")
             engine = VllmServer(
-                model_dir, endpoint_name=ENDPOINT_NAME, log_file=workdir / "vllm.log", progress=_say
+                model_dir, endpoint_name=ENDPOINT_NAME, log_file=workdir / "vllm.log", progress=say
             )
     else:
         model_dir = served.model_dir
-        _say(f"[1/5] using the trained model {model_dir}")
-        _say(f"[2/5] using the running engine {served.base_url}; starting the AWS emulation ...")
+        say(f"[1/5] using the trained model {model_dir}")
+        say(f"[2/5] using the running engine {served.base_url}; starting the AWS emulation ...")
         engine = contextlib.nullcontext(served)
     with (
         engine as backend,
@@ -314,9 +199,9 @@ def run_demo(
         (workdir / "lambda.log").open("w", encoding="utf-8") as lambda_log,
     ):
         where = "the labelling job's own" if mode == "scheduled" else backend.base_url
-        _say(f"      engine {where} (model {model_dir.name}), AWS emulation {aws.endpoint_url}")
+        say(f"      engine {where} (model {model_dir.name}), AWS emulation {aws.endpoint_url}")
         indexes = ", ".join(index.name for index in labels_table.INDEXES)
-        _say(
+        say(
             f"      bucket {aws.bucket} (notifications on {aws.upload_prefix}*), queue {aws.queue_name} "
             f"(+ DLQ after {aws.max_receive_count} receives), table {aws.table} (GSIs {indexes})"
         )
@@ -326,16 +211,16 @@ def run_demo(
         uploads = make_uploads(taxonomy, upload_per_label, rng, aws.upload_prefix, colours)
         uploads += unsure_uploads(taxonomy, unsure, rng, aws.upload_prefix, colours)
         bad = sum(upload.expected_label is None and upload.mixes is None for upload in uploads)
-        _say(
+        say(
             f"[3/5] uploading {len(uploads) - bad} new photos ({unsure} of them mixing two labels' colours) and "
             f"{bad} bad files ..."
         )
         for upload in uploads:
             aws.s3.put_object(Bucket=aws.bucket, Key=upload.key, Body=upload.body)
-        _say(f"      {aws.queue_depth()} notifications queued (one is S3's s3:TestEvent)")
+        say(f"      {aws.queue_depth()} notifications queued (one is S3's s3:TestEvent)")
 
         batch_size = config.upload.batch_size
-        _say(f"[4/5] running lambda/handler.py lambda_handler on the queue (batch size {batch_size}) ...")
+        say(f"[4/5] running lambda/handler.py lambda_handler on the queue (batch size {batch_size}) ...")
         if mode == "scheduled":
             drain = label_scheduled(
                 aws,
@@ -361,17 +246,17 @@ def run_demo(
         rows = result_rows(aws.items(), uploads, aws.bucket)
         queue_left = aws.queue_depth()
         dead_letters = aws.queue_depth(aws.dead_letter_queue_url)
-        _say("[5/5] results")
-        _say(format_table(rows))
+        say("[5/5] results")
+        say(format_table(rows))
         statuses = Counter(row.status for row in rows)
-        _say("      " + ", ".join(f"{status} {count}" for status, count in sorted(statuses.items())))
-        _say(
+        say("      " + ", ".join(f"{status} {count}" for status, count in sorted(statuses.items())))
+        say(
             f"      GSI by-status: {aws.query_count(labels_table.BY_STATUS, 'REJECTED')} REJECTED, "
             f"{aws.query_count(labels_table.BY_STATUS, 'NEEDS_REVIEW')} NEEDS_REVIEW; GSI by-hotel: "
             f"{aws.query_count(labels_table.BY_HOTEL, HOTELS[0])} photos of {HOTELS[0]}"
         )
         unsure_rows = [row for row in rows if row.status == "NEEDS_REVIEW"]
-        _say(
+        say(
             f"      {len(unsure_rows)} photos the model is unsure of wait for a reviewer (NEEDS_REVIEW), "
             f"{sum(row.mixes is not None for row in unsure_rows)} of the {unsure} mixed photos among them"
         )
@@ -379,7 +264,7 @@ def run_demo(
             serve_review_page(aws, taxonomy_file=taxonomy_file)
     correct, total = accuracy(rows)
     per_photo = drain.seconds / max(1, drain.messages)
-    _say(
+    say(
         f"accuracy {correct}/{total} = {correct / max(1, total):.1%} on new photos; "
         f"queue left {queue_left}, dead letters {dead_letters}; "
         f"training {seconds['train']:.0f} s, labelling {drain.seconds:.1f} s for {drain.messages} messages "
@@ -484,9 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if cleanup is not None:
             cleanup.cleanup()
-    _say(
-        f"done in {time.monotonic() - began:.0f} s" + (f"; kept {workdir}" if cleanup is None else "; cleaned up")
-    )
+    say(f"done in {time.monotonic() - began:.0f} s" + (f"; kept {workdir}" if cleanup is None else "; cleaned up"))
     lost = [row for row in result.rows if row.status == "NOT-IN-TABLE"]
     return 1 if lost or result.queue_left else 0
 
@@ -515,10 +398,8 @@ def _day_one(
     finally:
         if cleanup is not None:
             cleanup.cleanup()
-    _say(report(result))
-    _say(
-        f"done in {time.monotonic() - began:.0f} s" + (f"; kept {workdir}" if cleanup is None else "; cleaned up")
-    )
+    say(report(result))
+    say(f"done in {time.monotonic() - began:.0f} s" + (f"; kept {workdir}" if cleanup is None else "; cleaned up"))
     return 0 if result.improved else 1
 
 

@@ -55,7 +55,8 @@ from local_aws.lambda_runner import (
     patched_environ,
 )
 from local_aws.photos import Upload, make_uploads
-from scripts.demo_report import Row, accuracy, result_rows
+from scripts.demo_report import Row, accuracy, result_rows, say
+from scripts.demo_training import run_training
 
 BASE_PREFIX = "base-models/tiny-llava-next/untrained/"  # the staging tool's layout: base-models/<repo>/<commit>/
 FINE_TUNE_PREFIX = "models/photo-labeler-day-one-1/"  # a pipeline run's model directory
@@ -80,10 +81,6 @@ class DayOneResult:
 
 def _share(counts: tuple[int, int]) -> float:
     return counts[0] / counts[1] if counts[1] else 0.0
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
 
 
 def _batch(uploads: list[Upload], name: str, *, photos_only: bool) -> list[Upload]:
@@ -194,7 +191,6 @@ def run_day_one(
 ) -> DayOneResult:
     """Steps 1-6 of the module docstring inside `workdir`; every server is stopped before it returns."""
     from model_code.vllm_server import VllmServer
-    from scripts.demo import run_training
     from training_job.evaluate import evaluate
     from training_job.tiny_model import build_tiny_model
 
@@ -215,7 +211,7 @@ def run_day_one(
         make_uploads(taxonomy, upload_per_label, rng, config.storage.upload_prefix), "b2", photos_only=False
     )
 
-    _say("[1/6] staging the base model: the untrained tiny LLaVA-NeXT, its model_profile.json says `base`")
+    say("[1/6] staging the base model: the untrained tiny LLaVA-NeXT, its model_profile.json says `base`")
     base_dir = build_tiny_model(workdir / "base-model", taxonomy, profile="compact")
     (base_dir / PROFILE_FILE).write_bytes(BASE.record(source={"repo": "tiny-llava-next", "commit": "untrained"}))
 
@@ -230,12 +226,12 @@ def run_day_one(
         aws.s3.put_object(
             Bucket=training_bucket, Key=BASE_PREFIX + PROFILE_FILE, Body=(base_dir / PROFILE_FILE).read_bytes()
         )
-        _say(f"      model_data_uri={base_uri}")
+        say(f"      model_data_uri={base_uri}")
 
-        _say(f"[2/6] serving the base model; uploading {len(reviewed_batch)} + {len(new_batch)} photos ...")
+        say(f"[2/6] serving the base model; uploading {len(reviewed_batch)} + {len(new_batch)} photos ...")
         began = time.monotonic()
         with VllmServer(
-            base_dir, endpoint_name=ENDPOINT_NAME, log_file=workdir / "vllm-base.log", progress=_say
+            base_dir, endpoint_name=ENDPOINT_NAME, log_file=workdir / "vllm-base.log", progress=say
         ) as engine:
             for upload in [*reviewed_batch, *new_batch]:
                 aws.s3.put_object(Bucket=aws.bucket, Key=upload.key, Body=upload.body)
@@ -252,13 +248,13 @@ def run_day_one(
         rows_before = result_rows(aws.items(), new_batch, aws.bucket)
         before = accuracy(rows_before)
         statuses = [row.status for row in result_rows(aws.items(), [*reviewed_batch, *new_batch], aws.bucket)]
-        _say(
+        say(
             f"      the base model labelled {len(statuses)} uploads: {statuses.count('NEEDS_REVIEW')} to review "
             f"(no margin threshold calibrated yet), {statuses.count('REJECTED')} rejected; accuracy on the "
             f"{before[1]} photos of the second batch {before[0]}/{before[1]}"
         )
 
-        _say("[3/6] a scripted reviewer decides the first batch through the review API ...")
+        say("[3/6] a scripted reviewer decides the first batch through the review API ...")
         truth = {f"s3://{aws.bucket}/{u.key}": u.expected_label for u in reviewed_batch if u.expected_label}
         # The review function's environment as the stack sets it (its decisions emit EMF metrics, into the log).
         with (
@@ -266,13 +262,13 @@ def run_day_one(
             contextlib.redirect_stdout(lambda_log),
         ):
             reviewed = review_through_the_api(aws, taxonomy_file, truth)
-        _say(f"      {reviewed} photos confirmed or corrected; the second batch still waits")
+        say(f"      {reviewed} photos confirmed or corrected; the second batch still waits")
 
-        _say("[4/6] exporting the decisions (tools.review_export) and building the dataset ...")
+        say("[4/6] exporting the decisions (tools.review_export) and building the dataset ...")
         dataset, report = export_and_build(aws, workdir, taxonomy)
-        _say(f"      dataset: {report.train} training photos, {report.validation} held out for the gate")
+        say(f"      dataset: {report.train} training photos, {report.validation} held out for the gate")
 
-        _say(f"[5/6] training the first fine-tune ({epochs} epochs) and gating it against the base model ...")
+        say(f"[5/6] training the first fine-tune ({epochs} epochs) and gating it against the base model ...")
         began = time.monotonic()
         fine_tune = run_training(workdir / "fine-tune", base_dir, dataset, epochs=epochs, seed=seed, log=train_log)
         seconds["train"] = time.monotonic() - began
@@ -287,7 +283,7 @@ def run_day_one(
         )
         seconds["evaluate"] = time.monotonic() - began
         gate = metrics["baseline"]
-        _say(
+        say(
             f"      held-out reviewed photos: fine-tune {metrics['accuracy']:.3f}, base {gate['accuracy']:.3f} "
             f"({gate['only_evaluated_right']} photos only the fine-tune got right, {gate['only_baseline_right']} "
             f"only the base): {'better, rolled out' if gate['better'] else 'NOT better: not rolled out'}"
@@ -295,7 +291,7 @@ def run_day_one(
         if not gate["better"]:
             return DayOneResult(before, before, reviewed, gate, rows_before, rows_before, seconds)
 
-        _say("[6/6] serving the fine-tune and relabelling what the base model labelled (reclassify backfill) ...")
+        say("[6/6] serving the fine-tune and relabelling what the base model labelled (reclassify backfill) ...")
         fine_tune_uri = f"s3://{training_bucket}/{FINE_TUNE_PREFIX}"
         aws.s3.put_object(
             Bucket=training_bucket,
@@ -304,7 +300,7 @@ def run_day_one(
         )
         began = time.monotonic()
         with VllmServer(
-            fine_tune, endpoint_name=ENDPOINT_NAME, log_file=workdir / "vllm-fine-tune.log", progress=_say
+            fine_tune, endpoint_name=ENDPOINT_NAME, log_file=workdir / "vllm-fine-tune.log", progress=say
         ) as engine:
             environment = lambda_environment(
                 aws,
@@ -315,7 +311,7 @@ def run_day_one(
             )
             summary = relabel(aws, [u.key for u in [*reviewed_batch, *new_batch]], environment, lambda_log)
         seconds["relabel"] = time.monotonic() - began
-        _say(
+        say(
             f"      backfill: {summary['labeled']} labelled, {summary['needs_review']} to review, "
             f"{summary['skipped']} skipped (reviewed photos and rejected files keep their result)"
         )

@@ -1,4 +1,5 @@
-"""The demo's results: one row per upload from the labels table, the accuracy, the printed table and labels.csv."""
+"""The demo's output: its progress lines, one row per upload from the labels table, the accuracy, the printed
+table and labels.csv."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from local_aws.photos import Upload
+
+
+def say(message: str) -> None:
+    """One progress line of the demos, flushed at once: it interleaves with the engine's and trainer's output."""
+    print(message, flush=True)
 
 
 @dataclass(frozen=True)

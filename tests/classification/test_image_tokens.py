@@ -75,7 +75,6 @@ def _processor(pinpoints: list[list[int]]):  # -> LlavaNextProcessor
 
 @pytest.fixture(scope="module")
 def processors() -> dict[str, object]:
-    pytest.importorskip("transformers")
     return {name: _processor(pinpoints) for name, pinpoints in GRID_PINPOINTS.items()}
 
 

@@ -111,9 +111,9 @@ def test_demo_cli_refuses_bad_options(capsys: pytest.CaptureFixture[str], tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("result", ["scheduled"], indirect=True)  # only endpoint.mode scheduled runs a window
 def test_a_scheduled_window_labels_every_pending_photo_once(result: demo.DemoResult) -> None:
-    if result.drain.window is None:
-        pytest.skip("only endpoint.mode scheduled runs a window")
+    assert result.drain.window is not None
     good = sum(row.is_photo for row in result.rows)  # photos of one label and photos mixing two
     window = result.drain.window
     # Every good photo was inferred exactly once by the window's job and got a final label; nothing failed

@@ -58,14 +58,7 @@ def model_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def local(model_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LocalAsyncEndpoint, Any, Any, str]]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
+def local(model_url: str, aws_env: None) -> Iterator[tuple[LocalAsyncEndpoint, Any, Any, str]]:
     with mock_aws():
         s3, sqs = boto3.client("s3", region_name=REGION), boto3.client("sqs", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)

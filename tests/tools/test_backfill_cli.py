@@ -35,17 +35,6 @@ OUTPUTS = {
 
 
 @pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
-
-
-@pytest.fixture
 def stubbed(aws_env: None) -> Iterator[tuple[Clients, Stubber, Stubber]]:
     sfn = boto3.client("stepfunctions", region_name=REGION)
     cloudformation = boto3.client("cloudformation", region_name=REGION)

@@ -37,17 +37,6 @@ STARTED = 1_764_100_000_000  # epoch milliseconds
 
 
 @pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
-
-
-@pytest.fixture
 def stubbed(aws_env: None) -> Iterator[tuple[Clients, Stubber, Stubber]]:
     sqs = boto3.client("sqs", region_name=REGION)
     cloudformation = boto3.client("cloudformation", region_name=REGION)

@@ -26,13 +26,7 @@ LEAD = Reviewer(sub="c3f0-lea", name="lea@example.com", groups=frozenset({"revie
 
 
 @pytest.fixture
-def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any, ReviewService]]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
+def account(aws_env: None) -> Iterator[tuple[Any, Any, ReviewService]]:
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)

@@ -15,13 +15,6 @@ from tools import smoke_test
 from tools.smoke_test import GEOMETRY_CHECK, geometry_check, run_checks, served_geometry_check
 from training_job.serving_export import write_text_config_for_both_readers
 
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
 
 def _engine_argv(server: Any, model_dir: Path, taxonomy_file: Path) -> list[str]:
     return [
@@ -32,9 +25,7 @@ def _engine_argv(server: Any, model_dir: Path, taxonomy_file: Path) -> list[str]
     ]
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
-    for name, value in AWS_ENV.items():
-        monkeypatch.setenv(name, value)
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     code = smoke_test.main(argv)
     return code, capsys.readouterr().out
 
@@ -45,13 +36,13 @@ def test_the_local_engine_passes_every_check(
     trained_model: Path,
     taxonomy_file: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    aws_env: None,
 ) -> None:
     # Given the engine serving the trained model, reached through boto3's InvokeEndpoint
     argv = _engine_argv(vllm_server, trained_model, taxonomy_file)
 
     # When the smoke test runs with the model's own files
-    code, out = _run(argv, capsys, monkeypatch)
+    code, out = _run(argv, capsys)
 
     # Then all five checks pass, one line each, and the verdict says so
     assert code == 0, out
@@ -78,7 +69,7 @@ def test_a_base_profile_model_is_checked_with_its_own_request(
     taxonomy_file: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    aws_env: None,
     profile_name: str,
 ) -> None:
     from classification.model_profile import PROFILE_FILE, profile_named
@@ -90,7 +81,7 @@ def test_a_base_profile_model_is_checked_with_its_own_request(
     (model_dir / PROFILE_FILE).write_bytes(profile_named(profile_name).record())
 
     # When the smoke test runs
-    code, out = _run(_engine_argv(vllm_server, model_dir, taxonomy_file), capsys, monkeypatch)
+    code, out = _run(_engine_argv(vllm_server, model_dir, taxonomy_file), capsys)
 
     # Then it asks in that profile (BOS, the bare or prefilled answer) and the engine's prompt count agrees
     assert code == 0, out
@@ -105,7 +96,7 @@ def test_a_different_image_processor_fails_the_prompt_token_check(
     taxonomy_file: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    aws_env: None,
 ) -> None:
     # Given processor files that disagree with the served ones: the stock grid where the model serves compact
     files = tmp_path / "other-processor"
@@ -121,7 +112,7 @@ def test_a_different_image_processor_fails_the_prompt_token_check(
     assert changed
 
     # When the smoke test counts tokens with them
-    code, out = _run(_engine_argv(vllm_server, files, taxonomy_file), capsys, monkeypatch)
+    code, out = _run(_engine_argv(vllm_server, files, taxonomy_file), capsys)
 
     # Then only the token check fails, and the verdict and exit code say so
     assert code == 1, out
@@ -245,13 +236,9 @@ def _deploy_on_moto(exported: Path, *, s3_data: dict[str, str]) -> None:
 UNCOMPRESSED = {"S3Uri": "s3://models/run-7/model/", "S3DataType": "S3Prefix", "CompressionType": "None"}
 
 
-def test_the_served_config_is_the_one_the_endpoints_model_mounts(
-    exported: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_served_config_is_the_one_the_endpoints_model_mounts(exported: Path, aws_env: None) -> None:
     from moto import mock_aws
 
-    for name, value in AWS_ENV.items():
-        monkeypatch.setenv(name, value)
     trained = json.loads((exported / "config.json").read_text())
     with mock_aws():
         # Given an endpoint serving the exported folder from an uncompressed prefix (the stack's ModelDataSource)
@@ -271,13 +258,9 @@ def test_the_served_config_is_the_one_the_endpoints_model_mounts(
     )
 
 
-def test_a_model_the_check_cannot_read_fails_it_with_the_reason(
-    exported: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_model_the_check_cannot_read_fails_it_with_the_reason(exported: Path, aws_env: None) -> None:
     from moto import mock_aws
 
-    for name, value in AWS_ENV.items():
-        monkeypatch.setenv(name, value)
     trained = json.loads((exported / "config.json").read_text())
     with mock_aws():
         _deploy_on_moto(exported, s3_data={**UNCOMPRESSED, "CompressionType": "Gzip"})

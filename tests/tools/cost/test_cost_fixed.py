@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from stacks.config import ENDPOINT_MODES
 from tools.cost import prices
 from tools.cost.fixed import ASYNC, INIT_SECONDS, INIT_SHARE, REAL_TIME, RESOURCES, SCHEDULED, init_gb_seconds
 from tools.cost.settings import Settings
@@ -57,10 +56,6 @@ def counted(resources: dict[str, dict[str, Any]]) -> dict[str, int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", [REAL_TIME, ASYNC, SCHEDULED])
 def test_the_counts_are_the_synthesized_stacks(mode: str) -> None:
-    if mode == SCHEDULED and "scheduled" not in ENDPOINT_MODES:
-        pytest.skip(
-            "endpoint.mode 'scheduled' is not in this app yet (issue 18); its counts follow its design doc"
-        )
     from tests.stacks.conftest import synth
 
     resources = synth(VARIANTS[mode]).json["Resources"]
@@ -76,8 +71,6 @@ def test_the_counts_are_the_synthesized_stacks(mode: str) -> None:
 
 @pytest.mark.parametrize("mode", [REAL_TIME, ASYNC, SCHEDULED])
 def test_every_counted_metric_is_one_the_functions_emit(mode: str) -> None:
-    if mode == SCHEDULED and "scheduled" not in ENDPOINT_MODES:
-        pytest.skip("endpoint.mode 'scheduled' is not in this app yet (issue 18): its window function is not here")
     source = "".join(path.read_text() for path in (PROJECT_ROOT / "lambda").glob("*.py"))
     emitted = set(re.findall(r'"([A-Z][A-Za-z]+)"', source))
     counted = RESOURCES[mode]
