@@ -45,6 +45,7 @@ from labeller_core import (
     HUMAN_DECISION_ATTRIBUTE,
     Labeller,
     LabellerConfig,
+    NoEndpoint,
     Outcome,
     Prepared,
     ProfileLookup,
@@ -181,7 +182,7 @@ class AsyncSubmitter(Labeller):
         super().__init__(
             config,
             objects=objects,
-            endpoint=_NoSyncEndpoint(),
+            endpoint=NoEndpoint("the async submitter never calls the real-time endpoint"),
             labels=labels,
             clock=clock,
             model_id=model_id,
@@ -249,11 +250,6 @@ class AsyncSubmitter(Labeller):
             raise
         self._pending.mark_invoked(ref.image_uri, identifier, _iso(self._clock()))
         return Outcome(ref.image_uri, Status.PENDING, reason=f"submitted as inference {identifier}", model=model)
-
-
-class _NoSyncEndpoint:
-    def invoke(self, body: bytes) -> bytes:
-        raise AssertionError("the async submitter never calls the real-time endpoint")
 
 
 # -- the completion side ------------------------------------------------------------------------------------

@@ -129,6 +129,16 @@ class Endpoint(Protocol):
         ...
 
 
+class NoEndpoint:
+    """The endpoint of a labeller whose step in between is no real-time call (async, scheduled): never invoked."""
+
+    def __init__(self, reason: str) -> None:
+        self._reason = reason
+
+    def invoke(self, body: bytes) -> bytes:
+        raise AssertionError(self._reason)
+
+
 class LabelStore(Protocol):
     def get(self, image_uri: str) -> Mapping[str, Any] | None:
         """The current item (strongly consistent read), or None."""

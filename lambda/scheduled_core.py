@@ -30,6 +30,7 @@ from labeller_core import (
     Labeller,
     LabellerConfig,
     LabelStore,
+    NoEndpoint,
     ObjectMissing,
     ObjectStore,
     ObjectSuperseded,
@@ -45,6 +46,7 @@ from labeller_inputs import ObjectRef
 from classification.labeller_environment import SCHEDULED
 
 PENDING_REASON = "waiting for the next labelling window"
+NO_ENDPOINT = "scheduled mode has no endpoint"
 
 
 class HeadableObjects(ObjectStore, Protocol):
@@ -76,7 +78,12 @@ class PendingRecorder(Labeller):
         model_id: Callable[[], str] | None = None,
     ) -> None:
         super().__init__(
-            config, objects=objects, endpoint=_NoEndpoint(), labels=labels, clock=clock, model_id=model_id
+            config,
+            objects=objects,
+            endpoint=NoEndpoint(NO_ENDPOINT),
+            labels=labels,
+            clock=clock,
+            model_id=model_id,
         )
         self._headable = objects
         self._pending = labels
@@ -159,7 +166,7 @@ class WindowLabeller(Labeller):
         super().__init__(
             config,
             objects=objects,
-            endpoint=_NoEndpoint(),
+            endpoint=NoEndpoint(NO_ENDPOINT),
             labels=labels,
             clock=clock,
             model_id=model_id,
@@ -172,11 +179,6 @@ class WindowLabeller(Labeller):
     def _hotel_id(self, ref: ObjectRef) -> str | None:
         # The PENDING item named the hotel with the pattern of the path that recorded it (upload or backfill).
         return ref.hotel_id
-
-
-class _NoEndpoint:
-    def invoke(self, body: bytes) -> bytes:
-        raise AssertionError("scheduled mode has no endpoint")
 
 
 __all__ = ["PENDING_REASON", "HeadableObjects", "PendingRecorder", "PendingStore", "WindowLabeller"]

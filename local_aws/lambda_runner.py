@@ -219,6 +219,14 @@ def label_realtime(
     environment = lambda_environment(
         aws, sagemaker_runtime_url=model_url, taxonomy_file=taxonomy_file, config=config, model_id=model_id
     )
+    return drain_uploads(aws, environment, config=config, log=log, progress=progress)
+
+
+def drain_uploads(
+    aws: LocalAws, environment: Mapping[str, str], *, config: AppConfig, log: TextIO, progress: bool = True
+) -> DrainStats:
+    """lambda/handler.py in `environment` (lambda_environment) on the upload queue until it is empty, in the
+    stack's batches and timeout."""
     with patched_environ(environment), lambda_module("handler", log) as handler:
         return drain_queue(
             aws,
@@ -357,6 +365,7 @@ __all__ = [
     "LambdaContext",
     "drain_async",
     "drain_queue",
+    "drain_uploads",
     "label_async",
     "label_realtime",
     "lambda_environment",

@@ -28,7 +28,7 @@ from local_aws.lambda_runner import (
     MODEL_ID,
     DrainStats,
     LambdaContext,
-    drain_queue,
+    drain_uploads,
     lambda_environment,
     lambda_module,
     patched_environ,
@@ -55,15 +55,7 @@ def label_scheduled(
     environment = lambda_environment(
         aws, sagemaker_runtime_url=aws.endpoint_url, taxonomy_file=taxonomy_file, config=config, scheduled=True
     )
-    with patched_environ(environment), lambda_module("handler", log) as handler:
-        drain = drain_queue(
-            aws,
-            handler,
-            batch_size=config.upload.batch_size,
-            function_timeout_seconds=config.upload.function_timeout_seconds,
-            log=log,
-            progress=progress,
-        )
+    drain = drain_uploads(aws, environment, config=config, log=log, progress=progress)
     say(f"      uploads recorded: {_statuses(aws)}")
 
     began = time.monotonic()
@@ -86,9 +78,7 @@ def label_scheduled(
         plan = step({"action": "plan", "window_id": WINDOW_ID, "settings": config.scheduled.plan_settings()})
         say(f"      window plan: {plan['photos']} photos in {plan['shards']} shard(s) for {plan['hosts']} host(s)")
         if plan["photos"]:
-            _run_job(
-                aws, work_bucket, plan["manifest_prefix"], model_dir, taxonomy_file, config, workdir, log, say
-            )
+            _run_job(aws, work_bucket, plan, model_dir, taxonomy_file, config, workdir, log, say)
         drain.window = step({"action": "report", "window_id": WINDOW_ID})
     drain.seconds += time.monotonic() - began
     say(f"      after the window: {_statuses(aws)}")
@@ -116,7 +106,7 @@ def _quiet(message: str) -> None:
 def _run_job(
     aws: LocalAws,
     work_bucket: str,
-    manifest_prefix: str,
+    plan: dict[str, Any],
     model_dir: Path,
     taxonomy_file: Path,
     config: AppConfig,
@@ -126,7 +116,7 @@ def _run_job(
 ) -> None:
     say("      labelling job: bundling its code (pinned boto3) ...")
     job = LocalJob(root=workdir / "opt-ml", bundle=build_bundle(workdir / "job-code"), model_dir=model_dir)
-    listed = aws.s3.list_objects_v2(Bucket=work_bucket, Prefix=manifest_prefix).get("Contents", [])
+    listed = aws.s3.list_objects_v2(Bucket=work_bucket, Prefix=plan["manifest_prefix"]).get("Contents", [])
     job.put_manifest(
         {
             entry["Key"].rsplit("/", 1)[1]: aws.s3.get_object(Bucket=work_bucket, Key=entry["Key"])["Body"]
@@ -157,10 +147,10 @@ def _run_job(
     )
     if code != 0:
         raise RuntimeError(f"the labelling job exited with code {code}; see {log.name}")
-    # The checkpoint SageMaker would sync to the window's prefix: where the report step reads the summaries.
+    # The checkpoint SageMaker would sync to the plan's checkpoint prefix (the job's CheckpointConfig.S3Uri, as
+    # stacks/labelling/job.py sets it): where the report step reads the summaries.
     for path in job.checkpoint_dir.glob("summary-*.json"):
-        key = f"{manifest_prefix.rsplit('manifest/', 1)[0]}checkpoints/{path.name}"
-        aws.s3.put_object(Bucket=work_bucket, Key=key, Body=path.read_bytes())
+        aws.s3.put_object(Bucket=work_bucket, Key=plan["checkpoint_prefix"] + path.name, Body=path.read_bytes())
 
 
 def _statuses(aws: LocalAws) -> str:

@@ -82,8 +82,9 @@ def local_claims(reviewer: str, groups: Sequence[str]) -> dict[str, str]:
 
 def default_history_table(table: str) -> str:
     """The stack's naming: `<prefix>-labels` -> `<prefix>-review-history` (stacks/review/history_table.py)."""
-    prefix = table[: -len("-labels")] if table.endswith("-labels") else table
-    return f"{prefix}-review-history"
+    from stacks.review import history_table
+
+    return history_table.table_name(table.removesuffix("-labels"))
 
 
 def ensure_history_table(dynamodb: Any, name: str) -> None:
