@@ -274,21 +274,21 @@ class DynamoLabelTable:
         entries: list[dict[str, Any]] = []
         while True:
             response = self._client.query(**params)
-            entries += [_plain(_from_dynamo(item)) for item in response.get("Items", [])]
+            entries += [plain(_from_dynamo(item)) for item in response.get("Items", [])]
             last = response.get("LastEvaluatedKey")
             if not last or (limit is not None and len(entries) >= limit):
                 return entries
             params["ExclusiveStartKey"] = last
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Decimal -> int/float, inside maps too (history entries hold numbers and a `replaced` map)."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
-        return {name: _plain(inner) for name, inner in value.items()}
+        return {name: plain(inner) for name, inner in value.items()}
     if isinstance(value, list):
-        return [_plain(inner) for inner in value]
+        return [plain(inner) for inner in value]
     return value
 
 

@@ -30,6 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
+from review_api.aws import plain
 from review_api.export import EXPORT_STATUSES, manifest_row
 from stacks.storage import labels_table
 
@@ -86,7 +87,7 @@ def history_by_photo(
     while True:
         response = client.scan(**params)
         for raw in response.get("Items", []):
-            entry = _plain({name: deserializer.deserialize(value) for name, value in raw.items()})
+            entry = plain({name: deserializer.deserialize(value) for name, value in raw.items()})
             grouped[entry["image_uri"]].append(entry)
         read += len(response.get("Items", []))
         if progress is not None:
@@ -99,14 +100,6 @@ def history_by_photo(
     for entries in grouped.values():
         entries.sort(key=lambda entry: entry["seq"])
     return dict(grouped)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {name: _plain(inner) for name, inner in value.items()}
-    return value
 
 
 @dataclass
